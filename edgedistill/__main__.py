@@ -1,0 +1,5 @@
+"""`python -m edgedistill ...` (also what torchrun launches)."""
+
+from edgedistill.cli import main
+
+main()

@@ -1,0 +1,97 @@
+"""The device budget: what a student must fit (latency, memory, params, MACs) and where it runs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from edgedistill.config import StrictModel
+from edgedistill.export.recipe import Precision, Recipe, Runtime, check_runtime_precision
+
+Percentile = Literal["p50", "p90", "p99", "mean"]
+
+
+class Device(StrictModel):
+    """Where the model will run (informational, shown in reports)."""
+
+    family: Literal["x86", "arm", "jetson", "other"]
+    accelerator: Literal["cpu", "gpu", "npu"] = "cpu"
+    notes: str = ""
+
+
+class Target(StrictModel):
+    """Runtime, precision and export recipe; threads/batch used when benchmarking."""
+
+    runtime: Runtime
+    precision: Precision
+    recipe: str = Field(description="path of the export recipe, relative to the budget file")
+    threads: int = Field(1, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _runtime_has_precision(self) -> Target:
+        check_runtime_precision(self.runtime, self.precision)
+        return self
+
+
+class InputSpec(StrictModel):
+    """Model input, NCHW."""
+
+    height: int = Field(gt=0, le=4096)
+    width: int = Field(gt=0, le=4096)
+    channels: Literal[1, 3] = 3
+    batch: int = Field(1, ge=1, le=1024)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(batch, channels, height, width)."""
+        return (self.batch, self.channels, self.height, self.width)
+
+
+class LatencyLimit(StrictModel):
+    """Latency limits in milliseconds at one or more percentiles."""
+
+    p50: float | None = Field(None, gt=0)
+    p90: float | None = Field(None, gt=0)
+    p99: float | None = Field(None, gt=0)
+    mean: float | None = Field(None, gt=0)
+
+    def items(self) -> list[tuple[str, float]]:
+        """The set limits as (statistic, ms)."""
+        return [(k, v) for k, v in self.model_dump().items() if v is not None]
+
+
+class Limits(StrictModel):
+    """Hard limits; any of them may be omitted."""
+
+    latency_ms: LatencyLimit | None = None
+    params_m: float | None = Field(None, gt=0, description="millions of parameters")
+    macs_m: float | None = Field(None, gt=0, description="millions of multiply-accumulates per image")
+    peak_memory_mb: float | None = Field(None, gt=0, description="peak resident memory of the runtime process")
+
+
+class AccuracyPolicy(StrictModel):
+    """Accuracy guard for reduced precision."""
+
+    max_int8_drop_pts: float = Field(1.0, ge=0, le=100)
+
+
+class Budget(StrictModel):
+    """A device budget file (`budgets/*.yaml`)."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    device: Device
+    target: Target
+    input: InputSpec
+    limits: Limits
+    accuracy: AccuracyPolicy = Field(default_factory=AccuracyPolicy)
+    cost_model: Literal["macs", "params"] = "macs"
+
+
+class ResolvedBudget(StrictModel):
+    """A validated budget with its recipe loaded and the path it came from."""
+
+    path: str
+    budget: Budget
+    recipe: Recipe

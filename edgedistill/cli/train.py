@@ -1,0 +1,56 @@
+"""`edgedistill train`: distil the task into a slimmable bank and pick the widths for the budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgedistill.budget import DEFAULT_BUDGET
+
+
+def train(
+    budget: Annotated[Path, typer.Option(help="device budget YAML")] = DEFAULT_BUDGET,
+    task: Annotated[Path | None, typer.Option(help="task YAML (default: the embedded MNIST demo task)")] = None,
+    out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/demo"),
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto")] = "auto",
+    steps: Annotated[int | None, typer.Option(min=1, help="override train.steps")] = None,
+    distiller: Annotated[str | None, typer.Option(help="override train.distiller (average-kd, ce-only)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the newest checkpoint in --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="delete an existing --out first")] = False,
+    progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
+) -> None:
+    """Train the bank, evaluate each width, choose the widest subnet within the budget."""
+    from edgedistill.pipeline.train import train_run
+
+    s = train_run(
+        budget,
+        task,
+        out,
+        device=device,
+        resume=resume,
+        overwrite=overwrite,
+        steps=steps,
+        distiller=distiller,
+        show_progress=progress,
+    )
+    console = Console()
+    table = Table(title=f"{s['task']} → {s['family']} bank, {s['distiller']}, {s['steps']} steps on {s['device']}")
+    table.add_column("uniform width")
+    table.add_column("test top-1 %", justify="right")
+    for w, acc in s["width_accuracy"].items():
+        table.add_row(w, f"{acc:.2f}")
+    console.print(table)
+    c = s["chosen"]
+    console.print(
+        f"budget [bold]{s['budget']}[/]: chosen widths {list(c['config'])} → channels {c['channels']}, "
+        f"{c['macs'] / 1e6:.2f} M MACs, {c['params'] / 1e6:.3f} M params, test top-1 {c['test_accuracy']:.2f}%"
+    )
+    console.print(f"run folder: {s['run']} (train {s['train_seconds']} s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

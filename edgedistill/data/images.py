@@ -1,0 +1,84 @@
+"""In-memory image sets (uint8 NCHW) and the task container built from them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgedistill.errors import DataError
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images as uint8 (N, C, H, W) with optional int64 labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise DataError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}")
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, idx: np.ndarray) -> ImageSet:
+        """Rows `idx`, labels kept."""
+        return ImageSet(self.images[idx], None if self.labels is None else self.labels[idx])
+
+    def fingerprint(self) -> str:
+        """sha256 over shape, pixels and labels: identifies exactly this set."""
+        h = hashlib.sha256(repr(self.images.shape).encode())
+        h.update(np.ascontiguousarray(self.images).tobytes())
+        if self.labels is not None:
+            h.update(np.ascontiguousarray(self.labels).tobytes())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A target task: few labeled images, an unlabeled pool and a held-out test split.
+
+    Calibration and BN-recalibration images come from the unlabeled pool, never from test.
+    """
+
+    name: str
+    class_names: list[str]
+    labeled: ImageSet
+    unlabeled: ImageSet
+    test: ImageSet
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return int(self.labeled.images.shape[1])
+
+    def calibration(self, n: int, seed: int = 0) -> ImageSet:
+        """`n` images drawn without replacement from the unlabeled pool (seeded)."""
+        if n > len(self.unlabeled):
+            raise DataError(f"asked for {n} calibration images, the unlabeled pool has {len(self.unlabeled)}")
+        idx = np.sort(np.random.default_rng(seed).choice(len(self.unlabeled), size=n, replace=False))
+        return self.unlabeled.subset(idx)
+
+    def summary(self) -> dict[str, object]:
+        """Sizes and identity, for run records."""
+        return {
+            "name": self.name,
+            "classes": self.num_classes,
+            "labeled": len(self.labeled),
+            "unlabeled": len(self.unlabeled),
+            "test": len(self.test),
+            "image_shape": list(self.labeled.images.shape[1:]),
+            "labeled_sha256": self.labeled.fingerprint(),
+            **self.notes,
+        }

@@ -1,0 +1,1 @@
+"""Distillation: losses, distillers, sandwich training."""

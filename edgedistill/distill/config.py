@@ -1,0 +1,36 @@
+"""Training configuration (task YAML `train:` section)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edgedistill.config import StrictModel
+
+
+class TrainConfig(StrictModel):
+    """Sandwich training of the slimmable bank; every default is the documented one."""
+
+    distiller: str = Field("average-kd", description="registered distiller: average-kd | ce-only")
+    steps: int = Field(600, ge=1)
+    batch_labeled: int = Field(32, ge=1)
+    batch_unlabeled: int = Field(128, ge=0)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    warmup_steps: int = Field(30, ge=0)
+    num_sampled: int = Field(4, ge=1, description="K subnets per step: largest, smallest and K-2 random")
+    kd_temperature: float = Field(1.0, gt=0)
+    lambda_sup: float = Field(1.0, ge=0)
+    lambda_kd: float = Field(1.0, ge=0)
+    lambda_inplace: float = Field(1.0, ge=0)
+    sup_all_widths: bool = Field(True, description="cross-entropy on the labeled batch for every sampled width")
+    augment: bool = True
+    seed: int = 0
+    checkpoint_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    bn_calibration_images: int = Field(2000, ge=1)
+    eval_batch: int = Field(1000, ge=1)

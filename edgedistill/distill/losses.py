@@ -1,0 +1,33 @@
+"""Loss terms (registry) and the weighted sum that keeps every term visible in logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from edgedistill.registry import Registry
+
+LossFn = Callable[..., torch.Tensor]
+LOSSES: Registry[LossFn] = Registry("loss")
+
+
+@LOSSES.register("ce")
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on hard labels."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+@LOSSES.register("kd")
+def soft_kl(logits: torch.Tensor, target_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(target ‖ softmax(logits / T)) · T², averaged over the batch (Hinton KD)."""
+    logp = F.log_softmax(logits.float() / temperature, dim=1)
+    return F.kl_div(logp, target_probs.float(), reduction="batchmean") * temperature**2
+
+
+def weighted_sum(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
+    """Σ weight·term over the named terms (a term without weight counts 1)."""
+    total = sum(weights.get(k, 1.0) * v for k, v in terms.items())
+    assert isinstance(total, torch.Tensor), "weighted_sum needs at least one term"
+    return total

@@ -1,0 +1,177 @@
+"""Sandwich training of the slimmable bank with distillation (the `distill` stage)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from edgedistill.data.augment import random_affine
+from edgedistill.data.images import TaskData
+from edgedistill.data.preprocess import Preprocess
+from edgedistill.distill.amp import amp_dtype, autocast
+from edgedistill.distill.checkpoint import load_latest, save_checkpoint
+from edgedistill.distill.config import TrainConfig
+from edgedistill.distill.distillers import DISTILLERS, StepBatch
+from edgedistill.distill.losses import weighted_sum
+from edgedistill.distill.sampler import sandwich_configs
+from edgedistill.errors import CheckpointError
+from edgedistill.models import SlimmableBank
+
+
+@dataclass
+class TrainState:
+    """What a finished (or resumed) training produced."""
+
+    steps: int
+    resumed_from: int | None
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _schedule(cfg: TrainConfig) -> callable:  # type: ignore[valid-type]
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return factor
+
+
+class _Batches:
+    """Seeded with-replacement sampling of labeled/unlabeled batches, kept on the device as uint8."""
+
+    def __init__(self, data: TaskData, teacher_probs: torch.Tensor | None, device: torch.device) -> None:
+        assert data.labeled.labels is not None
+        self.xl = torch.from_numpy(data.labeled.images).to(device)
+        self.yl = torch.from_numpy(data.labeled.labels).to(device)
+        self.xu = torch.from_numpy(data.unlabeled.images).to(device)
+        self.pu = teacher_probs.to(device) if teacher_probs is not None else None
+
+    def sample(self, gen: torch.Generator, bl: int, bu: int) -> tuple[torch.Tensor, ...]:
+        il = torch.randint(len(self.xl), (bl,), generator=gen).to(self.xl.device)
+        iu = torch.randint(len(self.xu), (bu,), generator=gen).to(self.xu.device)
+        pu = self.pu[iu] if self.pu is not None else None
+        return self.xl[il], self.yl[il], self.xu[iu], pu
+
+
+def distill(
+    bank: SlimmableBank,
+    data: TaskData,
+    pre: Preprocess,
+    cfg: TrainConfig,
+    out_dir: Path,
+    device: torch.device,
+    teacher_probs: torch.Tensor | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> TrainState:
+    """Train `bank` in place on `data`; checkpoints go to `out_dir/checkpoint/`.
+
+    Args:
+        teacher_probs: (len(data.unlabeled), classes) teacher soft labels, needed by teacher distillers.
+        resume: continue from the newest checkpoint in `out_dir/checkpoint/`.
+    """
+    distiller = DISTILLERS.get(cfg.distiller)(cfg)
+    if distiller.uses_teachers and teacher_probs is None:
+        raise CheckpointError(f"distiller '{cfg.distiller}' needs teacher predictions; the task lists no teachers")
+    bank.to(device)
+    if cfg.channels_last:
+        bank.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(bank.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    dtype = amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ckpt_dir = out_dir / "checkpoint"
+    start, resumed_from, history = 0, None, []
+    if resume:
+        state = load_latest(ckpt_dir)
+        if state is not None:
+            try:
+                bank.load_state_dict(state["bank"])
+            except RuntimeError as e:
+                raise CheckpointError(f"{state['_path']}: does not fit this bank ({str(e).splitlines()[0]})") from None
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            start = resumed_from = int(state["step"])
+            history = list(state["history"])
+    forward = torch.compile(bank) if cfg.compile else bank
+    batches = _Batches(data, teacher_probs, device)
+    bu = cfg.batch_unlabeled if distiller.uses_unlabeled else 0
+    t0 = time.perf_counter()
+    window: dict[str, list[float]] = {}
+    with _progress(show_progress) as progress:
+        task = progress.add_task("train", total=cfg.steps, completed=start, info="")
+        bank.train()
+        for step in range(start, cfg.steps):
+            xl, yl, xu, pu = batches.sample(gen, cfg.batch_labeled, bu)
+            x = pre.to_unit(torch.cat([xl, xu]))
+            if cfg.augment:
+                x = random_affine(x, gen)
+            x = pre.normalize(x)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            opt.zero_grad(set_to_none=True)
+            largest: torch.Tensor | None = None
+            logs: dict[str, float] = {}
+            for i, config in enumerate(sandwich_configs(bank, cfg.num_sampled, gen)):
+                bank.set_config(config)
+                with autocast(device, dtype):
+                    logits = forward(x).float()
+                b = StepBatch(logits[: len(xl)], yl, logits[len(xl) :] if bu else None, pu, largest)
+                terms = distiller.terms(i, b)
+                loss = weighted_sum(terms, distiller.weights) / cfg.num_sampled
+                scaler.scale(loss).backward()
+                if i == 0:
+                    largest = torch.softmax(logits.detach(), dim=1)
+                for k, v in terms.items():
+                    logs[f"{k}{'' if i == 0 else '_sub'}"] = logs.get(k, 0.0) + float(v.detach())
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            for k, v in logs.items():
+                window.setdefault(k, []).append(v)
+            done = step + 1
+            if done % 10 == 0 or done == cfg.steps:
+                row = {"step": float(done), "lr": sched.get_last_lr()[0]} | {
+                    k: sum(v) / len(v) for k, v in window.items()
+                }
+                history.append(row)
+                window.clear()
+                info = " ".join(f"{k}={v:.3f}" for k, v in row.items() if k not in {"step", "lr"})
+                progress.update(task, completed=done, info=info)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                state = {
+                    "bank": bank.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "step": done,
+                    "history": history,
+                }
+                save_checkpoint(ckpt_dir, done, state, cfg.keep_checkpoints)
+    bank.set_config(bank.largest_config())
+    return TrainState(steps=cfg.steps, resumed_from=resumed_from, seconds=time.perf_counter() - t0, history=history)
+
+
+def _progress(show: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        disable=not show,
+    )

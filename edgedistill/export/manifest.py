@@ -1,0 +1,187 @@
+"""The artifact manifest (`manifest.json`): everything needed to run and trust an exported model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from edgedistill.config import StrictModel, format_validation_error
+from edgedistill.errors import ExportError
+from edgedistill.export.recipe import Precision, Runtime
+from edgedistill.io import atomic_write_json, sha256_file
+
+MANIFEST_NAME = "manifest.json"
+
+
+def _relative(name: str) -> str:
+    """Artifact files are named relative to the artifact dir, never outside it."""
+    p = PurePosixPath(name)
+    if not name or p.is_absolute() or ".." in p.parts or "\\" in name:
+        raise ValueError(f"'{name}' must be a relative path inside the artifact directory")
+    return name
+
+
+class InputInfo(StrictModel):
+    """The model input tensor."""
+
+    name: str = "input"
+    shape: list[int] = Field(description="NCHW; batch is -1 when dynamic")
+    dtype: Literal["float32"] = "float32"
+    layout: Literal["NCHW"] = "NCHW"
+
+    @field_validator("shape")
+    @classmethod
+    def _nchw(cls, v: list[int]) -> list[int]:
+        if len(v) != 4 or v[0] == 0 or v[0] < -1 or min(v[1:]) < 1:
+            raise ValueError("must be [N, C, H, W] with N = -1 (dynamic) or >= 1")
+        return v
+
+
+class Preprocess(StrictModel):
+    """How raw images become the input: resize, crop, `x * scale`, then `(x - mean) / std` per channel."""
+
+    scale: float = Field(1 / 255, gt=0)
+    mean: list[float]
+    std: list[float]
+    channels: Literal[1, 3]
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    resize: int | None = Field(None, gt=0, description="shorter side before the centre crop; None: resize directly")
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> Preprocess:
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"mean and std need {self.channels} values (one per channel)")
+        if min(self.std) <= 0:
+            raise ValueError("std values must be > 0")
+        return self
+
+
+class Source(StrictModel):
+    """The trained subnet this artifact came from."""
+
+    family: str
+    config: list[float] = Field(description="width multipliers chosen by the search")
+    channels: list[int]
+    subnet_sha256: str
+
+
+class CalibrationInfo(StrictModel):
+    """The INT8 calibration set."""
+
+    count: int = Field(gt=0)
+    sha256: str = Field(description="of the float32 calibration array's bytes")
+    method: Literal["minmax", "percentile", "entropy"]
+    source: str = Field(description="where the images came from, e.g. 'train/unlabeled'")
+
+
+class AccuracyInfo(StrictModel):
+    """Held-out top-1 (percent) of the FP32 reference and of the shipped model when quantized."""
+
+    split: str
+    n: int = Field(gt=0)
+    fp32: float = Field(ge=0, le=100)
+    quantized: float | None = Field(None, ge=0, le=100)
+    drop_pts: float | None = None
+    agreement: float | None = Field(None, ge=0, le=100, description="top-1 agreement with FP32, percent")
+
+
+class Cost(StrictModel):
+    """Per-image compute and size."""
+
+    macs: int = Field(ge=0)
+    params: int = Field(ge=0)
+
+
+class Manifest(StrictModel):
+    """`manifest.json` of one artifact directory."""
+
+    format_version: Literal[1] = 1
+    name: str = Field(min_length=1)
+    runtime: Runtime
+    precision: Precision
+    model_file: str
+    files: dict[str, str] = Field(default_factory=dict, description="relative path → sha256")
+    input: InputInfo
+    preprocess: Preprocess
+    class_names: list[str]
+    source: Source
+    opset: int | None = None
+    versions: dict[str, str]
+    calibration: CalibrationInfo | None = None
+    accuracy: AccuracyInfo
+    cost: Cost
+    budget: str | None = None
+    created: str
+
+    @field_validator("model_file")
+    @classmethod
+    def _model_relative(cls, v: str) -> str:
+        return _relative(v)
+
+    @field_validator("files")
+    @classmethod
+    def _files_relative(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            _relative(name)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if self.precision == "int8" and self.calibration is None:
+            raise ValueError("an int8 artifact needs its 'calibration' record")
+        return self
+
+
+def write_manifest(artifact_dir: Path, manifest: Manifest) -> Path:
+    """Hash the model file and every file listed in `manifest.files`, then write `manifest.json` atomically.
+
+    Returns:
+        The manifest path.
+
+    Raises:
+        ExportError: A listed file is missing.
+    """
+    artifact_dir = Path(artifact_dir)
+    files = {}
+    for name in sorted({manifest.model_file, *manifest.files}):
+        path = artifact_dir / name
+        if not path.is_file():
+            raise ExportError(f"{path}: listed in the manifest but missing")
+        files[name] = sha256_file(path)
+    data = manifest.model_copy(update={"files": files}).model_dump(mode="json")
+    return atomic_write_json(artifact_dir / MANIFEST_NAME, data)
+
+
+def read_manifest(artifact_dir: Path, verify: bool = True) -> Manifest:
+    """Load and validate `manifest.json`; with `verify`, check every listed file's sha256.
+
+    Raises:
+        ExportError: Missing directory, manifest or file, invalid manifest, or a sha256 mismatch
+            (one line naming the file).
+    """
+    artifact_dir = Path(artifact_dir)
+    path = artifact_dir / MANIFEST_NAME
+    if not artifact_dir.is_dir():
+        raise ExportError(f"{artifact_dir}: artifact directory not found")
+    if not path.is_file():
+        raise ExportError(f"{path}: manifest not found")
+    try:
+        manifest = Manifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except ValueError as e:  # JSONDecodeError and pydantic's ValidationError are both ValueErrors
+        msg = format_validation_error(str(path), e) if isinstance(e, ValidationError) else f"{path}: invalid JSON ({e})"
+        raise ExportError(msg) from None
+    if manifest.model_file not in manifest.files:
+        raise ExportError(f"{path}: no sha256 recorded for the model file {manifest.model_file}")
+    if verify:
+        for name, expected in manifest.files.items():
+            file = artifact_dir / name
+            if not file.is_file():
+                raise ExportError(f"{file}: listed in the manifest but missing")
+            actual = sha256_file(file)
+            if actual != expected:
+                raise ExportError(f"{file}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…)")
+    return manifest

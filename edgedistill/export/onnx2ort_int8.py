@@ -1,0 +1,118 @@
+"""ONNX FP32 → ONNX Runtime static INT8 (QDQ) with a calibration set."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedistill.errors import BackendUnavailable, ExportError
+from edgedistill.export.recipe import Quantization
+from edgedistill.io import atomic_write
+
+
+def _calibration_reader(base: type, calibration: np.ndarray, input_name: str, batch: int) -> Any:
+    """A `CalibrationDataReader` that yields `calibration` in batches (built lazily: ORT is optional)."""
+
+    class ArrayReader(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            self._batches: Iterator[dict[str, np.ndarray]] = iter(())
+            self.rewind()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._batches, None)
+
+        def rewind(self) -> None:
+            self._batches = ({input_name: calibration[i : i + batch]} for i in range(0, len(calibration), batch))
+
+    return ArrayReader()
+
+
+def _check_calibration(calibration: np.ndarray) -> np.ndarray:
+    if calibration.ndim != 4 or len(calibration) == 0:
+        raise ExportError(f"calibration must be a non-empty NCHW array, got shape {calibration.shape}")
+    if not np.all(np.isfinite(calibration)):
+        raise ExportError("calibration array contains NaN or inf")
+    return np.ascontiguousarray(calibration, dtype=np.float32)
+
+
+def quantize_onnxruntime(
+    fp32_path: Path,
+    out_path: Path,
+    calibration: np.ndarray,
+    quant: Quantization,
+    batch: int = 32,
+) -> Path:
+    """Statically quantize an FP32 ONNX model to QDQ INT8 for ONNX Runtime.
+
+    Runs `quant_pre_process` (shape inference, folding) and `quantize_static` with int8 weights
+    (per channel when the recipe says so) and uint8 or int8 activations. uint8 activations with
+    int8 weights are the fast path of ORT's x86 kernels (s8s8 measured 2.5x slower); symmetric
+    int8 activations (zero point 0) are what TensorRT needs.
+
+    Args:
+        fp32_path: Input model (single input NCHW float32).
+        out_path: Destination; written atomically.
+        calibration: Float32 NCHW calibration inputs, already normalised like the model's inputs.
+        quant: Recipe quantization settings (activation type, per-channel, symmetric, calibration method).
+        batch: Calibration batch size (the model must accept it; exported models have a dynamic batch).
+
+    Returns:
+        `out_path`.
+
+    Raises:
+        BackendUnavailable: onnxruntime is not installed.
+        ExportError: Bad calibration array or a failing quantization step.
+    """
+    try:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise BackendUnavailable.for_extra("onnxruntime") from None
+    import onnx
+
+    calibration = _check_calibration(calibration)
+    fp32_path = Path(fp32_path)
+    input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+    cal = quant.calibration
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[cal.method]
+    extra: dict[str, Any] = {"ActivationSymmetric": quant.symmetric_activations, "WeightSymmetric": True}
+    if cal.method == "percentile":
+        extra["CalibPercentile"] = cal.percentile
+    activation_type = QuantType.QUInt8 if quant.activations == "uint8" else QuantType.QInt8
+
+    with tempfile.TemporaryDirectory(prefix="edgedistill-quant-") as tmp:
+        pre = Path(tmp) / "preprocessed.onnx"
+
+        def write(dst: Path) -> None:
+            quant_pre_process(str(fp32_path), str(pre))
+            quantize_static(
+                str(pre),
+                str(dst),
+                _calibration_reader(CalibrationDataReader, calibration, input_name, batch),
+                quant_format=QuantFormat.QDQ,
+                activation_type=activation_type,
+                weight_type=QuantType.QInt8,
+                per_channel=quant.per_channel,
+                calibrate_method=method,
+                extra_options=extra,
+            )
+
+        try:
+            atomic_write(out_path, write)
+        except (ValueError, RuntimeError, onnx.checker.ValidationError) as e:
+            raise ExportError(f"{fp32_path}: ONNX Runtime quantization failed ({e})") from e
+    return Path(out_path)

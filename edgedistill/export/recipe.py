@@ -1,0 +1,83 @@
+"""Export recipes: how one runtime/precision artifact is produced (`export/*.yaml`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from edgedistill.config import StrictModel, load_yaml_model
+
+Runtime = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
+Precision = Literal["fp32", "fp16", "int8"]
+
+# Which precisions each runtime can execute; budgets and recipes are checked against this table.
+RUNTIME_PRECISIONS: dict[str, frozenset[str]] = {
+    "torch": frozenset({"fp32"}),
+    "onnxruntime": frozenset({"fp32", "int8"}),
+    "openvino": frozenset({"fp32", "fp16", "int8"}),
+    "tensorrt": frozenset({"fp32", "fp16", "int8"}),
+}
+
+
+def check_runtime_precision(runtime: str, precision: str) -> None:
+    """Raise ValueError when `runtime` cannot run `precision`."""
+    allowed = RUNTIME_PRECISIONS[runtime]
+    if precision not in allowed:
+        raise ValueError(f"runtime '{runtime}' has no {precision} support (supported: {', '.join(sorted(allowed))})")
+
+
+class Calibration(StrictModel):
+    """Calibration set for static post-training quantization."""
+
+    method: Literal["minmax", "percentile", "entropy"] = "minmax"
+    samples: int = Field(300, gt=0)
+    percentile: float = Field(99.999, gt=50, le=100)
+
+
+class Quantization(StrictModel):
+    """Static INT8 quantization settings."""
+
+    format: Literal["qdq"] = "qdq"
+    activations: Literal["uint8", "int8"] = "uint8"
+    weights: Literal["int8"] = "int8"
+    per_channel: bool = True
+    symmetric_activations: bool = False
+    calibration: Calibration = Field(default_factory=Calibration)
+
+    @model_validator(mode="after")
+    def _symmetric_is_signed(self) -> Quantization:
+        if self.symmetric_activations and self.activations != "int8":
+            raise ValueError("symmetric_activations needs activations: int8 (zero point 0)")
+        return self
+
+
+class Recipe(StrictModel):
+    """One export recipe (`export/onnxruntime-int8.yaml`, ...)."""
+
+    name: str
+    runtime: Runtime
+    precision: Precision
+    opset: int = Field(18, ge=17, le=23)
+    dynamic_batch: bool = True
+    quantization: Quantization | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        check_runtime_precision(self.runtime, self.precision)
+        if self.precision == "int8" and self.quantization is None:
+            raise ValueError("precision int8 needs a 'quantization' section")
+        if self.precision != "int8" and self.quantization is not None:
+            raise ValueError(f"'quantization' is only valid with precision int8, not {self.precision}")
+        return self
+
+    @property
+    def target(self) -> str:
+        """Artifact folder name, e.g. `onnxruntime-int8`."""
+        return f"{self.runtime}-{self.precision}"
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load and validate a recipe YAML."""
+    return load_yaml_model(path, Recipe)

@@ -1,0 +1,93 @@
+"""PyTorch → ONNX (dynamo exporter), with an ONNX Runtime parity check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from edgedistill.errors import ExportError
+from edgedistill.io import atomic_write
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+def torch_to_onnx(
+    model: nn.Module,
+    input_shape: tuple[int, int, int, int],
+    path: Path,
+    opset: int = 18,
+    dynamic_batch: bool = True,
+) -> Path:
+    """Export `model` in eval mode to a single-file ONNX model with input "input" and output "logits".
+
+    Args:
+        model: The network; its train/eval mode is restored afterwards.
+        input_shape: (N, C, H, W) of the example input; N is fixed unless `dynamic_batch`.
+        path: Destination .onnx, written atomically.
+        opset: ONNX opset.
+        dynamic_batch: Make the batch dimension symbolic ("batch").
+
+    Returns:
+        `path`.
+
+    Raises:
+        ExportError: The exporter or the ONNX checker failed.
+    """
+    x = torch.zeros(input_shape, dtype=torch.float32)
+    dynamic_shapes = ({0: "batch"},) if dynamic_batch else None
+    was_training = model.training
+    model.eval()
+
+    def write(tmp: Path) -> None:
+        torch.onnx.export(
+            model,
+            (x,),
+            str(tmp),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=dynamic_shapes,
+            external_data=False,  # one self-contained file: simpler to hash, copy and ship
+            verbose=False,
+        )
+        onnx.checker.check_model(str(tmp), full_check=True)
+
+    try:
+        atomic_write(path, write)
+    except Exception as e:  # the exporter raises many types; all mean "this model did not export"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"{path}: ONNX export failed ({first})") from e
+    finally:
+        model.train(was_training)
+    return Path(path)
+
+
+def onnx_parity(model: nn.Module, onnx_path: Path, x: np.ndarray, atol: float = 1e-4) -> float:
+    """Max absolute difference between torch (eval) and ONNX Runtime CPU outputs on `x`.
+
+    Raises:
+        ExportError: The difference exceeds `atol`.
+    """
+    from edgedistill.bench.runtimes import ort_session
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(x)).numpy()
+    finally:
+        model.train(was_training)
+    got = ort_session(onnx_path, threads=1).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    if got.shape != ref.shape:
+        raise ExportError(f"{onnx_path}: output shape {got.shape} differs from torch {ref.shape}")
+    diff = float(np.max(np.abs(got - ref))) if ref.size else 0.0
+    if not diff <= atol:  # also catches NaN
+        raise ExportError(f"{onnx_path}: ONNX Runtime differs from torch by {diff:.3g} (> atol {atol:g})")
+    return diff

@@ -1,0 +1,66 @@
+"""BatchNorm recalibration: recompute running stats for one width config from a few target images."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from edgedistill.errors import DataError
+from edgedistill.models.students import SlimmableBank
+
+
+def recalibrate_bn(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor | Sequence[torch.Tensor]],
+    config: Sequence[float] | None = None,
+    max_images: int = 2000,
+) -> None:
+    """Reset every BatchNorm's running stats and re-estimate them as a cumulative average over `batches`.
+
+    Shared BN statistics are wrong for any width but the one they were accumulated at (SlimDA), so
+    a bank is recalibrated per config before it is extracted. The model's train/eval flags and BN
+    momenta are restored afterwards. For a bank, the stats of channels outside `config` are reset.
+
+    Args:
+        model: A slimmable bank or a plain network.
+        batches: Image batches `(N, C, H, W)`, or `(images, ...)` tuples as from a DataLoader.
+        config: Bank only: width config to recalibrate (set and left active).
+        max_images: Stop after this many images (the last batch is truncated).
+
+    Raises:
+        ValueError: `config` given for a model that is not a slimmable bank.
+        DataError: `batches` yielded no images.
+    """
+    if config is not None:
+        if not isinstance(model, SlimmableBank) or not model.slim:
+            raise ValueError("recalibrate_bn: `config` is only valid for a slimmable bank")
+        model.set_config(config)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    modes = {m: m.training for m in model.modules()}
+    momenta = [bn.momentum for bn in bns]
+    ref = next(model.parameters(), None)
+    seen = 0
+    try:
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative moving average: every batch weighs the same
+        model.train()
+        with torch.no_grad():
+            for batch in batches:
+                images = batch if isinstance(batch, torch.Tensor) else batch[0]
+                images = images[: max_images - seen]
+                if ref is not None:
+                    images = images.to(device=ref.device, dtype=ref.dtype)
+                model(images)
+                seen += images.shape[0]
+                if seen >= max_images:
+                    break
+    finally:
+        for bn, momentum in zip(bns, momenta, strict=True):
+            bn.momentum = momentum
+        for module, training in modes.items():
+            module.training = training
+    if seen == 0:
+        raise DataError("recalibrate_bn: no images to recalibrate BatchNorm statistics with")

@@ -1,0 +1,96 @@
+"""The `bench` stage: time the artifact and references, each in its own process; verdict against the budget."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgedistill.bench.launch import run_isolated
+from edgedistill.bench.verdict import LimitCheck, check_budget, overall
+from edgedistill.errors import BenchError
+from edgedistill.export.manifest import read_manifest
+from edgedistill.io import atomic_write_json, sha256_file
+from edgedistill.pipeline.context import run_budget
+from edgedistill.pipeline.export import FP32_TARGET
+from edgedistill.pipeline.rundir import RunDir
+
+
+def _timing_args(threads: int, runs: int, warmup: int, batch: int) -> list[str]:
+    return ["--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup), "--batch", str(batch)]
+
+
+def bench_run(
+    run: Path | None = None,
+    *,
+    artifact: Path | None = None,
+    budget: Path | None = None,
+    threads: int | None = None,
+    runs: int = 200,
+    warmup: int = 20,
+    batch: int | None = None,
+    reference: bool = True,
+) -> dict[str, Any]:
+    """Benchmark the budget's artifact (or `artifact`), plus FP32 ONNX and torch eager references.
+
+    Returns:
+        The record written to `<artifact>/bench.json`: results per runtime, checks and verdict.
+    """
+    if run is None and artifact is None:
+        raise BenchError("give --run RUN (benchmarks the budget's artifact) or --artifact DIR")
+    rd = RunDir(run if run is not None else Path(artifact).parent.parent)  # type: ignore[arg-type]
+    resolved = run_budget(rd, budget)
+    target = artifact or rd.export_dir(resolved.recipe.target)
+    if not (Path(target) / "manifest.json").is_file():
+        raise BenchError(f"{target}: no exported artifact; run `edgedistill export --run {rd.root}` first")
+    manifest = read_manifest(Path(target), verify=True)
+    t = threads or resolved.budget.target.threads
+    b = batch or resolved.budget.input.batch
+    args = _timing_args(t, runs, warmup, b)
+    results = [run_isolated("edgedistill.bench.runner", [str(target), *args], threads=t)]
+    if reference:
+        fp32 = rd.export_dir(FP32_TARGET)
+        if manifest.precision != "fp32" and (fp32 / "manifest.json").is_file():
+            read_manifest(fp32, verify=True)
+            results.append(run_isolated("edgedistill.bench.runner", [str(fp32), *args], threads=t))
+        subnet = _subnet_for(rd, manifest.source.subnet_sha256)
+        if subnet is not None:
+            shape = ",".join(str(v) for v in [b, *manifest.input.shape[1:]])
+            results.append(
+                run_isolated("edgedistill.bench.torch_runner", [str(subnet), "--input-shape", shape, *args], threads=t)
+            )
+    main = results[0]
+    checks = check_budget(
+        resolved.budget.limits,
+        latency=main["stats"],
+        macs=manifest.cost.macs,
+        params=manifest.cost.params,
+        peak_rss_mb=main["peak_rss_mb"],
+    )
+    record = {
+        "budget": resolved.budget.name,
+        "artifact": str(target),
+        "runtime": manifest.runtime,
+        "precision": manifest.precision,
+        "accuracy": manifest.accuracy.model_dump(),
+        "cost": manifest.cost.model_dump(),
+        "results": results,
+        "checks": [c.__dict__ for c in checks],
+        "verdict": "PASS" if overall(checks) else "FAIL",
+        "command": " ".join(["edgedistill", *sys.argv[1:]]) if sys.argv else "",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(Path(target) / "bench.json", record)
+    return record
+
+
+def _subnet_for(rd: RunDir, sha: str) -> Path | None:
+    """The subnet file the artifact was exported from (checked by sha256), if it is in the run."""
+    candidates = [rd.subnet, *sorted((rd.root / "subnets").glob("*.safetensors"))]
+    return next((p for p in candidates if p.is_file() and sha256_file(p) == sha), None)
+
+
+def checks_of(record: dict[str, Any]) -> list[LimitCheck]:
+    """LimitChecks back from a bench record."""
+    return [LimitCheck(**c) for c in record["checks"]]

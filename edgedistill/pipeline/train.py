@@ -1,0 +1,153 @@
+"""The `train` stage: task + budget → trained bank, per-width accuracy, chosen subnet."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from edgedistill.budget import ResolvedBudget, load_budget
+from edgedistill.data import Preprocess, TaskData, build_task_data
+from edgedistill.distill.amp import resolve_device
+from edgedistill.distill.distillers import DISTILLERS
+from edgedistill.distill.evaluate import accuracy
+from edgedistill.distill.trainer import distill
+from edgedistill.errors import ConfigError
+from edgedistill.io import atomic_write_json, atomic_write_text
+from edgedistill.models import SlimmableBank, build_bank, extract, recalibrate_bn, save_bank, save_subnet
+from edgedistill.pipeline.rundir import RunDir
+from edgedistill.search import search_widths
+from edgedistill.task import TaskConfig, choose_family, load_task
+from edgedistill.teachers.cache import cached_soft_labels
+
+
+def preprocess_for(resolved: ResolvedBudget, data: TaskData) -> Preprocess:
+    """Model input pipeline: the budget's input size/channels with the task's normalisation."""
+    inp = resolved.budget.input
+    mean, std = data.mean, data.std
+    if len(mean) not in (1, inp.channels):  # RGB stats on a grey model input: use their average
+        mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
+    return Preprocess(inp.height, inp.width, inp.channels, tuple(mean), tuple(std))
+
+
+def calibration_batches(
+    data: TaskData, pre: Preprocess, n: int, device: torch.device, seed: int = 0, batch: int = 500
+) -> list[torch.Tensor]:
+    """Normalised unlabeled-pool images for BN recalibration."""
+    imgs = data.calibration(min(n, len(data.unlabeled)), seed).images
+    return [pre(torch.from_numpy(imgs[i : i + batch]).to(device)) for i in range(0, len(imgs), batch)]
+
+
+def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) -> SlimmableBank:
+    """The task's student bank for the budget's input."""
+    inp = resolved.budget.input
+    s = task.student
+    family = choose_family(s, inp.height, inp.width)
+    torch.manual_seed(task.train.seed)
+    return build_bank(
+        family, num_classes, inp.channels, width_choices=tuple(s.width_choices), divisor=s.divisor, **s.options
+    )
+
+
+def _prepare_dir(rd: RunDir, resume: bool, overwrite: bool) -> None:
+    if rd.root.exists() and any(rd.root.iterdir()) and not (resume or overwrite):
+        raise ConfigError(f"{rd.root}: run folder exists; pass --resume to continue it or --overwrite to replace it")
+    if overwrite and rd.root.exists():
+        shutil.rmtree(rd.root)
+    rd.root.mkdir(parents=True, exist_ok=True)
+
+
+def _resolve_inputs(
+    rd: RunDir, budget: Path, task: Path | None, resume: bool
+) -> tuple[ResolvedBudget, TaskConfig, Path]:
+    if resume and rd.task.is_file():  # a resumed run keeps the task it started with
+        stored, _ = load_task(rd.task)
+        cfg, base = load_task(task)
+        if cfg.model_dump(exclude={"train"}) != stored.model_dump(exclude={"train"}):
+            raise ConfigError(f"{rd.task}: --resume with a different task than the run was started with")
+        return load_budget(budget), stored, base
+    cfg, base = load_task(task)
+    return load_budget(budget), cfg, base
+
+
+def train_run(
+    budget: Path,
+    task: Path | None,
+    out: Path,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    steps: int | None = None,
+    distiller: str | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train a bank for `task`, evaluate every uniform width, pick the widest subnet fitting `budget`.
+
+    Returns:
+        The summary also written to `out/train.json`.
+    """
+    rd = RunDir(out)
+    _prepare_dir(rd, resume, overwrite)
+    resolved, cfg, base = _resolve_inputs(rd, budget, task, resume)
+    updates = {k: v for k, v in {"steps": steps, "distiller": distiller}.items() if v is not None}
+    if updates:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=updates)})
+        DISTILLERS.get(cfg.train.distiller)  # unknown names fail before any work
+    atomic_write_text(rd.task, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    shutil.copyfile(resolved.path, rd.budget)
+    atomic_write_text(rd.recipe, yaml.safe_dump(resolved.recipe.model_dump(mode="json"), sort_keys=False))
+    dev = resolve_device(device)
+    data = build_task_data(cfg.data, base)
+    pre = preprocess_for(resolved, data)
+    probs, cache_hit = None, None
+    sources = [t.source for t in cfg.teachers]
+    if DISTILLERS.get(cfg.train.distiller)(cfg.train).uses_teachers:
+        if not sources:
+            raise ConfigError(
+                f"task '{cfg.name}': distiller '{cfg.train.distiller}' needs teachers; the task lists none"
+            )
+        probs, cache_hit = cached_soft_labels(sources, data.unlabeled, rd.teachers, dev)
+    bank = build_student(cfg, resolved, data.num_classes)
+    state = distill(bank, data, pre, cfg.train, rd.root, dev, probs, resume=resume, show_progress=show_progress)
+    save_bank(bank.cpu(), rd.bank)
+    bank.to(dev)
+    calib = calibration_batches(data, pre, cfg.train.bn_calibration_images, dev)
+    assert data.test.labels is not None
+    widths = {}
+    for w in bank.width_choices:
+        config = (w,) * bank.num_stages
+        recalibrate_bn(bank, calib, config=config)
+        widths[str(w)] = accuracy(bank, data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
+    result = search_widths(bank, resolved.budget.limits, resolved.budget.input.shape)
+    recalibrate_bn(bank, calib, config=result.chosen.config)
+    subnet = extract(bank, result.chosen.config)
+    subnet_acc = accuracy(subnet, data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
+    save_subnet(subnet.cpu(), rd.subnet)
+    summary = {
+        "run": str(rd.root),
+        "task": cfg.name,
+        "budget": resolved.budget.name,
+        "data": data.summary(),
+        "teachers": sources,
+        "teacher_cache_hit": cache_hit,
+        "distiller": cfg.train.distiller,
+        "family": bank.family,
+        "device": str(dev),
+        "steps": state.steps,
+        "resumed_from": state.resumed_from,
+        "train_seconds": round(state.seconds, 1),
+        "preprocess": pre.manifest(),
+        "width_accuracy": widths,
+        "chosen": asdict(result.chosen) | {"test_accuracy": subnet_acc},
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "history": state.history,
+    }
+    atomic_write_json(rd.search_json, result.to_json() | {"budget": resolved.budget.name})
+    atomic_write_json(rd.train_json, summary)
+    return summary
