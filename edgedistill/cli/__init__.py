@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
+from edgedistill.cli.console import console
 from edgedistill.errors import EdgedistillError
 
 app = typer.Typer(
@@ -35,5 +35,5 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except EdgedistillError as e:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+        console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
         sys.exit(e.exit_code)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 
 def bench(
@@ -22,6 +21,7 @@ def bench(
 ) -> None:
     """Time the artifact in its own process (and references in theirs), print tails and the verdict."""
     from edgedistill.bench.table import latency_table, verdict_table
+    from edgedistill.cli.console import console
     from edgedistill.pipeline.bench import bench_run, checks_of
 
     if run is None and artifact is None:
@@ -36,20 +36,18 @@ def bench(
         batch=batch,
         reference=reference,
     )
-    console = Console()
+    con = console()
     acc = rec["accuracy"]
-    console.print(
+    con.print(
         f"accuracy on {acc['split']} ({acc['n']} images): FP32 {acc['fp32']:.2f}%"
         + (f", {rec['precision'].upper()} {acc['quantized']:.2f}%" if acc.get("quantized") is not None else "")
     )
-    console.print(
-        latency_table(
-            rec["results"], title=f"latency on this machine ({rec['results'][0]['machine'].get('cpu_model', '')})"
-        )
+    con.print(
+        latency_table(rec["results"], title=f"latency on this machine ({rec['results'][0]['machine'].get('cpu', '')})")
     )
-    console.print(verdict_table(checks_of(rec), title=f"budget {rec['budget']}"))
+    con.print(verdict_table(checks_of(rec), title=f"budget {rec['budget']}"))
     color = "green" if rec["verdict"] == "PASS" else "red"
-    console.print(f"verdict: [bold {color}]{rec['verdict']}[/]   report: {Path(rec['artifact']) / 'bench.json'}")
+    con.print(f"verdict: [bold {color}]{rec['verdict']}[/]   report: {Path(rec['artifact']) / 'bench.json'}")
     if fail_on_budget and rec["verdict"] != "PASS":
         raise typer.Exit(1)
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edgedistill.budget import find_budgets, load_budget
+from edgedistill.cli.console import console
 from edgedistill.errors import BudgetError, EdgedistillError
 
 
@@ -41,7 +41,7 @@ def budgets(
             _fmt(lim.peak_memory_mb),
             "[green]ok[/]",
         )
-    Console().print(table)
+    console().print(table)
     if bad:
         raise BudgetError(" | ".join(bad))
 

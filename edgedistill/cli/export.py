@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from edgedistill.cli.console import console
 from edgedistill.errors import ConfigError
 
 
@@ -53,8 +53,8 @@ def export(
             "-" if a.drop_pts is None else f"{a.drop_pts:+.2f}",
             "-" if a.agreement is None else f"{a.agreement:.2f}",
         )
-    Console().print(table)
-    Console().print(f"artifacts: {Path(run) / 'export'}")
+    console().print(table)
+    console().print(f"artifacts: {Path(run) / 'export'}")
 
 
 def register(app: typer.Typer) -> None:

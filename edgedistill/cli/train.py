@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edgedistill.budget import DEFAULT_BUDGET
+from edgedistill.cli.console import console
 
 
 def train(
@@ -37,19 +37,19 @@ def train(
         distiller=distiller,
         show_progress=progress,
     )
-    console = Console()
+    con = console()
     table = Table(title=f"{s['task']} → {s['family']} bank, {s['distiller']}, {s['steps']} steps on {s['device']}")
     table.add_column("uniform width")
     table.add_column("test top-1 %", justify="right")
     for w, acc in s["width_accuracy"].items():
         table.add_row(w, f"{acc:.2f}")
-    console.print(table)
+    con.print(table)
     c = s["chosen"]
-    console.print(
+    con.print(
         f"budget [bold]{s['budget']}[/]: chosen widths {list(c['config'])} → channels {c['channels']}, "
         f"{c['macs'] / 1e6:.2f} M MACs, {c['params'] / 1e6:.3f} M params, test top-1 {c['test_accuracy']:.2f}%"
     )
-    console.print(f"run folder: {s['run']} (train {s['train_seconds']} s)")
+    con.print(f"run folder: {s['run']} (train {s['train_seconds']} s)")
 
 
 def register(app: typer.Typer) -> None:

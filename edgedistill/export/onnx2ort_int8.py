@@ -26,9 +26,15 @@ def _calibration_reader(base: type, calibration: np.ndarray, input_name: str, ba
             return next(self._batches, None)
 
         def rewind(self) -> None:
-            self._batches = ({input_name: calibration[i : i + batch]} for i in range(0, len(calibration), batch))
+            size = _even_batch(len(calibration), batch)
+            self._batches = ({input_name: calibration[i : i + size]} for i in range(0, len(calibration), size))
 
     return ArrayReader()
+
+
+def _even_batch(n: int, batch: int) -> int:
+    """Largest batch size ≤ `batch` that divides `n`: ORT's histogram calibrators fail on a ragged last batch."""
+    return next(b for b in range(min(batch, n), 0, -1) if n % b == 0)
 
 
 def _check_calibration(calibration: np.ndarray) -> np.ndarray:
@@ -107,6 +113,7 @@ def quantize_onnxruntime(
                 activation_type=activation_type,
                 weight_type=QuantType.QInt8,
                 per_channel=quant.per_channel,
+                reduce_range=quant.reduce_range,
                 calibrate_method=method,
                 extra_options=extra,
             )

@@ -1,0 +1,52 @@
+"""Shared fixtures: a small real run (MNIST subset, real teachers) trained once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+SMALL_TASK = """\
+name: mnist-small
+data: {source: mnist, labels_per_class: 10, unlabeled: 2000, test: 2000, seed: 0}
+teachers:
+  - source: ccexam:usps?crop=0.72
+  - source: ccexam:svhn?invert=1
+student:
+  family: resnet_cifar
+  width_choices: [0.25, 0.5, 0.75, 1.0]
+  divisor: 8
+  options: {base_channels: [16, 32, 64]}
+train: {steps: 60, num_sampled: 3, batch_labeled: 32, batch_unlabeled: 64, warmup_steps: 5,
+        checkpoint_every: 20, bn_calibration_images: 500, channels_last: true}
+"""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def small_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("task") / "task.yaml"
+    path.write_text(SMALL_TASK)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, small_task: Path) -> Path:
+    """A demo-budget run trained for 60 steps on 2000 unlabeled MNIST images with the two digit teachers."""
+    from edgedistill.pipeline.train import train_run
+
+    out = tmp_path_factory.mktemp("runs") / "small"
+    torch.set_num_threads(2)
+    train_run(REPO / "budgets" / "demo-cpu.yaml", small_task, out, device="cpu", show_progress=False)
+    return out
