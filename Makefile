@@ -37,7 +37,7 @@ lint: venv
 	$(BIN)/mypy edgedistill --ignore-missing-imports
 
 bench: venv
-	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/demo_vs_ce.py --seeds 0 1 2
 
 clean:
 	rm -rf runs .pytest_cache

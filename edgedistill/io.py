@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call `write(tmp_path)` then atomically move the result to `path`.
 
     A crash leaves either the old file or the new one, never a partial file.

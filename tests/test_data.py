@@ -110,4 +110,7 @@ def test_preprocess_resizes_adapts_channels_and_normalises() -> None:
     y = pre(x)
     assert y.shape == (2, 3, 32, 32) and torch.allclose(y, torch.ones_like(y))
     assert pre.manifest()["mean"] == [0.5, 0.5, 0.5]
-    assert ImageSet(np.zeros((1, 1, 2, 2), np.uint8)).fingerprint() != ImageSet(np.ones((1, 1, 2, 2), np.uint8)).fingerprint()
+    assert (
+        ImageSet(np.zeros((1, 1, 2, 2), np.uint8)).fingerprint()
+        != ImageSet(np.ones((1, 1, 2, 2), np.uint8)).fingerprint()
+    )

@@ -45,8 +45,11 @@ def test_int8_graph_is_qdq_uint8_per_channel(exported: Path) -> None:
     inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     q = [n for n in g.node if n.op_type == "QuantizeLinear"]
     assert all(inits[n.input[2]].dtype.name == "uint8" for n in q if len(n.input) > 2 and n.input[2] in inits)
-    per_channel = [n for n in g.node if n.op_type == "DequantizeLinear" and inits.get(n.input[1]) is not None
-                   and inits[n.input[1]].size > 1]
+    per_channel = [
+        n
+        for n in g.node
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[1]) is not None and inits[n.input[1]].size > 1
+    ]
     assert per_channel, "weights should be quantized per output channel"
 
 
@@ -74,8 +77,13 @@ def test_accuracy_guard_fails_on_excess_drop(trained_run: Path, tmp_path: Path) 
 
 
 def test_bench_cli_verdict_and_json(exported: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "edgedistill", "bench", "--run", str(exported), "--runs", "50",
-                        "--warmup", "5"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "edgedistill", "bench", "--run", str(exported), "--runs", "50", "--warmup", "5"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "verdict:" in r.stdout
     rec = json.loads((exported / "export" / "onnxruntime-int8" / "bench.json").read_text())
@@ -90,6 +98,11 @@ def test_bench_cli_verdict_and_json(exported: Path) -> None:
 def test_bench_missing_artifact_is_one_line(trained_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint"))
-    r = subprocess.run([sys.executable, "-m", "edgedistill", "bench", "--run", str(run)], capture_output=True,
-                       text=True, cwd=REPO, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "edgedistill", "bench", "--run", str(run)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert r.returncode == 2 and "no exported artifact" in r.stderr and "Traceback" not in r.stderr

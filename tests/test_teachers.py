@@ -42,8 +42,10 @@ def _samples(prefix: str, mode: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(imgs), np.array(labels)
 
 
-@pytest.mark.parametrize(("name", "prefix", "mode"), [("mnist", "mnist_test", "L"), ("usps", "usps_digit", "L"),
-                                                      ("svhn", "svhn_digit", "RGB")])
+@pytest.mark.parametrize(
+    ("name", "prefix", "mode"),
+    [("mnist", "mnist_test", "L"), ("usps", "usps_digit", "L"), ("svhn", "svhn_digit", "RGB")],
+)
 def test_each_teacher_gets_its_own_samples_right(name: str, prefix: str, mode: str) -> None:
     x, y = _samples(prefix, mode)
     assert len(x) >= 3

@@ -42,8 +42,9 @@ def test_weighted_sum_keeps_terms() -> None:
 def _batch(grad: bool = True) -> StepBatch:
     zl = torch.randn(4, 10, requires_grad=grad)
     zu = torch.randn(6, 10, requires_grad=grad)
-    return StepBatch(zl, torch.randint(0, 10, (4,)), zu, torch.softmax(torch.randn(6, 10), 1),
-                     torch.softmax(torch.randn(10, 10), 1))
+    return StepBatch(
+        zl, torch.randint(0, 10, (4,)), zu, torch.softmax(torch.randn(6, 10), 1), torch.softmax(torch.randn(10, 10), 1)
+    )
 
 
 def test_average_kd_terms_and_gradients() -> None:
@@ -110,8 +111,22 @@ def test_trained_run_outputs(trained_run: Path) -> None:
 
 
 def _train_cmd(task: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "edgedistill", "train", "--budget", str(REPO / "budgets" / "demo-cpu.yaml"),
-            "--task", str(task), "--out", str(out), "--device", "cpu", "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "edgedistill",
+        "train",
+        "--budget",
+        str(REPO / "budgets" / "demo-cpu.yaml"),
+        "--task",
+        str(task),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_resume_after_sigkill(tmp_path: Path) -> None:
@@ -135,8 +150,14 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     assert 0 < killed_at < 400
     again = subprocess.run(_train_cmd(task, out), cwd=REPO, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr  # an existing run is never silently replaced
-    done = subprocess.run(_train_cmd(task, out, "--resume", "--steps", str(killed_at + 10)), cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        _train_cmd(task, out, "--resume", "--steps", str(killed_at + 10)),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     import json
 
