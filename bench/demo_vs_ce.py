@@ -32,21 +32,38 @@ def _one(budget: str, distiller: str, seed: int) -> dict:
     text = (REPO / "tasks" / "demo-mnist.yaml").read_text().replace("  seed: 0\n", f"  seed: {seed}\n")
     task.parent.mkdir(parents=True, exist_ok=True)
     task.write_text(text)
-    _cli("train", "--budget", budget, "--task", str(task), "--out", run, "--distiller", distiller, "--overwrite",
-         "--no-progress")
+    _cli(
+        "train",
+        "--budget",
+        budget,
+        "--task",
+        str(task),
+        "--out",
+        run,
+        "--distiller",
+        distiller,
+        "--overwrite",
+        "--no-progress",
+    )
     _cli("export", "--run", run, "--int8")
     _cli("bench", "--run", run)
     train = json.loads((REPO / run / "train.json").read_text())
     bench = json.loads((REPO / run / "export" / "onnxruntime-int8" / "bench.json").read_text())
     by_rt = {f"{r['runtime']}-{r['precision']}": r for r in bench["results"]}
     return {
-        "distiller": distiller, "seed": seed, "steps": train["steps"], "train_seconds": train["train_seconds"],
-        "width_accuracy": train["width_accuracy"], "chosen": train["chosen"],
-        "fp32_top1": bench["accuracy"]["fp32"], "int8_top1": bench["accuracy"]["quantized"],
+        "distiller": distiller,
+        "seed": seed,
+        "steps": train["steps"],
+        "train_seconds": train["train_seconds"],
+        "width_accuracy": train["width_accuracy"],
+        "chosen": train["chosen"],
+        "fp32_top1": bench["accuracy"]["fp32"],
+        "int8_top1": bench["accuracy"]["quantized"],
         "int8_agreement": bench["accuracy"]["agreement"],
         "latency_ms": {k: {s: v["stats"][s] for s in ("p50", "p90", "p99", "mean")} for k, v in by_rt.items()},
         "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in by_rt.items()},
-        "verdict": bench["verdict"], "machine": bench["results"][0]["machine"],
+        "verdict": bench["verdict"],
+        "machine": bench["results"][0]["machine"],
     }
 
 
@@ -74,8 +91,11 @@ def _markdown(rows: list[dict], budget: str, command: str) -> str:
             f"| {i8['p50']:.3f} / {i8['p90']:.3f} / {i8['p99']:.3f} | {lat['onnxruntime-fp32']['p50']:.3f} "
             f"| {lat['torch-fp32']['p50']:.3f} | {r['verdict']} |"
         )
-    lines += ["", "Width columns: test top-1 % of the bank at that uniform width after BN recalibration "
-              "(2000 unlabeled images). FP32/INT8: the exported subnet for the budget, 10,000 MNIST test images."]
+    lines += [
+        "",
+        "Width columns: test top-1 % of the bank at that uniform width after BN recalibration "
+        "(2000 unlabeled images). FP32/INT8: the exported subnet for the budget, 10,000 MNIST test images.",
+    ]
     return "\n".join(lines) + "\n"
 
 
