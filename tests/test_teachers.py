@@ -1,19 +1,15 @@
-"""Packaged digit teachers: loading, declared preprocessing, soft-label cache."""
+"""Packaged digit teachers: loading and declared preprocessing (other sources and the cache: test_multisource)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from edgedistill.data.images import ImageSet
 from edgedistill.data.packages import pkg_dir
 from edgedistill.errors import ConfigError, RegistryError
 from edgedistill.teachers import load_teacher, parse_source, teacher_logits
-from edgedistill.teachers.cache import cached_soft_labels
 
 
 def test_parse_source() -> None:
@@ -58,18 +54,5 @@ def test_teacher_input_pipeline_shapes() -> None:
     x = t.input(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
     assert x.shape == (2, 3, 32, 32)
     assert torch.allclose(x[:, 0], torch.full_like(x[:, 0], (1 - 0.4377) / 0.1980))  # inverted black → white
-
-
-def test_soft_label_cache_reuse_and_invalidation(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    imgs = ImageSet(rng.integers(0, 255, (8, 1, 28, 28), dtype=np.uint8))
-    p1, hit1 = cached_soft_labels(["ccexam:usps"], imgs, tmp_path)
-    p2, hit2 = cached_soft_labels(["ccexam:usps"], imgs, tmp_path)
-    assert (hit1, hit2) == (False, True) and torch.equal(p1, p2)
-    assert p1.shape == (8, 10) and torch.allclose(p1.sum(1), torch.ones(8))
-    _, hit3 = cached_soft_labels(["ccexam:usps?crop=0.72"], imgs, tmp_path)  # other preprocessing
-    other = ImageSet(imgs.images[::-1].copy())
-    _, hit4 = cached_soft_labels(["ccexam:usps"], other, tmp_path)  # other images
-    assert (hit3, hit4) == (False, False) and len(list(tmp_path.glob("soft-*.safetensors"))) == 3
-    next(tmp_path.glob("soft-*.safetensors")).write_bytes(b"garbage")  # damaged entries are recomputed
-    cached_soft_labels(["ccexam:usps"], imgs, tmp_path)
+    feats, logits = t.predict(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+    assert feats.shape == (2, 256) and logits.shape == (2, 10)  # penultimate layer of the SVHN CNN

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -42,13 +43,15 @@ def test_weighted_sum_keeps_terms() -> None:
 def _batch(grad: bool = True) -> StepBatch:
     zl = torch.randn(4, 10, requires_grad=grad)
     zu = torch.randn(6, 10, requires_grad=grad)
-    return StepBatch(
-        zl, torch.randint(0, 10, (4,)), zu, torch.softmax(torch.randn(6, 10), 1), torch.softmax(torch.randn(10, 10), 1)
-    )
+    probs = [torch.softmax(torch.randn(6, 10), 1) for _ in range(2)]
+    return StepBatch(zl, torch.randint(0, 10, (4,)), zu, torch.softmax(torch.randn(10, 10), 1), teacher_probs=probs)
+
+
+_TWO_TEACHERS = SimpleNamespace(alphas=[0.5, 0.5], dims=[6, 4])
 
 
 def test_average_kd_terms_and_gradients() -> None:
-    d = DISTILLERS.get("average-kd")(TrainConfig())
+    d = DISTILLERS.get("average-kd")(TrainConfig(), _TWO_TEACHERS)
     b = _batch()
     largest = d.terms(0, b)
     assert set(largest) == {"ce", "kd"}
@@ -56,7 +59,7 @@ def test_average_kd_terms_and_gradients() -> None:
     assert b.logits_labeled.grad is not None and b.logits_unlabeled.grad is not None
     other = d.terms(1, _batch())
     assert set(other) == {"ce", "inplace"}
-    only_kd = DISTILLERS.get("average-kd")(TrainConfig(sup_all_widths=False)).terms(2, _batch())
+    only_kd = DISTILLERS.get("average-kd")(TrainConfig(sup_all_widths=False), _TWO_TEACHERS).terms(2, _batch())
     assert set(only_kd) == {"inplace"}
 
 

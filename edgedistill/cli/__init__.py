@@ -23,9 +23,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from edgedistill.cli import bench, budgets, export, train
+    from edgedistill.cli import bench, budgets, export, teachers, train
 
-    for module in (train, export, bench, budgets):
+    for module in (train, export, bench, budgets, teachers):
         module.register(app)
 
 

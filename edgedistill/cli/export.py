@@ -16,15 +16,21 @@ def export(
     run: Annotated[Path, typer.Option(help="run folder made by `edgedistill train`")] = Path("runs/demo"),
     budget: Annotated[Path | None, typer.Option(help="another budget for the same bank (default: the run's)")] = None,
     target: Annotated[str | None, typer.Option(help="runtime override: onnxruntime | openvino | tensorrt")] = None,
+    recipe: Annotated[Path | None, typer.Option(help="export recipe file, e.g. export/openvino-int8-ac.yaml")] = None,
     int8: Annotated[bool, typer.Option("--int8", help="INT8 (static PTQ)")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16")] = False,
     fp32: Annotated[bool, typer.Option("--fp32", help="FP32 only")] = False,
     calibration_samples: Annotated[int | None, typer.Option(min=1, help="override the recipe's count")] = None,
     allow_small_calibration: Annotated[bool, typer.Option(help="accept fewer than 300 calibration images")] = False,
+    fallback: Annotated[
+        str, typer.Option(help="none | auto: keep the most sensitive layers in float when INT8 misses the budget")
+    ] = "none",
 ) -> None:
     """Export the run's chosen subnet for its budget (FP32 ONNX reference + the budget's precision)."""
     from edgedistill.pipeline.export import export_run
 
+    if fallback not in ("none", "auto"):
+        raise ConfigError(f"--fallback: expected none or auto, got '{fallback}'")
     chosen = [p for p, on in (("int8", int8), ("fp16", fp16), ("fp32", fp32)) if on]
     if len(chosen) > 1:
         raise ConfigError(f"choose one precision, got {', '.join('--' + c for c in chosen)}")
@@ -33,15 +39,17 @@ def export(
         budget=budget,
         runtime=target,
         precision=chosen[0] if chosen else None,
+        recipe=recipe,
         calibration_samples=calibration_samples,
         allow_small_calibration=allow_small_calibration,
+        fallback="auto" if fallback == "auto" else "none",
     )
     table = Table(title=f"exported {run}")
     for col in ("artifact", "runtime", "precision", "MACs M", "params M", "FP32 top-1", "top-1", "drop", "agree"):
         table.add_column(col, justify="right" if col not in ("artifact", "runtime", "precision") else "left")
     for m in manifests:
         a = m.accuracy
-        q = a.quantized if a.quantized is not None else a.fp32
+        q = a.artifact if a.artifact is not None else a.fp32
         table.add_row(
             m.name,
             m.runtime,
@@ -54,6 +62,18 @@ def export(
             "-" if a.agreement is None else f"{a.agreement:.2f}",
         )
     console().print(table)
+    for m in manifests:
+        if m.fallback is not None:
+            f = m.fallback
+            state = "fixed" if f.fixed else "NOT fixed"
+            lat = ", ".join(f"{k} {v:.3f} ms" for k, v in f.latency_p50_ms.items()) or (f.latency_note or "-")
+            console().print(
+                f"fallback ({state}): {len(f.layers_in_fp)}/{f.quantizable_layers} layers in float "
+                f"[{', '.join(f.layers_in_fp)}]; drop {f.drop_before_pts:+.2f} → {f.drop_after_pts:+.2f} pts; "
+                f"p50 {lat}"
+            )
+        if m.engine is not None:
+            console().print(f"{m.name}: engine {m.engine.file or 'not built'} ({m.engine.reason or m.engine.tensorrt})")
     console().print(f"artifacts: {Path(run) / 'export'}")
 
 

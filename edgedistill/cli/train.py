@@ -18,7 +18,12 @@ def train(
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/demo"),
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto")] = "auto",
     steps: Annotated[int | None, typer.Option(min=1, help="override train.steps")] = None,
-    distiller: Annotated[str | None, typer.Option(help="override train.distiller (average-kd, ce-only)")] = None,
+    distiller: Annotated[
+        str | None,
+        typer.Option(
+            help="override train.distiller: distill-weighted | distill-nearest | single-kd | average-kd | ce-only"
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="continue from the newest checkpoint in --out")] = False,
     overwrite: Annotated[bool, typer.Option(help="delete an existing --out first")] = False,
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
@@ -44,6 +49,15 @@ def train(
     for w, acc in s["width_accuracy"].items():
         table.add_row(w, f"{acc:.2f}")
     con.print(table)
+    if s["teachers"]:
+        tt = Table(title=f"teachers (similarity: {s['similarity']})")
+        for col in ("teacher", "score", "α", "pseudo-label test %", "cache"):
+            tt.add_column(col, justify="left" if col == "teacher" else "right")
+        for t in s["teachers"]:
+            acc = "-" if t["test_accuracy"] is None else f"{t['test_accuracy']:.2f}"
+            hit = {None: "-", True: "hit", False: "computed"}[t["cache_hit"]]
+            tt.add_row(t["source"], f"{t['score']:.4f}", f"{t['alpha']:.3f}", acc, hit)
+        con.print(tt)
     c = s["chosen"]
     con.print(
         f"budget [bold]{s['budget']}[/]: chosen widths {list(c['config'])} → channels {c['channels']}, "

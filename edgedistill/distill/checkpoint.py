@@ -27,7 +27,8 @@ def list_checkpoints(folder: Path) -> list[Path]:
     """Checkpoint files, oldest first."""
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.iterdir() if _NAME.search(p.name)), key=lambda p: int(_NAME.search(p.name)[1]))
+    steps = {p: m[1] for p in folder.iterdir() if (m := _NAME.search(p.name))}
+    return sorted(steps, key=lambda p: int(steps[p]))
 
 
 def load_latest(folder: Path) -> dict[str, Any] | None:

@@ -9,10 +9,30 @@ from pydantic import Field
 from edgedistill.config import StrictModel
 
 
+class MultiSourceConfig(StrictModel):
+    """Multi-source distillation from similar tasks (METHOD.md §3); every default is the documented one."""
+
+    similarity: str = Field("knn", description="registered task-similarity metric: knn | linear | logme | leep")
+    gamma: float = Field(0.1, gt=0, description="distill-weighted: alpha = softmax(score / gamma) over the top-k")
+    top_k: int | None = Field(None, ge=1, description="distill-weighted: teachers kept by score (None = all)")
+    teacher: int = Field(0, ge=0, description="single-kd: index of the teacher in the task's list")
+    pseudo_labels: str | None = Field(
+        None,
+        description="head (linear head fit on the labeled split) | native (own logits) | auto (native when the "
+        "teacher predicts the task's classes, else head); None = the distiller's default",
+    )
+    head_c: float = Field(10.0, gt=0, description="inverse L2 strength of the pseudo-label head")
+    lambda_feat: float = Field(1.0, ge=0, description="weight of the projected-feature regression term")
+
+
 class TrainConfig(StrictModel):
     """Sandwich training of the slimmable bank; every default is the documented one."""
 
-    distiller: str = Field("average-kd", description="registered distiller: average-kd | ce-only")
+    distiller: str = Field(
+        "average-kd",
+        description="registered distiller: distill-weighted | distill-nearest | single-kd | average-kd | ce-only",
+    )
+    multisource: MultiSourceConfig = Field(default_factory=MultiSourceConfig)
     steps: int = Field(600, ge=1)
     batch_labeled: int = Field(32, ge=1)
     batch_unlabeled: int = Field(128, ge=0)

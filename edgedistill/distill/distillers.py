@@ -1,18 +1,23 @@
 """Distillers (registry): which loss terms each sampled width gets in a sandwich step.
 
-Width 0 of a step is always the largest config; its detached soft output is the in-place KD target
-of the other widths (US-Nets/OFA in-place distillation).
+Width 0 of a step is always the largest config; only it learns from the teachers. Its detached soft output
+is the in-place KD target of the other widths (US-Nets/OFA in-place distillation). Teacher distillers differ
+only in how they weigh the teachers (α) and whether they regress projected features (Borup et al.).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from edgedistill.distill.config import TrainConfig
 from edgedistill.distill.losses import LOSSES
+from edgedistill.distill.multisource import TeacherTargets, softmax_weights
+from edgedistill.errors import ConfigError
 from edgedistill.registry import Registry
 
 
@@ -22,23 +27,32 @@ class StepBatch:
 
     logits_labeled: torch.Tensor
     labels: torch.Tensor
-    logits_unlabeled: torch.Tensor | None
-    teacher_probs: torch.Tensor | None  # for the unlabeled images
-    largest_probs: torch.Tensor | None  # detached soft output of the largest width (labeled + unlabeled)
+    logits_unlabeled: torch.Tensor | None = None
+    largest_probs: torch.Tensor | None = None  # detached soft output of the largest width (labeled + unlabeled)
+    features_unlabeled: torch.Tensor | None = None  # student's pooled features of the unlabeled images
+    teacher_probs: list[torch.Tensor] | None = None  # per active teacher: target-class soft labels (unlabeled)
+    teacher_features: list[torch.Tensor] | None = None  # per active teacher: L2-normalised features (unlabeled)
 
 
-class Distiller:
-    """Base: cross-entropy on labels; subclasses add distillation terms."""
+class Distiller(nn.Module):
+    """Base: cross-entropy on labels; subclasses add distillation terms. Holds any trainable projectors."""
 
     uses_teachers = False
     uses_unlabeled = False
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, teachers: TeacherTargets | None = None, student_dim: int = 0) -> None:
+        super().__init__()
         self.cfg = cfg
+
+    @classmethod
+    def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+        """Teacher weights α from similarity scores (sum 1; 0 = teacher unused)."""
+        return np.full(len(scores), 1.0 / len(scores))
 
     @property
     def weights(self) -> dict[str, float]:
-        return {"ce": self.cfg.lambda_sup, "kd": self.cfg.lambda_kd, "inplace": self.cfg.lambda_inplace}
+        c = self.cfg
+        return {"ce": c.lambda_sup, "kd": c.lambda_kd, "feat": c.multisource.lambda_feat, "inplace": c.lambda_inplace}
 
     def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
         if width_index == 0 or self.cfg.sup_all_widths:
@@ -46,7 +60,7 @@ class Distiller:
         return {}
 
 
-DISTILLERS: Registry[Callable[[TrainConfig], Distiller]] = Registry("distiller")
+DISTILLERS: Registry[type[Distiller]] = Registry("distiller")
 
 
 @DISTILLERS.register("ce-only")
@@ -54,21 +68,89 @@ class CEOnly(Distiller):
     """Labels alone: the baseline every distiller must beat."""
 
 
-@DISTILLERS.register("average-kd")
-class AverageKD(Distiller):
-    """Largest width: CE + KD to the mean teacher soft prediction; others: CE + in-place KD."""
+@LOSSES.register("feat")
+def projected_feature_mse(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """‖normalise(P h) − f‖² per image (f already L2-normalised), averaged over the batch."""
+    return (F.normalize(projected.float(), dim=1) - target.float()).pow(2).sum(1).mean()
+
+
+class TeacherKD(Distiller):
+    """Largest width: CE + KD to Σ α_i p_i (+ Σ α_i feature regression); other widths: CE + in-place KD.
+
+    KD to the α-mixed soft labels has the same student gradient as Σ α_i KL(p_i ‖ q).
+    """
 
     uses_teachers = True
     uses_unlabeled = True
+    feature_loss = False
+    pseudo_labels = "auto"  # default target-class mapping of the teacher outputs
+
+    def __init__(self, cfg: TrainConfig, teachers: TeacherTargets | None = None, student_dim: int = 0) -> None:
+        super().__init__(cfg, teachers, student_dim)
+        if teachers is None:
+            raise ConfigError("this distiller needs teachers; the task lists none")
+        self.register_buffer("alphas", torch.tensor(teachers.alphas, dtype=torch.float32), persistent=False)
+        dims = teachers.dims if self.feature_loss else []
+        self.projectors = nn.ModuleList(nn.Linear(student_dim, d) for d in dims)
 
     def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
         out = super().terms(width_index, b)
         assert b.logits_unlabeled is not None
-        if width_index == 0:
-            assert b.teacher_probs is not None
-            out["kd"] = LOSSES.get("kd")(b.logits_unlabeled, b.teacher_probs, self.cfg.kd_temperature)
-        else:
+        if width_index != 0:
             assert b.largest_probs is not None
             logits = torch.cat([b.logits_labeled, b.logits_unlabeled])
             out["inplace"] = LOSSES.get("kd")(logits, b.largest_probs)
+            return out
+        assert b.teacher_probs is not None
+        mixed = sum(a * p for a, p in zip(self.alphas, b.teacher_probs, strict=True))
+        out["kd"] = LOSSES.get("kd")(b.logits_unlabeled, mixed, self.cfg.kd_temperature)
+        if self.feature_loss:
+            assert b.features_unlabeled is not None and b.teacher_features is not None
+            feat = LOSSES.get("feat")
+            pairs = zip(self.alphas, self.projectors, b.teacher_features, strict=True)
+            out["feat"] = sum(a * feat(proj(b.features_unlabeled), f) for a, proj, f in pairs)
         return out
+
+
+@DISTILLERS.register("average-kd")
+class AverageKD(TeacherKD):
+    """KD to the plain average of all teachers' soft labels (no similarity, no feature term).
+
+    Teachers that predict the task's classes use their own soft labels (the foundation's behaviour).
+    """
+
+
+@DISTILLERS.register("single-kd")
+class SingleKD(TeacherKD):
+    """KD from one teacher, `train.multisource.teacher` (an index into the task's teacher list)."""
+
+    @classmethod
+    def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+        i = cfg.multisource.teacher
+        if i >= len(scores):
+            raise ConfigError(f"train.multisource.teacher: index {i}, but the task lists {len(scores)} teachers")
+        return np.eye(len(scores))[i]
+
+
+@DISTILLERS.register("distill-nearest")
+class DistillNearest(TeacherKD):
+    """DistillNearest: KD + feature regression from the teacher with the highest task similarity."""
+
+    feature_loss = True
+    pseudo_labels = "head"
+
+    @classmethod
+    def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+        return np.eye(len(scores))[int(np.argmax(scores))]
+
+
+@DISTILLERS.register("distill-weighted")
+class DistillWeighted(TeacherKD):
+    """DistillWeighted: α = softmax(s / γ) over the top-k teachers by similarity; KD + feature regression."""
+
+    feature_loss = True
+    pseudo_labels = "head"
+
+    @classmethod
+    def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+        return softmax_weights(scores, cfg.multisource.gamma, cfg.multisource.top_k)

@@ -18,6 +18,7 @@ from edgedistill.distill.checkpoint import load_latest, save_checkpoint
 from edgedistill.distill.config import TrainConfig
 from edgedistill.distill.distillers import DISTILLERS, StepBatch
 from edgedistill.distill.losses import weighted_sum
+from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
 from edgedistill.errors import CheckpointError
 from edgedistill.models import SlimmableBank
@@ -44,20 +45,27 @@ def _schedule(cfg: TrainConfig) -> callable:  # type: ignore[valid-type]
 
 
 class _Batches:
-    """Seeded with-replacement sampling of labeled/unlabeled batches, kept on the device as uint8."""
+    """Seeded with-replacement sampling of labeled/unlabeled batches (uint8 images kept on the device).
 
-    def __init__(self, data: TaskData, teacher_probs: torch.Tensor | None, device: torch.device) -> None:
+    Teacher targets are gathered per batch from the memory-mapped cache.
+    """
+
+    def __init__(self, data: TaskData, teachers: TeacherTargets | None, device: torch.device) -> None:
         assert data.labeled.labels is not None
         self.xl = torch.from_numpy(data.labeled.images).to(device)
         self.yl = torch.from_numpy(data.labeled.labels).to(device)
         self.xu = torch.from_numpy(data.unlabeled.images).to(device)
-        self.pu = teacher_probs.to(device) if teacher_probs is not None else None
+        self.teachers = teachers
 
-    def sample(self, gen: torch.Generator, bl: int, bu: int) -> tuple[torch.Tensor, ...]:
-        il = torch.randint(len(self.xl), (bl,), generator=gen).to(self.xl.device)
-        iu = torch.randint(len(self.xu), (bu,), generator=gen).to(self.xu.device)
-        pu = self.pu[iu] if self.pu is not None else None
-        return self.xl[il], self.yl[il], self.xu[iu], pu
+    def sample(self, gen: torch.Generator, bl: int, bu: int, temperature: float) -> tuple:
+        """(labeled images, labels, unlabeled images, teacher soft labels, teacher features)."""
+        il = torch.randint(len(self.xl), (bl,), generator=gen)
+        iu = torch.randint(len(self.xu), (bu,), generator=gen)
+        probs = feats = None
+        if self.teachers is not None and bu:
+            probs, feats = self.teachers.batch(iu.numpy(), temperature, self.xu.device)
+        dev = self.xl.device
+        return self.xl[il.to(dev)], self.yl[il.to(dev)], self.xu[iu.to(dev)], probs, feats
 
 
 def distill(
@@ -67,23 +75,23 @@ def distill(
     cfg: TrainConfig,
     out_dir: Path,
     device: torch.device,
-    teacher_probs: torch.Tensor | None = None,
+    teachers: TeacherTargets | None = None,
     resume: bool = False,
     show_progress: bool = True,
 ) -> TrainState:
     """Train `bank` in place on `data`; checkpoints go to `out_dir/checkpoint/`.
 
     Args:
-        teacher_probs: (len(data.unlabeled), classes) teacher soft labels, needed by teacher distillers.
+        teachers: cached targets of the active teachers (weights α, features, target-class logits), needed by
+            teacher distillers; their projectors are trained with the bank.
         resume: continue from the newest checkpoint in `out_dir/checkpoint/`.
     """
-    distiller = DISTILLERS.get(cfg.distiller)(cfg)
-    if distiller.uses_teachers and teacher_probs is None:
-        raise CheckpointError(f"distiller '{cfg.distiller}' needs teacher predictions; the task lists no teachers")
+    distiller = DISTILLERS.get(cfg.distiller)(cfg, teachers, bank.feature_dim(bank.largest_config())).to(device)
     bank.to(device)
     if cfg.channels_last:
         bank.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(bank.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = [*bank.parameters(), *distiller.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     dtype = amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -95,6 +103,7 @@ def distill(
         if state is not None:
             try:
                 bank.load_state_dict(state["bank"])
+                distiller.load_state_dict(state.get("distiller", {}))
             except RuntimeError as e:
                 raise CheckpointError(f"{state['_path']}: does not fit this bank ({str(e).splitlines()[0]})") from None
             opt.load_state_dict(state["optimizer"])
@@ -104,8 +113,13 @@ def distill(
             torch.set_rng_state(state["torch_rng"])
             start = resumed_from = int(state["step"])
             history = list(state["history"])
-    forward = torch.compile(bank) if cfg.compile else bank
-    batches = _Batches(data, teacher_probs, device)
+
+    def features_and_logits(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = bank.forward_features(x)
+        return feats, bank.forward_head(feats)
+
+    forward = torch.compile(features_and_logits) if cfg.compile else features_and_logits
+    batches = _Batches(data, teachers, device)
     bu = cfg.batch_unlabeled if distiller.uses_unlabeled else 0
     t0 = time.perf_counter()
     window: dict[str, list[float]] = {}
@@ -113,7 +127,7 @@ def distill(
         task = progress.add_task("train", total=cfg.steps, completed=start, info="")
         bank.train()
         for step in range(start, cfg.steps):
-            xl, yl, xu, pu = batches.sample(gen, cfg.batch_labeled, bu)
+            xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, cfg.kd_temperature)
             x = pre.to_unit(torch.cat([xl, xu]))
             if cfg.augment:
                 x = random_affine(x, gen)
@@ -126,8 +140,17 @@ def distill(
             for i, config in enumerate(sandwich_configs(bank, cfg.num_sampled, gen)):
                 bank.set_config(config)
                 with autocast(device, dtype):
-                    logits = forward(x).float()
-                b = StepBatch(logits[: len(xl)], yl, logits[len(xl) :] if bu else None, pu, largest)
+                    feats, logits = forward(x)
+                logits, n = logits.float(), len(xl)
+                b = StepBatch(
+                    logits[:n],
+                    yl,
+                    logits[n:] if bu else None,
+                    largest,
+                    feats[n:].float() if bu else None,
+                    t_probs,
+                    t_feats,
+                )
                 terms = distiller.terms(i, b)
                 loss = weighted_sum(terms, distiller.weights) / cfg.num_sampled
                 scaler.scale(loss).backward()
@@ -152,6 +175,7 @@ def distill(
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 state = {
                     "bank": bank.state_dict(),
+                    "distiller": distiller.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
                     "scaler": scaler.state_dict(),

@@ -87,6 +87,34 @@ class AccuracyInfo(StrictModel):
     quantized: float | None = Field(None, ge=0, le=100)
     drop_pts: float | None = None
     agreement: float | None = Field(None, ge=0, le=100, description="top-1 agreement with FP32, percent")
+    artifact: float | None = Field(
+        None, ge=0, le=100, description="top-1 of this artifact in its own runtime (FP16/FP32 in another runtime)"
+    )
+
+
+class EngineInfo(StrictModel):
+    """TensorRT engine: built here (`file`) or left to `build_script` on the device (`file` null, `reason`)."""
+
+    file: str | None = None
+    reason: str | None = None
+    build_script: str
+    tensorrt: str | None = Field(None, description="version that built `file`")
+    workspace_mb: int = Field(gt=0)
+    timing_cache: str
+
+
+class FallbackInfo(StrictModel):
+    """Mixed precision chosen by `--fallback auto`: the most sensitive layers kept in float."""
+
+    method: str
+    layers_in_fp: list[str]
+    quantizable_layers: int = Field(ge=0)
+    drop_before_pts: float
+    drop_after_pts: float
+    fixed: bool = Field(description="the drop fits the budget after the fallback")
+    sensitivity: dict[str, float] = Field(default_factory=dict, description="layer → local relative error")
+    latency_p50_ms: dict[str, float] = Field(default_factory=dict, description="all-INT8 vs mixed, own processes")
+    latency_note: str | None = None
 
 
 class Cost(StrictModel):
@@ -116,6 +144,9 @@ class Manifest(StrictModel):
     cost: Cost
     budget: str | None = None
     created: str
+    engine: EngineInfo | None = None
+    fallback: FallbackInfo | None = None
+    notes: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("model_file")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,33 @@ import numpy as np
 from edgedistill.errors import BackendUnavailable, ExportError
 from edgedistill.export.recipe import Quantization
 from edgedistill.io import atomic_write
+
+# TensorRT's Q/DQ placement rules: Q/DQ on every input of weighted ops (Conv, Gemm, MatMul) and not on their
+# outputs; one dedicated pair per consumer (TensorRT cannot share a pair); Q/DQ pairs on float weights (accepted by
+# every TensorRT version with explicit quantization); float biases (TensorRT has no int32 dequantize).
+TENSORRT_OPS = ("Conv", "Gemm", "MatMul")
+TENSORRT_OPTIONS: dict[str, Any] = {
+    "WeightSymmetric": True,
+    "OpTypesToExcludeOutputQuantization": list(TENSORRT_OPS),
+    "DedicatedQDQPair": True,
+    "AddQDQPairToWeight": True,
+    "QuantizeBias": False,
+    "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+}
+
+
+def preprocess_onnx(fp32_path: Path, out_path: Path) -> Path:
+    """ORT's `quant_pre_process` (shape inference, folding); node names of its output are what quantization sees.
+
+    Raises:
+        BackendUnavailable: onnxruntime is not installed.
+    """
+    try:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise BackendUnavailable.for_extra("onnxruntime") from None
+    quant_pre_process(str(fp32_path), str(out_path))
+    return Path(out_path)
 
 
 def _calibration_reader(base: type, calibration: np.ndarray, input_name: str, batch: int) -> Any:
@@ -51,6 +78,9 @@ def quantize_onnxruntime(
     calibration: np.ndarray,
     quant: Quantization,
     batch: int = 32,
+    *,
+    nodes_to_exclude: Sequence[str] = (),
+    for_tensorrt: bool = False,
 ) -> Path:
     """Statically quantize an FP32 ONNX model to QDQ INT8 for ONNX Runtime.
 
@@ -65,6 +95,8 @@ def quantize_onnxruntime(
         calibration: Float32 NCHW calibration inputs, already normalised like the model's inputs.
         quant: Recipe quantization settings (activation type, per-channel, symmetric, calibration method).
         batch: Calibration batch size (the model must accept it; exported models have a dynamic batch).
+        nodes_to_exclude: Node names (of the pre-processed model, see `preprocess_onnx`) kept in float.
+        for_tensorrt: TensorRT explicit-quantization layout (see `TENSORRT_OPTIONS`).
 
     Returns:
         `out_path`.
@@ -81,7 +113,6 @@ def quantize_onnxruntime(
             QuantType,
             quantize_static,
         )
-        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
         raise BackendUnavailable.for_extra("onnxruntime") from None
     import onnx
@@ -98,13 +129,15 @@ def quantize_onnxruntime(
     extra: dict[str, Any] = {"ActivationSymmetric": quant.symmetric_activations, "WeightSymmetric": True}
     if cal.method == "percentile":
         extra["CalibPercentile"] = cal.percentile
+    if for_tensorrt:
+        extra.update(TENSORRT_OPTIONS)
     activation_type = QuantType.QUInt8 if quant.activations == "uint8" else QuantType.QInt8
 
     with tempfile.TemporaryDirectory(prefix="edgedistill-quant-") as tmp:
         pre = Path(tmp) / "preprocessed.onnx"
 
         def write(dst: Path) -> None:
-            quant_pre_process(str(fp32_path), str(pre))
+            preprocess_onnx(fp32_path, pre)
             quantize_static(
                 str(pre),
                 str(dst),
@@ -115,6 +148,8 @@ def quantize_onnxruntime(
                 per_channel=quant.per_channel,
                 reduce_range=quant.reduce_range,
                 calibrate_method=method,
+                nodes_to_exclude=list(nodes_to_exclude),
+                op_types_to_quantize=list(TENSORRT_OPS) if for_tensorrt else None,
                 extra_options=extra,
             )
 

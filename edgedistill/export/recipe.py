@@ -50,6 +50,7 @@ class Quantization(StrictModel):
         "(measured here: per-channel INT8 lost 4.8 pts without it, 0.04 pts with it)",
     )
     calibration: Calibration = Field(default_factory=Calibration)
+    bias_correction: bool = Field(True, description="NNCF (OpenVINO) only: fast bias correction after calibration")
 
     @model_validator(mode="after")
     def _symmetric_is_signed(self) -> Quantization:
@@ -58,15 +59,29 @@ class Quantization(StrictModel):
         return self
 
 
+class TensorRTBuild(StrictModel):
+    """Engine build settings (TensorRT Python API and the generated `build_engine.sh`)."""
+
+    workspace_mb: int = Field(1024, gt=0, description="builder workspace memory-pool limit")
+    timing_cache: str = Field("timing.cache", min_length=1, description="file next to the engine, reused across builds")
+
+
 class Recipe(StrictModel):
     """One export recipe (`export/onnxruntime-int8.yaml`, ...)."""
 
     name: str
     runtime: Runtime
     precision: Precision
+    variant: str | None = Field(
+        None, pattern=r"^[a-z0-9]+$", description="suffix of the artifact folder, e.g. 'ac' → openvino-int8-ac"
+    )
     opset: int = Field(18, ge=17, le=23)
     dynamic_batch: bool = True
     quantization: Quantization | None = None
+    accuracy_control: bool = Field(
+        False, description="OpenVINO: nncf.quantize_with_accuracy_control within the budget's max drop"
+    )
+    tensorrt: TensorRTBuild | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -75,12 +90,17 @@ class Recipe(StrictModel):
             raise ValueError("precision int8 needs a 'quantization' section")
         if self.precision != "int8" and self.quantization is not None:
             raise ValueError(f"'quantization' is only valid with precision int8, not {self.precision}")
+        if self.accuracy_control and (self.runtime, self.precision) != ("openvino", "int8"):
+            raise ValueError("accuracy_control is only available for runtime openvino, precision int8")
+        if self.tensorrt is not None and self.runtime != "tensorrt":
+            raise ValueError(f"'tensorrt' build settings need runtime tensorrt, not {self.runtime}")
         return self
 
     @property
     def target(self) -> str:
-        """Artifact folder name, e.g. `onnxruntime-int8`."""
-        return f"{self.runtime}-{self.precision}"
+        """Artifact folder and exporter name, e.g. `onnxruntime-int8`, `openvino-int8-ac`."""
+        base = f"{self.runtime}-{self.precision}"
+        return f"{base}-{self.variant}" if self.variant else base
 
 
 def load_recipe(path: str | Path) -> Recipe:

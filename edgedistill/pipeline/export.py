@@ -1,56 +1,20 @@
-"""The `export` stage: chosen subnet → FP32 ONNX → quantized artifact, each with a verified manifest."""
+"""The `export` stage: chosen subnet → FP32 ONNX → the target artifact, each with a verified manifest."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-from datetime import datetime, timezone
+import difflib
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from edgedistill.errors import ExportError
-from edgedistill.export.accuracy import Accuracy, compare_accuracy, onnx_accuracy
-from edgedistill.export.manifest import AccuracyInfo, CalibrationInfo, Cost, InputInfo, Manifest, Source, write_manifest
-from edgedistill.export.manifest import Preprocess as PreprocessInfo
-from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
-from edgedistill.export.recipe import Recipe
+from edgedistill.errors import ConfigError
+from edgedistill.export.accuracy import Accuracy, onnx_accuracy
+from edgedistill.export.manifest import AccuracyInfo, Manifest, write_manifest
+from edgedistill.export.recipe import RUNTIME_PRECISIONS, Recipe, check_runtime_precision, load_recipe
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
-from edgedistill.export.versions import runtime_versions
-from edgedistill.io import sha256_file
-from edgedistill.models import count_cost
 from edgedistill.pipeline.context import RunContext, find_recipe, load_context
-from edgedistill.registry import Registry
+from edgedistill.pipeline.export_job import FP32_TARGET, MIN_CALIBRATION, ExportJob, Fallback, build_manifest
+from edgedistill.pipeline.exporters import EXPORTERS
 
-MIN_CALIBRATION = 300
-FP32_TARGET = "onnxruntime-fp32"
-
-
-def _manifest(ctx: RunContext, recipe: Recipe, acc: AccuracyInfo, calib: CalibrationInfo | None) -> Manifest:
-    cost = count_cost(ctx.subnet, ctx.resolved.budget.input.shape)
-    return Manifest(
-        name=recipe.target,
-        runtime=recipe.runtime,
-        precision=recipe.precision,
-        model_file="model.onnx",
-        input=InputInfo(shape=[-1 if recipe.dynamic_batch else 1, *ctx.resolved.budget.input.shape[1:]]),
-        preprocess=PreprocessInfo(**{k: v for k, v in ctx.pre.manifest().items() if k != "resize"}),
-        class_names=ctx.data.class_names,
-        source=Source(
-            family=ctx.subnet.spec()["family"],
-            config=ctx.config,
-            channels=ctx.channels,
-            subnet_sha256=sha256_file(ctx.subnet_path),
-        ),
-        opset=recipe.opset,
-        versions=runtime_versions(),
-        calibration=calib,
-        accuracy=acc,
-        cost=Cost(macs=cost.macs, params=cost.params),
-        budget=ctx.resolved.budget.name,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
+__all__ = ["EXPORTERS", "FP32_TARGET", "MIN_CALIBRATION", "ExportJob", "export_fp32", "export_run"]
 
 
 def export_fp32(ctx: RunContext, recipe: Recipe) -> tuple[Manifest, Accuracy]:
@@ -67,53 +31,32 @@ def export_fp32(ctx: RunContext, recipe: Recipe) -> tuple[Manifest, Accuracy]:
     onnx_parity(ctx.subnet, path, batches[0][0][:16], atol=1e-4)
     acc = onnx_accuracy(path, batches)
     info = AccuracyInfo(split="test", n=acc.n, fp32=acc.top1)
-    manifest = _manifest(ctx, recipe, info, None)
+    manifest = build_manifest(ctx, recipe, info, None)
     write_manifest(out, manifest)
     return manifest, acc
 
 
-def calibration_set(ctx: RunContext, samples: int, allow_small: bool, seed: int = 0) -> tuple[np.ndarray, str]:
-    """Normalised float32 calibration images from the unlabeled target pool, and their sha256."""
-    if samples < MIN_CALIBRATION and not allow_small:
-        raise ExportError(
-            f"calibration needs ≥ {MIN_CALIBRATION} real target images, asked for {samples}; "
-            "pass --allow-small-calibration to accept fewer"
-        )
-    imgs = ctx.data.calibration(samples, seed).images
-    x = ctx.pre(torch.from_numpy(imgs)).numpy().astype(np.float32)
-    return x, hashlib.sha256(x.tobytes()).hexdigest()
-
-
-def export_int8(
-    ctx: RunContext, recipe: Recipe, fp32: Path, ref: Accuracy, samples: int | None, allow_small: bool
-) -> Manifest:
-    """Static INT8 QDQ through ONNX Runtime's quantizer; fails when the accuracy drop exceeds the budget."""
-    assert recipe.quantization is not None
-    q = recipe.quantization
-    n = samples or q.calibration.samples
-    calib, digest = calibration_set(ctx, n, allow_small)
-    out = ctx.rd.export_dir(recipe.target)
-    path = quantize_onnxruntime(fp32, out / "model.onnx", calib, q)
-    acc = onnx_accuracy(path, ctx.test_batches())
-    cmp = compare_accuracy(ref, acc)
-    info = AccuracyInfo(
-        split="test", n=acc.n, fp32=ref.top1, quantized=acc.top1, drop_pts=cmp["drop_pts"], agreement=cmp["agreement"]
-    )
-    calib_info = CalibrationInfo(count=len(calib), sha256=digest, method=q.calibration.method, source="unlabeled pool")
-    manifest = _manifest(ctx, recipe, info, calib_info)
-    write_manifest(out, manifest)
-    limit = ctx.resolved.budget.accuracy.max_int8_drop_pts
-    if cmp["drop_pts"] > limit:
-        raise ExportError(
-            f"{out}: INT8 top-1 {acc.top1:.2f}% is {cmp['drop_pts']:.2f} pts below FP32 {ref.top1:.2f}%, "
-            f"more than the budget's accuracy.max_int8_drop_pts {limit}"
-        )
-    return manifest
-
-
-Exporter = Callable[[RunContext, Recipe, Path, Accuracy, int | None, bool], Manifest]
-EXPORTERS: Registry[Exporter] = Registry("exporter")
-EXPORTERS.register("onnxruntime-int8")(export_int8)
+def _resolve_recipe(ctx: RunContext, runtime: str | None, precision: str | None, recipe: Path | None) -> Recipe:
+    """The recipe file given, the one for runtime/precision, or the budget's; incompatible asks fail in one line."""
+    if recipe is not None:
+        if runtime or precision:
+            raise ConfigError("--recipe already names the runtime and precision; drop --target/--int8/--fp16/--fp32")
+        return load_recipe(recipe)
+    if runtime is None and precision is None:
+        return ctx.resolved.recipe
+    rt = runtime or ctx.resolved.budget.target.runtime
+    prec = precision or ctx.resolved.budget.target.precision
+    if rt not in RUNTIME_PRECISIONS:
+        close = difflib.get_close_matches(rt, RUNTIME_PRECISIONS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"--target: unknown runtime '{rt}'{hint} known: {', '.join(RUNTIME_PRECISIONS)}")
+    try:
+        check_runtime_precision(rt, prec)
+    except ValueError as e:
+        raise ConfigError(f"--target {rt} --{prec}: {e}") from None
+    if rt == "torch":
+        raise ConfigError("--target torch: torch is the training runtime; it has no export artifact (bench times it)")
+    return find_recipe(rt, prec)
 
 
 def export_run(
@@ -122,22 +65,24 @@ def export_run(
     budget: Path | None = None,
     runtime: str | None = None,
     precision: str | None = None,
+    recipe: Path | None = None,
     calibration_samples: int | None = None,
     allow_small_calibration: bool = False,
+    fallback: Fallback = "none",
 ) -> list[Manifest]:
-    """Export the run's chosen subnet for the budget's target (or the runtime/precision asked).
+    """Export the run's chosen subnet for the budget's target (or the runtime/precision or recipe asked).
 
-    Always writes the FP32 ONNX reference first; a reduced-precision target follows its recipe.
+    Always writes the FP32 ONNX reference first; the target follows its recipe through the `EXPORTERS` registry.
+    `fallback="auto"` lets an INT8 export that misses the accuracy budget keep its most sensitive layers in float.
     """
     ctx = load_context(run, budget)
-    b = ctx.resolved
-    if runtime is None and precision is None:
-        recipe = b.recipe
-    else:
-        recipe = find_recipe(runtime or b.budget.target.runtime, precision or b.budget.target.precision)
+    chosen = _resolve_recipe(ctx, runtime, precision, recipe)
+    if fallback == "auto" and chosen.precision != "int8":
+        raise ConfigError(f"--fallback auto needs an int8 target, not {chosen.target}")
+    exporter = EXPORTERS.get(chosen.target) if chosen.target != FP32_TARGET else None
     fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
-    if recipe.target == FP32_TARGET:
+    if exporter is None:
         return [fp32_manifest]
-    exporter = EXPORTERS.get(recipe.target)
     fp32_path = ctx.rd.export_dir(FP32_TARGET) / "model.onnx"
-    return [fp32_manifest, exporter(ctx, recipe, fp32_path, ref, calibration_samples, allow_small_calibration)]
+    job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small_calibration, fallback)
+    return [fp32_manifest, exporter(job)]

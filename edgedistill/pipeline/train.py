@@ -16,6 +16,7 @@ from edgedistill.data import Preprocess, TaskData, build_task_data
 from edgedistill.distill.amp import resolve_device
 from edgedistill.distill.distillers import DISTILLERS
 from edgedistill.distill.evaluate import accuracy
+from edgedistill.distill.multisource import TeacherReport, TeacherTargets, prepare_teachers
 from edgedistill.distill.trainer import distill
 from edgedistill.errors import ConfigError
 from edgedistill.io import atomic_write_json, atomic_write_text
@@ -23,7 +24,6 @@ from edgedistill.models import SlimmableBank, build_bank, extract, recalibrate_b
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.search import search_widths
 from edgedistill.task import TaskConfig, choose_family, load_task
-from edgedistill.teachers.cache import cached_soft_labels
 
 
 def preprocess_for(resolved: ResolvedBudget, data: TaskData) -> Preprocess:
@@ -75,6 +75,22 @@ def _resolve_inputs(
     return load_budget(budget), cfg, base
 
 
+def _teachers(
+    cfg: TaskConfig, data: TaskData, rd: RunDir, dev: torch.device, base: Path, show_progress: bool
+) -> tuple[TeacherTargets | None, list[TeacherReport]]:
+    """Cached, ranked and weighted teacher targets when the distiller uses teachers."""
+    distiller = DISTILLERS.get(cfg.train.distiller)
+    if not distiller.uses_teachers:
+        return None, []
+    sources = [t.source for t in cfg.teachers]
+    if not sources:
+        raise ConfigError(f"task '{cfg.name}': distiller '{cfg.train.distiller}' needs teachers; the task lists none")
+    ms = cfg.train.multisource
+    pseudo = ms.pseudo_labels or getattr(distiller, "pseudo_labels", "head")
+    weigh = lambda s: distiller.weigh(s, cfg.train)  # noqa: E731
+    return prepare_teachers(sources, data, ms, weigh, pseudo, rd.teachers, dev, base, show_progress)
+
+
 def train_run(
     budget: Path,
     task: Path | None,
@@ -98,23 +114,16 @@ def train_run(
     updates = {k: v for k, v in {"steps": steps, "distiller": distiller}.items() if v is not None}
     if updates:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=updates)})
-        DISTILLERS.get(cfg.train.distiller)  # unknown names fail before any work
+    DISTILLERS.get(cfg.train.distiller)  # unknown names fail before any work
     atomic_write_text(rd.task, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     shutil.copyfile(resolved.path, rd.budget)
     atomic_write_text(rd.recipe, yaml.safe_dump(resolved.recipe.model_dump(mode="json"), sort_keys=False))
     dev = resolve_device(device)
     data = build_task_data(cfg.data, base)
     pre = preprocess_for(resolved, data)
-    probs, cache_hit = None, None
-    sources = [t.source for t in cfg.teachers]
-    if DISTILLERS.get(cfg.train.distiller)(cfg.train).uses_teachers:
-        if not sources:
-            raise ConfigError(
-                f"task '{cfg.name}': distiller '{cfg.train.distiller}' needs teachers; the task lists none"
-            )
-        probs, cache_hit = cached_soft_labels(sources, data.unlabeled, rd.teachers, dev)
+    targets, reports = _teachers(cfg, data, rd, dev, base, show_progress)
     bank = build_student(cfg, resolved, data.num_classes)
-    state = distill(bank, data, pre, cfg.train, rd.root, dev, probs, resume=resume, show_progress=show_progress)
+    state = distill(bank, data, pre, cfg.train, rd.root, dev, targets, resume=resume, show_progress=show_progress)
     save_bank(bank.cpu(), rd.bank)
     bank.to(dev)
     calib = calibration_batches(data, pre, cfg.train.bn_calibration_images, dev)
@@ -134,9 +143,9 @@ def train_run(
         "task": cfg.name,
         "budget": resolved.budget.name,
         "data": data.summary(),
-        "teachers": sources,
-        "teacher_cache_hit": cache_hit,
         "distiller": cfg.train.distiller,
+        "similarity": cfg.train.multisource.similarity if reports else None,
+        "teachers": [asdict(r) for r in reports],
         "family": bank.family,
         "device": str(dev),
         "steps": state.steps,

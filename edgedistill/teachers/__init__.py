@@ -1,6 +1,6 @@
-"""Pretrained teachers: sources, input pipelines, predictions."""
+"""Pretrained teachers: sources (registry), input pipelines, output cache, task similarity."""
 
-from edgedistill.teachers.ensemble import average_soft_labels, teacher_logits
-from edgedistill.teachers.sources import TEACHER_SOURCES, Teacher, load_teacher, parse_source
+from edgedistill.teachers import zoo as _zoo  # noqa: F401  (registers timm:, torchvision:, checkpoint:, packaged:)
+from edgedistill.teachers.sources import TEACHER_SOURCES, Teacher, load_teacher, parse_source, teacher_logits
 
-__all__ = ["TEACHER_SOURCES", "Teacher", "average_soft_labels", "load_teacher", "parse_source", "teacher_logits"]
+__all__ = ["TEACHER_SOURCES", "Teacher", "load_teacher", "parse_source", "teacher_logits"]

@@ -1,41 +1,178 @@
-"""On-disk cache of teacher soft labels for the unlabeled pool, keyed by teachers + images."""
+"""Teacher cache: per teacher and image set, L2-normalised penultimate features and logits on disk.
+
+Layout: `FOLDER/<teacher key>/<image-set key>/{features,logits}-NNN.npy` + `meta.json` (written last, so a
+missing meta means an unfinished entry). The teacher key hashes the source string, the weights' sha256 and
+the input pipeline; the image-set key is the images' fingerprint. Shards are opened with `mmap_mode="r"`,
+so training reads only the rows of each batch and never runs a teacher again.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edgedistill.data.images import ImageSet
-from edgedistill.io import atomic_write
-from edgedistill.teachers.ensemble import average_soft_labels
-from edgedistill.teachers.sources import load_teacher
+from edgedistill.io import atomic_write, atomic_write_json
+from edgedistill.teachers.sources import Teacher, load_teacher
+
+CACHE_VERSION = 1
+SHARD_ROWS = 1 << 16
 
 
-def cache_key(sources: list[str], images: ImageSet) -> str:
-    """Hash of the teacher sources (with their input options) and the exact images."""
-    h = hashlib.sha256("\n".join(sources).encode())
-    h.update(images.fingerprint().encode())
-    return h.hexdigest()[:16]
+class ShardedArray:
+    """Rows of one array split over `.npy` shards, memory-mapped; indexing reads only the rows asked for."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.shards = [np.load(p, mmap_mode="r") for p in paths]
+        self.starts = np.cumsum([0] + [len(s) for s in self.shards])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self.starts[-1]), *self.shards[0].shape[1:])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, idx: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Rows `idx` (an integer array) as a float32 array in memory."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx), *self.shape[1:]), dtype=np.float32)
+        shard = np.searchsorted(self.starts, idx, side="right") - 1
+        for s in np.unique(shard):
+            rows = shard == s
+            out[rows] = self.shards[s][idx[rows] - self.starts[s]]
+        return out
+
+    def read(self) -> np.ndarray:
+        """All rows in memory."""
+        return np.concatenate([np.asarray(s, dtype=np.float32) for s in self.shards])
 
 
-def cached_soft_labels(
-    sources: list[str], images: ImageSet, folder: Path, device: torch.device | str = "cpu"
-) -> tuple[torch.Tensor, bool]:
-    """Mean teacher soft labels for `images`, computed once and reused while the inputs are unchanged.
+@dataclass
+class TeacherOutputs:
+    """One image set's cached outputs: features (N, D), L2-normalised, and logits (N, teacher classes)."""
+
+    features: ShardedArray
+    logits: ShardedArray
+
+
+@dataclass
+class CachedTeacher:
+    """A teacher's identity and its cached outputs per named image set."""
+
+    source: str
+    name: str
+    key: str
+    num_classes: int
+    sets: dict[str, TeacherOutputs] = field(default_factory=dict)
+    computed: list[str] = field(default_factory=list)  # sets computed by this call (the rest were cache hits)
+
+    @property
+    def feature_dim(self) -> int:
+        return next(iter(self.sets.values())).features.shape[1]
+
+
+def teacher_key(teacher: Teacher) -> str:
+    """Hash of what determines a teacher's outputs: source, weights and input pipeline."""
+    ident = [str(CACHE_VERSION), teacher.source, teacher.weights_sha256, teacher.input.model_dump_json()]
+    return hashlib.sha256("\n".join(ident).encode()).hexdigest()[:16]
+
+
+def _load_entry(entry: Path, rows: int) -> TeacherOutputs | None:
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        if meta["rows"] != rows:
+            return None
+        feats = ShardedArray([entry / f"features-{i:03d}.npy" for i in range(meta["shards"])])
+        logits = ShardedArray([entry / f"logits-{i:03d}.npy" for i in range(meta["shards"])])
+        return TeacherOutputs(feats, logits) if len(feats) == len(logits) == rows else None
+    except (OSError, ValueError, KeyError, IndexError):  # missing or damaged: recompute, never trust
+        return None
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object, so numpy does not append ".npy" to the temp name
+        np.save(f, arr)
+
+
+@torch.inference_mode()
+def _compute_entry(
+    teacher: Teacher, images: ImageSet, entry: Path, batch: int, advance: Callable[[int], object]
+) -> None:
+    shutil.rmtree(entry, ignore_errors=True)
+    dev = next(teacher.model.parameters(), torch.empty(0)).device
+    shards, buf_f, buf_l = 0, np.empty((0, 0), np.float32), np.empty((0, 0), np.float32)
+
+    def flush(rows: int) -> None:
+        nonlocal shards, buf_f, buf_l
+        for kind, buf in (("features", buf_f), ("logits", buf_l)):
+            atomic_write(entry / f"{kind}-{shards:03d}.npy", lambda p, a=buf[:rows]: _save_npy(p, a))
+        shards, buf_f, buf_l = shards + 1, buf_f[rows:], buf_l[rows:]
+
+    for i in range(0, len(images), batch):
+        feats, logits = teacher.predict(torch.from_numpy(images.images[i : i + batch]).to(dev))
+        feats = torch.nn.functional.normalize(feats, dim=1).cpu().numpy()
+        buf_f = np.concatenate([buf_f, feats]) if len(buf_f) else feats
+        buf_l = np.concatenate([buf_l, logits.cpu().numpy()]) if len(buf_l) else logits.cpu().numpy()
+        while len(buf_f) >= SHARD_ROWS:
+            flush(SHARD_ROWS)
+        advance(len(feats))
+    if len(buf_f) or not shards:
+        flush(len(buf_f))
+    meta = {"rows": len(images), "shards": shards, "source": teacher.source, "images": images.fingerprint()}
+    atomic_write_json(entry / "meta.json", meta)
+
+
+def cache_teachers(
+    sources: Sequence[str],
+    sets: Mapping[str, ImageSet],
+    folder: Path,
+    device: torch.device | str = "cpu",
+    base: Path | None = None,
+    show_progress: bool = False,
+    batch: int = 256,
+) -> list[CachedTeacher]:
+    """Features and logits of every teacher on every image set, computed once and then read from `folder`.
+
+    Args:
+        sources: teacher source strings (`ccexam:usps?crop=0.72`, `packaged:efficientnet_lite0`, ...).
+        sets: named image sets, e.g. {"labeled": ..., "unlabeled": ..., "test": ...}.
+        base: folder for relative weight paths (the task file's folder).
 
     Returns:
-        (probabilities (N, classes), whether the cache was hit).
+        One `CachedTeacher` per source, in order, with memory-mapped outputs per set.
     """
-    path = folder / f"soft-{cache_key(sources, images)}.safetensors"
-    if path.is_file():
-        try:
-            return load_file(path)["probs"], True
-        except Exception:  # a damaged cache entry is recomputed, never trusted
-            path.unlink(missing_ok=True)
-    teachers = [load_teacher(s, device) for s in sources]
-    probs = average_soft_labels(teachers, images.images).contiguous()
-    atomic_write(path, lambda p: save_file({"probs": probs}, str(p), metadata={"sources": "\n".join(sources)}))
-    return probs, False
+    teachers = [load_teacher(s, device, base) for s in sources]
+    out = [CachedTeacher(t.source, t.name, teacher_key(t), t.num_classes) for t in teachers]
+    todo = []
+    for t, c in zip(teachers, out, strict=True):
+        for name, images in sets.items():
+            entry = folder / c.key / images.fingerprint()[:16]
+            hit = _load_entry(entry, len(images))
+            if hit is None:
+                todo.append((t, c, name, images, entry))
+            else:
+                c.sets[name] = hit
+    with Progress(
+        TextColumn("[bold]teachers[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not show_progress or not todo,
+    ) as progress:
+        bar = progress.add_task("", total=sum(len(item[3]) for item in todo))
+        for t, c, name, images, entry in todo:
+            progress.update(bar, description=f"{t.name}/{name}")
+            _compute_entry(t, images, entry, batch, lambda n: progress.advance(bar, n))
+            loaded = _load_entry(entry, len(images))
+            assert loaded is not None, f"{entry}: cache entry unreadable right after writing"
+            c.sets[name], c.computed = loaded, [*c.computed, name]
+    return out

@@ -1,0 +1,41 @@
+"""`edgedistill teachers rank`: how similar each teacher of a task is to the target (labeled split only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edgedistill.cli.console import console
+
+teachers_app = typer.Typer(help="Inspect a task's teacher pool.", no_args_is_help=True)
+
+
+@teachers_app.command("rank")
+def rank(
+    task: Annotated[Path | None, typer.Option(help="task YAML (default: the embedded MNIST demo task)")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option(help="similarity metric(s): knn | linear | logme | leep (first one ranks)")
+    ] = None,
+    cache: Annotated[Path, typer.Option(help="teacher cache folder")] = Path("runs/teacher-cache"),
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto")] = "auto",
+    progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
+) -> None:
+    """Rank the task's teachers by task similarity, with distill-weighted's weight α for each."""
+    from edgedistill.distill.amp import resolve_device
+    from edgedistill.teachers.rank import rank_teachers
+
+    metrics = metric or ["knn", "linear", "logme", "leep"]
+    name, rows = rank_teachers(task, metrics, cache, resolve_device(device), show_progress=progress)
+    table = Table(title=f"teachers of {name}, ranked by {metrics[0]}")
+    for col in ("#", "teacher", "features", *metrics, f"α ({metrics[0]})"):
+        table.add_column(col, justify="left" if col == "teacher" else "right")
+    for i, r in enumerate(rows, 1):
+        table.add_row(str(i), r.source, str(r.feature_dim), *(f"{r.scores[m]:.4f}" for m in metrics), f"{r.alpha:.3f}")
+    console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(teachers_app, name="teachers")

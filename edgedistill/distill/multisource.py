@@ -1,0 +1,140 @@
+"""Teacher targets for multi-source distillation: similarity scores, weights α, target-class pseudo-labels.
+
+Teachers are ranked on the labeled split only (cheap: every teacher runs on ~100 images); the unlabeled
+and test splits are cached only for the teachers that get a weight α > 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgedistill.data.images import TaskData
+from edgedistill.distill.config import MultiSourceConfig
+from edgedistill.errors import ConfigError
+from edgedistill.registry import Registry
+from edgedistill.teachers.cache import CachedTeacher, ShardedArray, cache_teachers
+from edgedistill.teachers.rank import similarity_scores
+
+
+@dataclass
+class TeacherTargets:
+    """Per active teacher: weight α, unlabeled-pool features (L2-normalised) and target-class logits."""
+
+    sources: list[str]
+    alphas: list[float]
+    features: list[ShardedArray]
+    logits: list[np.ndarray]
+
+    @property
+    def dims(self) -> list[int]:
+        return [f.shape[1] for f in self.features]
+
+    def batch(
+        self, idx: np.ndarray, temperature: float, device: torch.device
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(soft labels softmax(g/T), features) of unlabeled rows `idx`, one tensor per teacher."""
+        probs = [torch.softmax(torch.from_numpy(lg[idx]) / temperature, 1).to(device) for lg in self.logits]
+        feats = [torch.from_numpy(f[idx]).to(device) for f in self.features]
+        return probs, feats
+
+
+def softmax_weights(scores: np.ndarray, gamma: float, top_k: int | None = None) -> np.ndarray:
+    """α = softmax(s / γ) over the `top_k` best scores (0 for the rest); sums to 1."""
+    s = np.asarray(scores, dtype=np.float64)
+    keep = np.argsort(-s, kind="stable")[: top_k or len(s)]
+    z = (s[keep] - s[keep].max()) / gamma
+    alpha = np.zeros_like(s)
+    alpha[keep] = np.exp(z) / np.exp(z).sum()
+    return alpha
+
+
+PseudoLabelFn = Callable[[CachedTeacher, np.ndarray, MultiSourceConfig, str], np.ndarray]
+PSEUDO_LABELS: Registry[PseudoLabelFn] = Registry("pseudo-label mapping")
+
+
+@PSEUDO_LABELS.register("head")
+def _head_logits(c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, split: str) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    head = LogisticRegression(C=cfg.head_c, max_iter=2000).fit(c.sets["labeled"].features.read(), labels)
+    return head.decision_function(c.sets[split].features.read()).astype(np.float32)
+
+
+@PSEUDO_LABELS.register("auto")
+def _auto_logits(c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, split: str) -> np.ndarray:
+    """The teacher's own logits when it predicts the task's classes (same count), else a fitted head."""
+    same = c.num_classes == int(labels.max()) + 1
+    return (_native_logits if same else _head_logits)(c, labels, cfg, split)
+
+
+@PSEUDO_LABELS.register("native")
+def _native_logits(c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, split: str) -> np.ndarray:
+    if c.num_classes != int(labels.max()) + 1:
+        raise ConfigError(
+            f"teacher '{c.source}' predicts {c.num_classes} classes, the task has {int(labels.max()) + 1}; "
+            "use train.multisource.pseudo_labels: head"
+        )
+    return c.sets[split].logits.read()
+
+
+@dataclass
+class TeacherReport:
+    """What train.json records per teacher."""
+
+    source: str
+    name: str
+    score: float
+    alpha: float
+    cache_hit: bool | None = None  # None: only the labeled split was needed
+    test_accuracy: float | None = None  # target-class pseudo-labels on the test split, %
+
+
+def prepare_teachers(
+    sources: list[str],
+    data: TaskData,
+    cfg: MultiSourceConfig,
+    weigh: Callable[[np.ndarray], np.ndarray],
+    pseudo_labels: str,
+    folder: Path,
+    device: torch.device,
+    base: Path | None = None,
+    show_progress: bool = False,
+) -> tuple[TeacherTargets, list[TeacherReport]]:
+    """Rank the teachers, weigh them with `weigh(scores)`, cache the active ones and map them to target classes.
+
+    Args:
+        pseudo_labels: registered mapping of teacher outputs to target-class logits (head | native | auto).
+
+    Returns:
+        The training targets of the teachers with α > 0, and a report row for every teacher.
+    """
+    labels = data.labeled.labels
+    assert labels is not None
+    sets = {"labeled": data.labeled}
+    ranked = cache_teachers(sources, sets, folder, device, base, show_progress)
+    scores = similarity_scores(ranked, labels, cfg.similarity)
+    alphas = weigh(np.asarray(scores))
+    reports = [TeacherReport(c.source, c.name, s, float(a)) for c, s, a in zip(ranked, scores, alphas, strict=True)]
+    active = [i for i, a in enumerate(alphas) if a > 0]
+    sets |= {"unlabeled": data.unlabeled, "test": data.test}
+    cached = cache_teachers([sources[i] for i in active], sets, folder, device, base, show_progress)
+    pseudo = PSEUDO_LABELS.get(pseudo_labels)
+    logits = []
+    for i, c in zip(active, cached, strict=True):
+        logits.append(pseudo(c, labels, cfg, "unlabeled"))
+        reports[i].cache_hit = not c.computed
+        if data.test.labels is not None:
+            test_pred = pseudo(c, labels, cfg, "test").argmax(1)
+            reports[i].test_accuracy = round(float((test_pred == data.test.labels).mean() * 100), 2)
+    targets = TeacherTargets(
+        sources=[c.source for c in cached],
+        alphas=[float(alphas[i]) for i in active],
+        features=[c.sets["unlabeled"].features for c in cached],
+        logits=logits,
+    )
+    return targets, reports

@@ -1,0 +1,137 @@
+"""Shared pieces of every export: the manifest, the calibration set, the job and the accuracy check."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from edgedistill.errors import ExportError
+from edgedistill.export.accuracy import Accuracy, compare_accuracy
+from edgedistill.export.manifest import AccuracyInfo, CalibrationInfo, Cost, InputInfo, Manifest, Source, write_manifest
+from edgedistill.export.manifest import Preprocess as PreprocessInfo
+from edgedistill.export.recipe import Quantization, Recipe
+from edgedistill.export.versions import runtime_versions
+from edgedistill.io import sha256_file
+from edgedistill.models import count_cost
+from edgedistill.pipeline.context import RunContext
+
+MIN_CALIBRATION = 300
+FP32_TARGET = "onnxruntime-fp32"
+Fallback = Literal["none", "auto"]
+
+
+def build_manifest(
+    ctx: RunContext,
+    recipe: Recipe,
+    acc: AccuracyInfo,
+    calib: CalibrationInfo | None,
+    model_file: str = "model.onnx",
+    **extra: Any,
+) -> Manifest:
+    cost = count_cost(ctx.subnet, ctx.resolved.budget.input.shape)
+    return Manifest(
+        name=recipe.target,
+        runtime=recipe.runtime,
+        precision=recipe.precision,
+        model_file=model_file,
+        input=InputInfo(shape=[-1 if recipe.dynamic_batch else 1, *ctx.resolved.budget.input.shape[1:]]),
+        preprocess=PreprocessInfo(**{k: v for k, v in ctx.pre.manifest().items() if k != "resize"}),
+        class_names=ctx.data.class_names,
+        source=Source(
+            family=ctx.subnet.spec()["family"],
+            config=ctx.config,
+            channels=ctx.channels,
+            subnet_sha256=sha256_file(ctx.subnet_path),
+        ),
+        opset=recipe.opset,
+        versions=runtime_versions(),
+        calibration=calib,
+        accuracy=acc,
+        cost=Cost(macs=cost.macs, params=cost.params),
+        budget=ctx.resolved.budget.name,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    )
+
+
+def calibration_set(ctx: RunContext, samples: int, allow_small: bool, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Normalised float32 calibration images from the unlabeled target pool, and their sha256."""
+    if samples < MIN_CALIBRATION and not allow_small:
+        raise ExportError(
+            f"calibration needs ≥ {MIN_CALIBRATION} real target images, asked for {samples}; "
+            "pass --allow-small-calibration to accept fewer"
+        )
+    imgs = ctx.data.calibration(samples, seed).images
+    x = ctx.pre(torch.from_numpy(imgs)).numpy().astype(np.float32)
+    return x, hashlib.sha256(x.tobytes()).hexdigest()
+
+
+@dataclass
+class ExportJob:
+    """One reduced-precision export: the run, its recipe, the FP32 ONNX reference and the user's options."""
+
+    ctx: RunContext
+    recipe: Recipe
+    fp32: Path
+    ref: Accuracy
+    samples: int | None = None
+    allow_small: bool = False
+    fallback: Fallback = "none"
+
+    @property
+    def out(self) -> Path:
+        return self.ctx.rd.export_dir(self.recipe.target)
+
+    @property
+    def quant(self) -> Quantization:
+        assert self.recipe.quantization is not None
+        return self.recipe.quantization
+
+    @property
+    def max_drop(self) -> float:
+        return self.ctx.resolved.budget.accuracy.max_int8_drop_pts
+
+    def calibration(self) -> tuple[np.ndarray, CalibrationInfo]:
+        """The calibration set the recipe asks for (≥ 300 unless allowed), with its provenance."""
+        calib, digest = calibration_set(self.ctx, self.samples or self.quant.calibration.samples, self.allow_small)
+        info = CalibrationInfo(
+            count=len(calib), sha256=digest, method=self.quant.calibration.method, source="unlabeled pool"
+        )
+        return calib, info
+
+    def unlabeled(self, n: int = 500) -> np.ndarray:
+        """Label-free validation images from the unlabeled pool (another draw than the calibration set)."""
+        n = min(n, len(self.ctx.data.unlabeled))
+        return self.ctx.pre(torch.from_numpy(self.ctx.data.calibration(n, seed=1).images)).numpy().astype(np.float32)
+
+    def score(self, acc: Accuracy, quantized: bool) -> AccuracyInfo:
+        """FP32 reference vs this artifact on the test split."""
+        cmp = compare_accuracy(self.ref, acc)
+        return AccuracyInfo(
+            split="test",
+            n=acc.n,
+            fp32=self.ref.top1,
+            quantized=acc.top1 if quantized else None,
+            artifact=acc.top1,
+            drop_pts=cmp["drop_pts"],
+            agreement=cmp["agreement"],
+        )
+
+
+def finish(job: ExportJob, manifest: Manifest) -> Manifest:
+    """Write the manifest, then fail when a reduced-precision artifact drops more than the budget allows."""
+    write_manifest(job.out, manifest)
+    a = manifest.accuracy
+    if manifest.precision != "fp32" and a.drop_pts is not None and a.drop_pts > job.max_drop:
+        hint = "" if manifest.fallback else "; try --fallback auto"
+        raise ExportError(
+            f"{job.out}: {manifest.precision.upper()} top-1 {a.artifact:.2f}% is {a.drop_pts:.2f} pts below FP32 "
+            f"{a.fp32:.2f}%, more than the budget's accuracy.max_int8_drop_pts {job.max_drop}{hint}"
+        )
+    return manifest

@@ -1,0 +1,153 @@
+"""Exporters (registry): one function per target, each turning the FP32 ONNX reference into its artifact."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgedistill.export.accuracy import compare_accuracy, model_accuracy, onnx_accuracy
+from edgedistill.export.manifest import FallbackInfo, Manifest
+from edgedistill.export.mixed_precision import latency_cost, ort_mixed_precision
+from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
+from edgedistill.export.onnx2tensorrt import tensorrt_artifact
+from edgedistill.export.recipe import TensorRTBuild
+from edgedistill.export.torch2onnx import INPUT_NAME
+from edgedistill.io import atomic_write
+from edgedistill.pipeline.export_job import ExportJob, build_manifest, finish
+from edgedistill.registry import Registry
+
+
+def export_ort_int8(job: ExportJob) -> Manifest:
+    """Static INT8 QDQ through ONNX Runtime's quantizer (x86 layout, or TensorRT's for runtime tensorrt)."""
+    trt = job.recipe.runtime == "tensorrt"
+    calib, calib_info = job.calibration()
+    path = quantize_onnxruntime(job.fp32, job.out / "model.onnx", calib, job.quant, for_tensorrt=trt)
+    batches = job.ctx.test_batches()
+    # Layers kept in float are chosen on unlabeled images (top-1 disagreement with FP32, an upper bound on the
+    # accuracy drop), never on the test split that reports the result.
+    val = job.unlabeled()
+    fp32_pred = onnx_accuracy(job.fp32, [(val, np.zeros(len(val), dtype=np.int64))]).predictions
+    val_batches = [(val, fp32_pred)]
+
+    def drop_of(p: Path) -> float:
+        return 100.0 - onnx_accuracy(p, val_batches, fake_quant=trt).top1
+
+    fallback = None
+    acc = onnx_accuracy(path, batches, fake_quant=trt)
+    if job.fallback == "auto" and compare_accuracy(job.ref, acc)["drop_pts"] > job.max_drop:
+        with tempfile.TemporaryDirectory(prefix="edgedistill-int8-") as tmp:
+            full = Path(shutil.copyfile(path, Path(tmp) / "int8.onnx"))
+            fallback = ort_mixed_precision(
+                job.fp32,
+                full,
+                path,
+                calib,
+                job.quant,
+                drop_of=drop_of,
+                max_drop=job.max_drop,
+                sensitivity_images=job.unlabeled(),
+                for_tensorrt=trt,
+            )
+            acc = onnx_accuracy(path, batches, fake_quant=trt)
+            probe = build_manifest(job.ctx, job.recipe, job.score(acc, True), calib_info)
+            b = job.ctx.resolved.budget
+            p50, note = latency_cost(probe, full, path, b.target.threads, b.input.batch)
+            fallback = fallback.model_copy(update={"latency_p50_ms": p50, "latency_note": note})
+    extra: dict[str, Any] = {"fallback": fallback}
+    if trt:
+        extra.update(_tensorrt_files(job, "model.onnx"))
+        extra["notes"] = {"accuracy_runtime": "ONNX Runtime CPU, Q/DQ simulated in float (as TensorRT computes)"}
+    return finish(job, build_manifest(job.ctx, job.recipe, job.score(acc, True), calib_info, **extra))
+
+
+def export_openvino(job: ExportJob) -> Manifest:
+    """OpenVINO IR: FP32, FP16 weights, NNCF INT8, or NNCF INT8 with accuracy control (`--fallback auto` too)."""
+    from edgedistill.export.onnx2openvino import (
+        MODEL_BIN,
+        AccuracyControl,
+        convert_openvino,
+        float_layers,
+        load_openvino,
+        quantize_openvino,
+    )
+
+    calib_info, fallback, control = None, None, None
+    if job.recipe.precision != "int8":
+        xml = convert_openvino(job.fp32, job.out, fp16=job.recipe.precision == "fp16")
+    else:
+        calib, calib_info = job.calibration()
+        control = AccuracyControl(job.unlabeled(), job.max_drop) if job.recipe.accuracy_control else None
+        xml = quantize_openvino(job.fp32, job.out, calib, job.quant, job.recipe.name, control)
+    batches = job.ctx.test_batches()
+    acc = model_accuracy(load_openvino(xml), batches, str(xml))
+    drop = compare_accuracy(job.ref, acc)["drop_pts"]
+    if job.fallback == "auto" and job.recipe.precision == "int8" and drop > job.max_drop and control is None:
+        xml = quantize_openvino(
+            job.fp32, job.out, calib, job.quant, job.recipe.name, AccuracyControl(job.unlabeled(), job.max_drop)
+        )
+        after = model_accuracy(load_openvino(xml), batches, str(xml))
+        layers, total = float_layers(xml)
+        after_drop = compare_accuracy(job.ref, after)["drop_pts"]
+        fallback = FallbackInfo(
+            method="nncf.quantize_with_accuracy_control (label-free: top-1 agreement with FP32)",
+            layers_in_fp=layers,
+            quantizable_layers=total,
+            drop_before_pts=drop,
+            drop_after_pts=after_drop,
+            fixed=after_drop <= job.max_drop,
+            latency_note="not timed: the bench runner has no OpenVINO runtime yet",
+        )
+        acc = after
+    notes = {"accuracy_runtime": "OpenVINO CPU, INFERENCE_PRECISION_HINT f32"}
+    m = build_manifest(
+        job.ctx,
+        job.recipe,
+        job.score(acc, job.recipe.precision == "int8"),
+        calib_info,
+        model_file="model.xml",
+        files={MODEL_BIN: ""},
+        fallback=fallback,
+        notes=notes,
+    )
+    return finish(job, m)
+
+
+def export_tensorrt_float(job: ExportJob) -> Manifest:
+    """TensorRT FP16/FP32: the FP32 ONNX model plus the build script (the engine picks FP16 kernels)."""
+    atomic_write(job.out / "model.onnx", lambda p: shutil.copyfile(job.fp32, p))
+    acc = onnx_accuracy(job.out / "model.onnx", job.ctx.test_batches())
+    notes = {"accuracy_runtime": "ONNX Runtime CPU, FP32; FP16 accuracy is checked on the device"}
+    m = build_manifest(
+        job.ctx, job.recipe, job.score(acc, False), None, notes=notes, **_tensorrt_files(job, "model.onnx")
+    )
+    return finish(job, m)
+
+
+def _tensorrt_files(job: ExportJob, model_file: str) -> dict[str, Any]:
+    """Build script + README (+ engine when TensorRT is importable) as manifest fields."""
+    shape = [-1 if job.recipe.dynamic_batch else 1, *job.ctx.resolved.budget.input.shape[1:]]
+    build = job.recipe.tensorrt or TensorRTBuild()
+    engine, files = tensorrt_artifact(
+        job.out, model_file, job.recipe.precision, build, INPUT_NAME, shape, job.ctx.resolved.budget.input.batch
+    )
+    return {"engine": engine, "files": dict.fromkeys(files, "")}
+
+
+Exporter = Callable[[ExportJob], Manifest]
+EXPORTERS: Registry[Exporter] = Registry("exporter")
+for _name, _fn in {
+    "onnxruntime-int8": export_ort_int8,
+    "tensorrt-int8": export_ort_int8,
+    "tensorrt-fp16": export_tensorrt_float,
+    "tensorrt-fp32": export_tensorrt_float,
+    "openvino-fp32": export_openvino,
+    "openvino-fp16": export_openvino,
+    "openvino-int8": export_openvino,
+    "openvino-int8-ac": export_openvino,
+}.items():
+    EXPORTERS.register(_name)(_fn)

@@ -1,0 +1,63 @@
+"""`teachers rank`: task similarity of every teacher of a task, from the labeled split only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgedistill.teachers.cache import CachedTeacher, cache_teachers
+from edgedistill.teachers.similarity import SIMILARITY
+
+
+def similarity_scores(cached: list[CachedTeacher], labels: np.ndarray, metric: str) -> list[float]:
+    """Task similarity of each teacher, from its cached outputs on the labeled split."""
+    fn = SIMILARITY.get(metric)
+    return [fn(c.sets["labeled"].features.read(), c.sets["labeled"].logits.read(), labels) for c in cached]
+
+
+@dataclass
+class Ranked:
+    """One row of the ranking."""
+
+    source: str
+    name: str
+    feature_dim: int
+    scores: dict[str, float]
+    alpha: float  # distill-weighted's weight with the task's γ / top-k, on the first metric
+
+
+def rank_teachers(
+    task: Path | None,
+    metrics: list[str],
+    cache: Path,
+    device: torch.device | str = "cpu",
+    show_progress: bool = True,
+) -> tuple[str, list[Ranked]]:
+    """Score every teacher of `task` (None = the demo task) with `metrics`; best first by the first metric.
+
+    Returns:
+        (task name, ranked rows).
+    """
+    from edgedistill.data import build_task_data
+    from edgedistill.distill.multisource import softmax_weights
+    from edgedistill.task import load_task
+
+    for m in metrics:
+        SIMILARITY.get(m)  # unknown names fail before any work
+    cfg, base = load_task(task)
+    data = build_task_data(cfg.data, base)
+    assert data.labeled.labels is not None
+    cached = cache_teachers(
+        [t.source for t in cfg.teachers], {"labeled": data.labeled}, cache, device, base, show_progress
+    )
+    scores = {m: similarity_scores(cached, data.labeled.labels, m) for m in metrics}
+    ms = cfg.train.multisource
+    alphas = softmax_weights(np.asarray(scores[metrics[0]]), ms.gamma, ms.top_k)
+    rows = [
+        Ranked(c.source, c.name, c.feature_dim, {m: scores[m][i] for m in metrics}, float(alphas[i]))
+        for i, c in enumerate(cached)
+    ]
+    return cfg.name, sorted(rows, key=lambda r: -r.scores[metrics[0]])
