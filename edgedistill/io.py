@@ -67,3 +67,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_problem(path: str | Path, expected: str) -> str | None:
+    """None when `path` is a file hashing to `expected`; else one line naming the file and what is wrong.
+
+    Stdlib only: the torch-free device runner uses it as well as the manifest reader.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return f"{p}: listed in the manifest but missing"
+    actual = sha256_file(p)
+    if actual != expected:
+        return f"{p}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…)"
+    return None

@@ -30,7 +30,7 @@ from edgedistill.bench.record import (
 from edgedistill.bench.runtimes import RUNTIMES
 from edgedistill.bench.timing import measure
 from edgedistill.errors import BenchError
-from edgedistill.io import sha256_file
+from edgedistill.io import sha256_problem
 
 REQUIRED_KEYS = ("runtime", "precision", "model_file", "files", "input")
 
@@ -60,11 +60,9 @@ def load_artifact(artifact_dir: Path) -> tuple[dict[str, Any], Path]:
     if expected is None:
         raise BenchError(f"{manifest_path}: no sha256 recorded for the model file {model_file}")
     model_path = artifact_dir / model_file
-    if not model_path.is_file():
-        raise BenchError(f"{model_path}: model file not found")
-    actual = sha256_file(model_path)
-    if actual != expected:
-        raise BenchError(f"{model_path}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…)")
+    problem = sha256_problem(model_path, expected)
+    if problem:
+        raise BenchError(problem)
     return manifest, model_path
 
 

@@ -8,6 +8,7 @@ only in how they weigh the teachers (α) and whether they regress projected feat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -102,12 +103,14 @@ class TeacherKD(Distiller):
             out["inplace"] = LOSSES.get("kd")(logits, b.largest_probs)
             return out
         assert b.teacher_probs is not None
-        mixed = sum(a * p for a, p in zip(self.alphas, b.teacher_probs, strict=True))
+        alphas = cast(torch.Tensor, self.alphas)  # a registered buffer
+        mixed = sum(a * p for a, p in zip(alphas, b.teacher_probs, strict=True))
         out["kd"] = LOSSES.get("kd")(b.logits_unlabeled, mixed, self.cfg.kd_temperature)
         if self.feature_loss:
             assert b.features_unlabeled is not None and b.teacher_features is not None
             feat = LOSSES.get("feat")
-            pairs = zip(self.alphas, self.projectors, b.teacher_features, strict=True)
+            projectors: nn.ModuleList = self.projectors
+            pairs = zip(alphas, projectors, b.teacher_features, strict=True)
             out["feat"] = sum(a * feat(proj(b.features_unlabeled), f) for a, proj, f in pairs)
         return out
 

@@ -161,8 +161,8 @@ def distill(
             scaler.step(opt)
             scaler.update()
             sched.step()
-            for k, v in logs.items():
-                window.setdefault(k, []).append(v)
+            for k, value in logs.items():
+                window.setdefault(k, []).append(value)
             done = step + 1
             if done % 10 == 0 or done == cfg.steps:
                 row = {"step": float(done), "lr": sched.get_last_lr()[0]} | {

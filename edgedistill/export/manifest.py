@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from edgedistill.config import StrictModel, format_validation_error
 from edgedistill.errors import ExportError
 from edgedistill.export.recipe import Precision, Runtime
-from edgedistill.io import atomic_write_json, sha256_file
+from edgedistill.io import atomic_write_json, sha256_file, sha256_problem
 
 MANIFEST_NAME = "manifest.json"
 
@@ -209,10 +209,7 @@ def read_manifest(artifact_dir: Path, verify: bool = True) -> Manifest:
         raise ExportError(f"{path}: no sha256 recorded for the model file {manifest.model_file}")
     if verify:
         for name, expected in manifest.files.items():
-            file = artifact_dir / name
-            if not file.is_file():
-                raise ExportError(f"{file}: listed in the manifest but missing")
-            actual = sha256_file(file)
-            if actual != expected:
-                raise ExportError(f"{file}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…)")
+            problem = sha256_problem(artifact_dir / name, expected)
+            if problem:
+                raise ExportError(problem)
     return manifest

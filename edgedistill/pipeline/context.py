@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from edgedistill.budget import Budget, ResolvedBudget, load_budget
 from edgedistill.config import load_yaml_model
 from edgedistill.data import Preprocess, TaskData, build_task_data
 from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.export.recipe import Recipe, load_recipe
-from edgedistill.models import extract, load_bank, load_subnet, recalibrate_bn, save_subnet
+from edgedistill.models import SlimmableBank, extract, load_bank, load_subnet, recalibrate_bn, save_subnet
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.pipeline.train import calibration_batches, preprocess_for
 from edgedistill.search import search_widths
@@ -53,7 +52,7 @@ class RunContext:
     resolved: ResolvedBudget
     data: TaskData
     pre: Preprocess
-    subnet: nn.Module
+    subnet: SlimmableBank
     subnet_path: Path
     config: list[float]
     channels: list[int]

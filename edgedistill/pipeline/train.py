@@ -86,7 +86,7 @@ def _teachers(
     if not sources:
         raise ConfigError(f"task '{cfg.name}': distiller '{cfg.train.distiller}' needs teachers; the task lists none")
     ms = cfg.train.multisource
-    pseudo = ms.pseudo_labels or getattr(distiller, "pseudo_labels", "head")
+    pseudo = str(ms.pseudo_labels or getattr(distiller, "pseudo_labels", "head"))
     weigh = lambda s: distiller.weigh(s, cfg.train)  # noqa: E731
     return prepare_teachers(sources, data, ms, weigh, pseudo, rd.teachers, dev, base, show_progress)
 

@@ -8,6 +8,7 @@ so training reads only the rows of each batch and never runs a teacher again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -114,14 +115,15 @@ def _compute_entry(
     def flush(rows: int) -> None:
         nonlocal shards, buf_f, buf_l
         for kind, buf in (("features", buf_f), ("logits", buf_l)):
-            atomic_write(entry / f"{kind}-{shards:03d}.npy", lambda p, a=buf[:rows]: _save_npy(p, a))
+            atomic_write(entry / f"{kind}-{shards:03d}.npy", functools.partial(_save_npy, arr=buf[:rows]))
         shards, buf_f, buf_l = shards + 1, buf_f[rows:], buf_l[rows:]
 
     for i in range(0, len(images), batch):
-        feats, logits = teacher.predict(torch.from_numpy(images.images[i : i + batch]).to(dev))
-        feats = torch.nn.functional.normalize(feats, dim=1).cpu().numpy()
+        feats_t, logits_t = teacher.predict(torch.from_numpy(images.images[i : i + batch]).to(dev))
+        feats = torch.nn.functional.normalize(feats_t, dim=1).cpu().numpy()
+        logits = logits_t.cpu().numpy()
         buf_f = np.concatenate([buf_f, feats]) if len(buf_f) else feats
-        buf_l = np.concatenate([buf_l, logits.cpu().numpy()]) if len(buf_l) else logits.cpu().numpy()
+        buf_l = np.concatenate([buf_l, logits]) if len(buf_l) else logits
         while len(buf_f) >= SHARD_ROWS:
             flush(SHARD_ROWS)
         advance(len(feats))

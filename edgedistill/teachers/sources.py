@@ -107,7 +107,11 @@ def last_linear(model: nn.Module) -> nn.Module | None:
 
 def input_options(base: TeacherInput, opts: dict[str, str], source: str) -> TeacherInput:
     """Apply `crop`, `box`, `invert` options to a teacher's declared input pipeline."""
-    known = {"crop": float, "box": int, "invert": lambda v: v.lower() in {"1", "true", "yes"}}
+    known: dict[str, Callable[[str], object]] = {
+        "crop": float,
+        "box": int,
+        "invert": lambda v: v.lower() in {"1", "true", "yes"},
+    }
     check_options(opts, set(known), source)
     try:
         return base.model_copy(update={k: known[k](v) for k, v in opts.items()})

@@ -10,6 +10,7 @@ import difflib
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -82,11 +83,15 @@ def _timm_teacher(
     if not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=3)
         raise ConfigError(f"teacher source '{source}': unknown timm model '{arch}'; close: {close}")
-    model = _build(
-        lambda n: timm.create_model(arch, pretrained=False, **({"num_classes": n} if n else {})), state, path
-    )
+
+    def create(n: int | None) -> torch.nn.Module:
+        kwargs: dict[str, Any] = {"num_classes": n} if n else {}
+        return timm.create_model(arch, pretrained=False, **kwargs)
+
+    model = _build(create, state, path)
     inp = input_options(timm_input(model), inp_opts, source)
-    return Teacher(arch, model, inp, int(model.num_classes), source, last_linear(model), sha256_file(path))
+    classes = int(getattr(model, "num_classes"))  # noqa: B009  (timm models declare it; nn.Module does not)
+    return Teacher(arch, model, inp, classes, source, last_linear(model), sha256_file(path))
 
 
 @TEACHER_SOURCES.register("timm")
@@ -133,7 +138,9 @@ def _checkpoint(name: str, opts: dict[str, str], base: Path) -> Teacher:
         raise CheckpointError(f"{path}: not TorchScript; pass arch=<timm model> for a state dict") from None
     try:
         size = int(own.get("size", 224))
-        stats = {k: tuple(float(v) for v in own[k].split(",")) for k in ("mean", "std") if k in own}
+        stats: dict[str, tuple[float, ...]] = {
+            k: tuple(float(v) for v in own[k].split(",")) for k in ("mean", "std") if k in own
+        }
     except ValueError:
         raise ConfigError(f"teacher source '{source}': bad option value in {own}") from None
     base_inp = _IMAGENET.model_copy(update={"size": size, "resize": math.floor(size / 0.875), **stats})
