@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgedistill.errors import BackendUnavailable, ExportError
@@ -79,20 +80,27 @@ def _shapes(input_shape: list[int], batch: int) -> dict[str, str]:
     }
 
 
-def write_build_files(
-    out_dir: Path,
-    model_file: str,
-    precision: Precision,
-    build: TensorRTBuild,
-    input_name: str,
-    input_shape: list[int],
-    batch: int,
-) -> list[str]:
+@dataclass(frozen=True)
+class EngineSpec:
+    """What to build on the device: the ONNX model in `out_dir`, its precision, input and build options."""
+
+    out_dir: Path
+    model_file: str
+    precision: Precision
+    build: TensorRTBuild
+    input_name: str
+    input_shape: list[int]
+    batch: int
+
+
+def write_build_files(spec: EngineSpec) -> list[str]:
     """Write `build_engine.sh` (executable) and the device `README.md` next to the ONNX model.
 
     Returns:
         The file names written (relative to `out_dir`), for the manifest.
     """
+    out_dir, model_file, precision, build = spec.out_dir, spec.model_file, spec.precision, spec.build
+    input_name, input_shape, batch = spec.input_name, spec.input_shape, spec.batch
     fields = {
         "model": model_file,
         "engine": ENGINE_FILE,
@@ -182,33 +190,32 @@ def build_engine(
     return Path(engine_path)
 
 
-def tensorrt_artifact(
-    out_dir: Path,
-    model_file: str,
-    precision: Precision,
-    build: TensorRTBuild,
-    input_name: str,
-    input_shape: list[int],
-    batch: int,
-) -> tuple[EngineInfo, list[str]]:
+def tensorrt_artifact(spec: EngineSpec) -> tuple[EngineInfo, list[str]]:
     """Write the build files; build the engine too when TensorRT is importable (else record why not).
 
     Returns:
         The manifest's engine record and the extra files to hash.
     """
-    files = write_build_files(out_dir, model_file, precision, build, input_name, input_shape, batch)
+    files = write_build_files(spec)
     version, engine, reason = tensorrt_version(), None, None
     if version is None:
         reason = "tensorrt is not importable here; run build_engine.sh on the device (engines are device-specific)"
     else:
-        engine = build_engine(out_dir / model_file, out_dir / ENGINE_FILE, precision, build, input_shape, batch)
+        engine = build_engine(
+            spec.out_dir / spec.model_file,
+            spec.out_dir / ENGINE_FILE,
+            spec.precision,
+            spec.build,
+            spec.input_shape,
+            spec.batch,
+        )
         files.append(engine.name)
     info = EngineInfo(
         file=engine.name if engine else None,
         reason=reason,
         build_script=BUILD_SCRIPT,
         tensorrt=version,
-        workspace_mb=build.workspace_mb,
-        timing_cache=build.timing_cache,
+        workspace_mb=spec.build.workspace_mb,
+        timing_cache=spec.build.timing_cache,
     )
     return info, files

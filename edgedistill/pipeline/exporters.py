@@ -14,7 +14,7 @@ from edgedistill.export.accuracy import compare_accuracy, model_accuracy, onnx_a
 from edgedistill.export.manifest import FallbackInfo, Manifest
 from edgedistill.export.mixed_precision import latency_cost, ort_mixed_precision
 from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
-from edgedistill.export.onnx2tensorrt import tensorrt_artifact
+from edgedistill.export.onnx2tensorrt import EngineSpec, tensorrt_artifact
 from edgedistill.export.recipe import TensorRTBuild
 from edgedistill.export.torch2onnx import INPUT_NAME
 from edgedistill.io import atomic_write
@@ -132,9 +132,10 @@ def _tensorrt_files(job: ExportJob, model_file: str) -> dict[str, Any]:
     """Build script + README (+ engine when TensorRT is importable) as manifest fields."""
     shape = [-1 if job.recipe.dynamic_batch else 1, *job.ctx.resolved.budget.input.shape[1:]]
     build = job.recipe.tensorrt or TensorRTBuild()
-    engine, files = tensorrt_artifact(
+    spec = EngineSpec(
         job.out, model_file, job.recipe.precision, build, INPUT_NAME, shape, job.ctx.resolved.budget.input.batch
     )
+    engine, files = tensorrt_artifact(spec)
     return {"engine": engine, "files": dict.fromkeys(files, "")}
 
 
