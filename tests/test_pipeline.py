@@ -106,3 +106,17 @@ def test_bench_missing_artifact_is_one_line(trained_run: Path, tmp_path: Path) -
         timeout=120,
     )
     assert r.returncode == 2 and "no exported artifact" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_second_budget_reuses_the_bank(trained_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint"))
+    tight = tmp_path / "tight.yaml"
+    text = (REPO / "budgets" / "demo-cpu.yaml").read_text()
+    text = text.replace("name: demo-cpu", "name: tight").replace("macs_m: 12", "macs_m: 3")
+    tight.write_text(text.replace("../export/", str(REPO / "export") + "/"))
+    first = json.loads((run / "search.json").read_text())["chosen"]
+    int8 = export_run(run, budget=tight, precision="int8")[-1]
+    assert (run / "subnets" / "tight.safetensors").is_file() and int8.budget == "tight"
+    assert int8.cost.macs <= 3e6 < first["macs"] and int8.source.config != first["config"]
+    assert int8.accuracy.drop_pts is not None and abs(int8.accuracy.drop_pts) <= 1.0

@@ -14,10 +14,9 @@ from edgedistill.config import load_yaml_model
 from edgedistill.data import Preprocess, TaskData, build_task_data
 from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.export.recipe import Recipe, load_recipe
-from edgedistill.models import SlimmableBank, extract, load_bank, load_subnet, recalibrate_bn, save_subnet
+from edgedistill.models import SlimmableBank, load_bank, load_subnet
 from edgedistill.pipeline.rundir import RunDir
-from edgedistill.pipeline.train import calibration_batches, preprocess_for
-from edgedistill.search import search_widths
+from edgedistill.pipeline.train import calibration_batches, choose_subnet, preprocess_for
 from edgedistill.task import load_task
 
 
@@ -83,13 +82,7 @@ def load_context(run: Path, budget: Path | None = None) -> RunContext:
     bank = load_bank(rd.require(rd.bank, "edgedistill train"))
     if bank.in_chans != resolved.budget.input.channels:
         raise BudgetError(f"{resolved.path}: input.channels: the bank was trained for {bank.in_chans} channels")
-    result = search_widths(bank, resolved.budget.limits, resolved.budget.input.shape)
-    recalibrate_bn(
-        bank,
-        calibration_batches(data, pre, task.train.bn_calibration_images, torch.device("cpu")),
-        config=result.chosen.config,
-    )
-    subnet = extract(bank, result.chosen.config)
+    calib = calibration_batches(data, pre, task.train.bn_calibration_images, torch.device("cpu"))
     path = rd.root / "subnets" / f"{resolved.budget.name}.safetensors"
-    save_subnet(subnet, path)
+    result, subnet = choose_subnet(bank, resolved, calib, path)
     return RunContext(rd, resolved, data, pre, subnet, path, list(result.chosen.config), result.chosen.channels)

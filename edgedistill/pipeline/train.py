@@ -22,7 +22,7 @@ from edgedistill.errors import ConfigError
 from edgedistill.io import atomic_write_json, atomic_write_text
 from edgedistill.models import SlimmableBank, build_bank, extract, recalibrate_bn, save_bank, save_subnet
 from edgedistill.pipeline.rundir import RunDir
-from edgedistill.search import search_widths
+from edgedistill.search import SearchResult, search_widths
 from edgedistill.task import TaskConfig, choose_family, load_task
 
 
@@ -41,6 +41,17 @@ def calibration_batches(
     """Normalised unlabeled-pool images for BN recalibration."""
     imgs = data.calibration(min(n, len(data.unlabeled)), seed).images
     return [pre(torch.from_numpy(imgs[i : i + batch]).to(device)) for i in range(0, len(imgs), batch)]
+
+
+def choose_subnet(
+    bank: SlimmableBank, resolved: ResolvedBudget, calib: list[torch.Tensor], path: Path
+) -> tuple[SearchResult, SlimmableBank]:
+    """Pick the widths for `resolved`, recalibrate BN at that config, extract the subnet and save it to `path`."""
+    result = search_widths(bank, resolved.budget.limits, resolved.budget.input.shape)
+    recalibrate_bn(bank, calib, config=result.chosen.config)
+    subnet = extract(bank, result.chosen.config)
+    save_subnet(subnet.cpu(), path)
+    return result, subnet
 
 
 def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) -> SlimmableBank:
@@ -133,11 +144,8 @@ def train_run(
         config = (w,) * bank.num_stages
         recalibrate_bn(bank, calib, config=config)
         widths[str(w)] = accuracy(bank, data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
-    result = search_widths(bank, resolved.budget.limits, resolved.budget.input.shape)
-    recalibrate_bn(bank, calib, config=result.chosen.config)
-    subnet = extract(bank, result.chosen.config)
-    subnet_acc = accuracy(subnet, data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
-    save_subnet(subnet.cpu(), rd.subnet)
+    result, subnet = choose_subnet(bank, resolved, calib, rd.subnet)
+    subnet_acc = accuracy(subnet.to(dev), data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
     summary = {
         "run": str(rd.root),
         "task": cfg.name,
