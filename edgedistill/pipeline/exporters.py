@@ -28,18 +28,17 @@ def export_ort_int8(job: ExportJob) -> Manifest:
     calib, calib_info = job.calibration()
     path = quantize_onnxruntime(job.fp32, job.out / "model.onnx", calib, job.quant, for_tensorrt=trt)
     batches = job.ctx.test_batches()
-    # Layers kept in float are chosen on unlabeled images (top-1 disagreement with FP32, an upper bound on the
-    # accuracy drop), never on the test split that reports the result.
-    val = job.unlabeled()
-    fp32_pred = onnx_accuracy(job.fp32, [(val, np.zeros(len(val), dtype=np.int64))]).predictions
-    val_batches = [(val, fp32_pred)]
-
-    def drop_of(p: Path) -> float:
-        return 100.0 - onnx_accuracy(p, val_batches, fake_quant=trt).top1
-
     fallback = None
     acc = onnx_accuracy(path, batches, fake_quant=trt)
     if job.fallback == "auto" and compare_accuracy(job.ref, acc)["drop_pts"] > job.max_drop:
+        # Layers kept in float are chosen on unlabeled images (top-1 disagreement with FP32, an upper bound on the
+        # accuracy drop), never on the test split that reports the result.
+        val = job.unlabeled()
+        fp32_pred = onnx_accuracy(job.fp32, [(val, np.zeros(len(val), dtype=np.int64))]).predictions
+
+        def drop_of(p: Path) -> float:
+            return 100.0 - onnx_accuracy(p, [(val, fp32_pred)], fake_quant=trt).top1
+
         with tempfile.TemporaryDirectory(prefix="edgedistill-int8-") as tmp:
             full = Path(shutil.copyfile(path, Path(tmp) / "int8.onnx"))
             fallback = ort_mixed_precision(
@@ -50,7 +49,7 @@ def export_ort_int8(job: ExportJob) -> Manifest:
                 job.quant,
                 drop_of=drop_of,
                 max_drop=job.max_drop,
-                sensitivity_images=job.unlabeled(),
+                sensitivity_images=val,
                 for_tensorrt=trt,
             )
             acc = onnx_accuracy(path, batches, fake_quant=trt)
