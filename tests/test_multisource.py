@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -278,3 +279,60 @@ def test_train_run_distill_weighted_and_rank(tmp_path: Path, capsys: pytest.Capt
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "ccexam:usps?crop=0.72" in out and "knn" in out and "logme" in out
+
+
+# ---- baselines: FixMatch and fine-tune-a-teacher --------------------------------------------------
+
+
+def test_fixmatch_loss_golden_value_and_gradient() -> None:
+    from edgedistill.distill.distillers import fixmatch_loss
+
+    weak = torch.tensor([[10.0, 0.0], [0.1, 0.0]], requires_grad=True)  # row 0 confident (0.99995), row 1 not
+    strong = torch.zeros(2, 2, requires_grad=True)
+    loss = fixmatch_loss(weak, strong, 0.95)
+    assert torch.isclose(loss, torch.tensor(math.log(2) / 2), atol=1e-6)  # CE(uniform, class 0) / batch of 2
+    loss.backward()
+    assert weak.grad is None  # the pseudo-label side is a target
+    assert strong.grad is not None and torch.equal(strong.grad[1], torch.zeros(2))  # masked row gets nothing
+    assert torch.allclose(strong.grad[0], torch.tensor([-0.25, 0.25]))
+    assert fixmatch_loss(weak.detach(), strong.detach(), 1.0) == 0  # nothing reaches the threshold
+
+
+def test_strong_augment_is_seeded_in_range_and_stronger_than_weak() -> None:
+    from edgedistill.data.augment import random_affine, strong_augment
+
+    x = torch.rand(16, 1, 28, 28)
+    a = strong_augment(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, strong_augment(x, torch.Generator().manual_seed(1)))
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    weak = random_affine(x, torch.Generator().manual_seed(1))
+    assert float((a - x).abs().mean()) > float((weak - x).abs().mean())
+
+
+def test_fixmatch_and_finetune_baselines_train_on_mnist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgedistill.cli import main
+    from edgedistill.pipeline.finetune import finetune_run
+    from edgedistill.pipeline.train import train_run
+
+    task = tmp_path / "task.yaml"
+    task.write_text(TINY_TASK)
+    s = train_run(
+        REPO / "budgets" / "demo-cpu.yaml",
+        task,
+        tmp_path / "fm",
+        device="cpu",
+        steps=4,
+        distiller="fixmatch",
+        show_progress=False,
+    )
+    assert s["teachers"] == [] and {"ce", "fixmatch", "fixmatch_sub"} <= set(s["history"][-1])
+    # fine-tune the best-ranked teacher (USPS ranks first on MNIST) for 30 steps on 50 labels
+    r = finetune_run(task, "best", tmp_path / "ft.json", steps=30, cache=tmp_path / "cache")
+    assert r["source"] == "ccexam:usps?crop=0.72" and r["similarity"] > 0.5
+    assert r["test_accuracy"] > 50 and json.loads((tmp_path / "ft.json").read_text())["steps"] == 30
+    with pytest.raises(SystemExit) as e:
+        main(["teachers", "finetune", "--task", str(task), "--teacher", "1", "--steps", "2", "--device", "cpu"])
+    assert e.value.code == 0 and "ccexam:svhn?invert=1" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["teachers", "finetune", "--task", str(task), "--teacher", "7", "--device", "cpu"])
+    assert e.value.code == 2 and "--teacher 7" in capsys.readouterr().err

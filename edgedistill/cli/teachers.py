@@ -37,5 +37,29 @@ def rank(
     console().print(table)
 
 
+@teachers_app.command("finetune")
+def finetune(
+    task: Annotated[Path | None, typer.Option(help="task YAML (default: the embedded MNIST demo task)")] = None,
+    teacher: Annotated[
+        str, typer.Option(help="best (highest task similarity) | index in the task's list | a source string")
+    ] = "best",
+    steps: Annotated[int | None, typer.Option(help="training steps (default: the task's train.steps)")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed (default: the task's train.seed)")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the result as JSON here")] = None,
+    cache: Annotated[Path, typer.Option(help="teacher cache folder (for ranking)")] = Path("runs/teacher-cache"),
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto")] = "auto",
+) -> None:
+    """Baseline: fine-tune one pretrained teacher (new target-class head) on the labeled split; print test top-1."""
+    from edgedistill.distill.amp import resolve_device
+    from edgedistill.pipeline.finetune import finetune_run
+
+    s = finetune_run(task, teacher, out, steps=steps, seed=seed, device=resolve_device(device), cache=cache)
+    score = "" if s["similarity"] is None else f" (similarity {s['similarity']:.4f})"
+    console().print(
+        f"fine-tuned [bold]{s['source']}[/]{score} on {s['data']['labeled']} labeled images, {s['steps']} steps, "
+        f"{s['seconds']:.0f} s: test top-1 [bold]{s['test_accuracy']:.2f}%[/]" + (f" → {out}" if out else "")
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(teachers_app, name="teachers")

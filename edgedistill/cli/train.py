@@ -21,8 +21,13 @@ def train(
     distiller: Annotated[
         str | None,
         typer.Option(
-            help="override train.distiller: distill-weighted | distill-nearest | single-kd | average-kd | ce-only"
+            help="override train.distiller: distill-weighted | distill-nearest | single-kd | average-kd | fixmatch | "
+            "ce-only"
         ),
+    ] = None,
+    teacher_cache: Annotated[
+        Path | None,
+        typer.Option(help="teacher cache folder shared across runs (default: the run's own teachers/ folder)"),
     ] = None,
     resume: Annotated[bool, typer.Option(help="continue from the newest checkpoint in --out")] = False,
     overwrite: Annotated[bool, typer.Option(help="delete an existing --out first")] = False,
@@ -40,6 +45,7 @@ def train(
         overwrite=overwrite,
         steps=steps,
         distiller=distiller,
+        teacher_cache=teacher_cache,
         show_progress=progress,
     )
     con = console()

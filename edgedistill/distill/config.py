@@ -25,14 +25,23 @@ class MultiSourceConfig(StrictModel):
     lambda_feat: float = Field(1.0, ge=0, description="weight of the projected-feature regression term")
 
 
+class FixMatchConfig(StrictModel):
+    """The FixMatch baseline (Sohn et al. 2020) with its paper defaults."""
+
+    threshold: float = Field(0.95, gt=0, le=1, description="confidence a weak-view prediction needs to be a label")
+    lambda_u: float = Field(1.0, ge=0, description="weight of the unlabeled (strong-view) term")
+
+
 class TrainConfig(StrictModel):
     """Sandwich training of the slimmable bank; every default is the documented one."""
 
     distiller: str = Field(
         "average-kd",
-        description="registered distiller: distill-weighted | distill-nearest | single-kd | average-kd | ce-only",
+        description="registered distiller: distill-weighted | distill-nearest | single-kd | average-kd | fixmatch | "
+        "ce-only",
     )
     multisource: MultiSourceConfig = Field(default_factory=MultiSourceConfig)
+    fixmatch: FixMatchConfig = Field(default_factory=FixMatchConfig)
     steps: int = Field(600, ge=1)
     batch_labeled: int = Field(32, ge=1)
     batch_unlabeled: int = Field(128, ge=0)

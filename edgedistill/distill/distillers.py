@@ -33,6 +33,7 @@ class StepBatch:
     features_unlabeled: torch.Tensor | None = None  # student's pooled features of the unlabeled images
     teacher_probs: list[torch.Tensor] | None = None  # per active teacher: target-class soft labels (unlabeled)
     teacher_features: list[torch.Tensor] | None = None  # per active teacher: L2-normalised features (unlabeled)
+    logits_strong: torch.Tensor | None = None  # FixMatch: the unlabeled images' strongly augmented view
 
 
 class Distiller(nn.Module):
@@ -40,6 +41,7 @@ class Distiller(nn.Module):
 
     uses_teachers = False
     uses_unlabeled = False
+    strong_view = False  # the trainer adds a strongly augmented copy of the unlabeled batch (FixMatch)
 
     def __init__(self, cfg: TrainConfig, teachers: TeacherTargets | None = None, student_dim: int = 0) -> None:
         super().__init__()
@@ -53,7 +55,13 @@ class Distiller(nn.Module):
     @property
     def weights(self) -> dict[str, float]:
         c = self.cfg
-        return {"ce": c.lambda_sup, "kd": c.lambda_kd, "feat": c.multisource.lambda_feat, "inplace": c.lambda_inplace}
+        return {
+            "ce": c.lambda_sup,
+            "kd": c.lambda_kd,
+            "feat": c.multisource.lambda_feat,
+            "inplace": c.lambda_inplace,
+            "fixmatch": c.fixmatch.lambda_u,
+        }
 
     def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
         if width_index == 0 or self.cfg.sup_all_widths:
@@ -67,6 +75,35 @@ DISTILLERS: Registry[type[Distiller]] = Registry("distiller")
 @DISTILLERS.register("ce-only")
 class CEOnly(Distiller):
     """Labels alone: the baseline every distiller must beat."""
+
+
+@LOSSES.register("fixmatch")
+def fixmatch_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float) -> torch.Tensor:
+    """FixMatch: CE of the strong view against the weak view's hard pseudo-label, only where the weak view's
+    confidence reaches `threshold`; averaged over the whole unlabeled batch (masked rows count 0)."""
+    probs = torch.softmax(weak_logits.detach().float(), dim=1)
+    conf, pseudo = probs.max(dim=1)
+    per_image = F.cross_entropy(strong_logits.float(), pseudo, reduction="none")
+    return (per_image * (conf >= threshold).float()).mean()
+
+
+@DISTILLERS.register("fixmatch")
+class FixMatch(Distiller):
+    """FixMatch (Sohn et al. 2020), the semi-supervised baseline: labels + confidence-thresholded pseudo-labels.
+
+    Every sampled width gets CE on the labeled batch and the FixMatch term on its own weak/strong predictions of
+    the unlabeled batch; no teachers. The weak view is the trainer's usual affine augmentation, the strong view
+    `data.augment.strong_augment`.
+    """
+
+    uses_unlabeled = True
+    strong_view = True
+
+    def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
+        out = super().terms(width_index, b)
+        assert b.logits_unlabeled is not None and b.logits_strong is not None
+        out["fixmatch"] = LOSSES.get("fixmatch")(b.logits_unlabeled, b.logits_strong, self.cfg.fixmatch.threshold)
+        return out
 
 
 @LOSSES.register("feat")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
 
-from edgedistill.data.preprocess import Preprocess
-
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module, images: np.ndarray, pre: Preprocess, device: torch.device, batch: int = 1000
+    model: nn.Module,
+    images: np.ndarray,
+    pre: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    batch: int = 1000,
 ) -> np.ndarray:
     """Arg-max class per image."""
     was_training = model.training
@@ -25,7 +29,12 @@ def predict(
 
 
 def accuracy(
-    model: nn.Module, images: np.ndarray, labels: np.ndarray, pre: Preprocess, device: torch.device, batch: int = 1000
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    pre: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    batch: int = 1000,
 ) -> float:
     """Top-1 accuracy in percent."""
     return float((predict(model, images, pre, device, batch) == labels).mean() * 100.0)

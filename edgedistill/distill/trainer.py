@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from edgedistill.data.augment import random_affine
+from edgedistill.data.augment import random_affine, strong_augment
 from edgedistill.data.images import TaskData
 from edgedistill.data.preprocess import Preprocess
 from edgedistill.distill.amp import amp_dtype, autocast
@@ -34,7 +34,7 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _schedule(cfg: TrainConfig) -> callable:  # type: ignore[valid-type]
+def lr_schedule(cfg: TrainConfig) -> callable:  # type: ignore[valid-type]
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
@@ -92,7 +92,7 @@ def distill(
         bank.to(memory_format=torch.channels_last)
     params = [*bank.parameters(), *distiller.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg))
     dtype = amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -132,6 +132,8 @@ def distill(
             if cfg.augment:
                 x = random_affine(x, gen)
             x = pre.normalize(x)
+            if distiller.strong_view and bu:  # FixMatch: a strongly augmented copy of the unlabeled images
+                x = torch.cat([x, pre.normalize(strong_augment(pre.to_unit(xu), gen))])
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
@@ -145,17 +147,18 @@ def distill(
                 b = StepBatch(
                     logits[:n],
                     yl,
-                    logits[n:] if bu else None,
+                    logits[n : n + bu] if bu else None,
                     largest,
-                    feats[n:].float() if bu else None,
+                    feats[n : n + bu].float() if bu else None,
                     t_probs,
                     t_feats,
+                    logits[n + bu :] if distiller.strong_view and bu else None,
                 )
                 terms = distiller.terms(i, b)
                 loss = weighted_sum(terms, distiller.weights) / cfg.num_sampled
                 scaler.scale(loss).backward()
                 if i == 0:
-                    largest = torch.softmax(logits.detach(), dim=1)
+                    largest = torch.softmax(logits[: n + bu].detach(), dim=1)
                 for k, v in terms.items():
                     logs[f"{k}{'' if i == 0 else '_sub'}"] = logs.get(k, 0.0) + float(v.detach())
             scaler.step(opt)

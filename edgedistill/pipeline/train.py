@@ -87,7 +87,7 @@ def _resolve_inputs(
 
 
 def _teachers(
-    cfg: TaskConfig, data: TaskData, rd: RunDir, dev: torch.device, base: Path, show_progress: bool
+    cfg: TaskConfig, data: TaskData, cache: Path, dev: torch.device, base: Path, show_progress: bool
 ) -> tuple[TeacherTargets | None, list[TeacherReport]]:
     """Cached, ranked and weighted teacher targets when the distiller uses teachers."""
     distiller = DISTILLERS.get(cfg.train.distiller)
@@ -99,7 +99,7 @@ def _teachers(
     ms = cfg.train.multisource
     pseudo = str(ms.pseudo_labels or getattr(distiller, "pseudo_labels", "head"))
     weigh = lambda s: distiller.weigh(s, cfg.train)  # noqa: E731
-    return prepare_teachers(sources, data, ms, weigh, pseudo, rd.teachers, dev, base, show_progress)
+    return prepare_teachers(sources, data, ms, weigh, pseudo, cache, dev, base, show_progress)
 
 
 def train_run(
@@ -112,9 +112,14 @@ def train_run(
     overwrite: bool = False,
     steps: int | None = None,
     distiller: str | None = None,
+    teacher_cache: Path | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Train a bank for `task`, evaluate every uniform width, pick the widest subnet fitting `budget`.
+
+    Args:
+        teacher_cache: cache folder shared between runs (entries are keyed by teacher, images and preprocessing,
+            so sharing is safe); default: the run's own `teachers/` folder.
 
     Returns:
         The summary also written to `out/train.json`.
@@ -132,7 +137,7 @@ def train_run(
     dev = resolve_device(device)
     data = build_task_data(cfg.data, base)
     pre = preprocess_for(resolved, data)
-    targets, reports = _teachers(cfg, data, rd, dev, base, show_progress)
+    targets, reports = _teachers(cfg, data, teacher_cache or rd.teachers, dev, base, show_progress)
     bank = build_student(cfg, resolved, data.num_classes)
     state = distill(bank, data, pre, cfg.train, rd.root, dev, targets, resume=resume, show_progress=show_progress)
     save_bank(bank.cpu(), rd.bank)
