@@ -336,3 +336,46 @@ def test_fixmatch_and_finetune_baselines_train_on_mnist(tmp_path: Path, capsys: 
     with pytest.raises(SystemExit) as e:
         main(["teachers", "finetune", "--task", str(task), "--teacher", "7", "--device", "cpu"])
     assert e.value.code == 2 and "--teacher 7" in capsys.readouterr().err
+
+
+def test_own_imagefolder_with_local_timm_teacher_trains(
+    tiny_timm: tuple[nn.Module, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README's "your own data" path: an ImageFolder of real digit images (RGB PNGs) and a timm teacher with local
+    weights, trained with distill-weighted from the CLI."""
+    from edgedistill.cli import main
+    from edgedistill.data import build_task_data
+    from edgedistill.data.targets import DataConfig
+
+    digits = build_task_data(DataConfig(source="mnist", labels_per_class=1, unlabeled=10, test=200, seed=0))
+    assert digits.test.labels is not None
+    for split, rows in (("train", range(0, 150)), ("test", range(150, 200))):
+        for i in rows:
+            label = int(digits.test.labels[i])
+            if label < 3:  # three classes: 0, 1, 2
+                d = tmp_path / "my-images" / split / f"digit{label}"
+                d.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.repeat(digits.test.images[i, 0][..., None], 3, axis=2)).save(d / f"{i}.png")
+    _, weights = tiny_timm
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "test_resnet.safetensors").write_bytes(weights.read_bytes())
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        "name: my-images\n"
+        "data: {source: imagefolder, root: my-images, channels: 3, labels_per_class: 3, seed: 0}\n"
+        "teachers:\n  - source: timm:test_resnet?weights=weights/test_resnet.safetensors\n"
+        "  - source: ccexam:usps?crop=0.72\n"
+        "student: {family: resnet_cifar, options: {base_channels: [8, 16, 16]}}\n"
+        "train: {distiller: distill-weighted, steps: 4, num_sampled: 2, batch_labeled: 8, batch_unlabeled: 16,\n"
+        "        warmup_steps: 1, bn_calibration_images: 20}\n"
+    )
+    out = tmp_path / "run"
+    args = ["train", "--task", str(task), "--out", str(out), "--device", "cpu", "--no-progress"]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 0, capsys.readouterr().err
+    s = json.loads((out / "train.json").read_text())
+    assert s["data"]["classes"] == 3 and s["data"]["labeled"] == 9
+    assert [t["source"] for t in s["teachers"]][0].startswith("timm:test_resnet")
+    assert np.isclose(sum(t["alpha"] for t in s["teachers"]), 1.0)
+    assert "timm:test_resnet" in capsys.readouterr().out
