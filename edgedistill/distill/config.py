@@ -25,6 +25,18 @@ class MultiSourceConfig(StrictModel):
     lambda_feat: float = Field(1.0, ge=0, description="weight of the projected-feature regression term")
 
 
+class BankConfig(StrictModel):
+    """How the sampled widths of a step teach each other (METHOD.md §2); every default is the documented one."""
+
+    loss: str = Field("seed", description="registered bank distillation: seed (SlimDA SEED) | inplace (US-Nets)")
+    weighting: str = Field("entropy", description="seed: ensemble confidence weight: entropy | max-prob | uniform")
+    sharpen: float = Field(0.5, gt=0, description="seed: sharpening temperature tau of the ensemble")
+    temperature: float = Field(1.0, gt=0, description="softmax temperature of the sampled nets' outputs")
+    lambda_seed: float = Field(1.0, ge=0, description="weight of the SEED term")
+    tri_head: bool = Field(False, description="OSTC: adaptation heads C_s, C_t; the deployed C_a gets only SEED")
+    lambda_pseudo: float = Field(1.0, ge=0, description="tri_head: weight of C_t's ensemble pseudo-label CE")
+
+
 class TrainConfig(StrictModel):
     """Sandwich training of the slimmable bank; every default is the documented one."""
 
@@ -33,6 +45,7 @@ class TrainConfig(StrictModel):
         description="registered distiller: distill-weighted | distill-nearest | single-kd | average-kd | ce-only",
     )
     multisource: MultiSourceConfig = Field(default_factory=MultiSourceConfig)
+    bank: BankConfig = Field(default_factory=BankConfig)
     steps: int = Field(600, ge=1)
     batch_labeled: int = Field(32, ge=1)
     batch_unlabeled: int = Field(128, ge=0)
@@ -43,7 +56,7 @@ class TrainConfig(StrictModel):
     kd_temperature: float = Field(1.0, gt=0)
     lambda_sup: float = Field(1.0, ge=0)
     lambda_kd: float = Field(1.0, ge=0)
-    lambda_inplace: float = Field(1.0, ge=0)
+    lambda_inplace: float = Field(1.0, ge=0, description="weight of the in-place KD term (bank.loss: inplace)")
     sup_all_widths: bool = Field(True, description="cross-entropy on the labeled batch for every sampled width")
     augment: bool = True
     seed: int = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,14 +15,15 @@ from edgedistill.data.augment import random_affine
 from edgedistill.data.images import TaskData
 from edgedistill.data.preprocess import Preprocess
 from edgedistill.distill.amp import amp_dtype, autocast
+from edgedistill.distill.bank_loss import BANK_LOSSES, BankLoss, BankOutputs
 from edgedistill.distill.checkpoint import load_latest, save_checkpoint
 from edgedistill.distill.config import TrainConfig
-from edgedistill.distill.distillers import DISTILLERS, StepBatch
+from edgedistill.distill.distillers import DISTILLERS, Distiller, StepBatch
 from edgedistill.distill.losses import weighted_sum
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
-from edgedistill.errors import CheckpointError
-from edgedistill.models import SlimmableBank
+from edgedistill.errors import CheckpointError, ConfigError
+from edgedistill.models import SlimmableBank, WidthConfig
 
 
 @dataclass
@@ -68,6 +70,68 @@ class _Batches:
         return self.xl[il.to(dev)], self.yl[il.to(dev)], self.xu[iu.to(dev)], probs, feats
 
 
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def step_loss(
+    bank: SlimmableBank,
+    forward: Forward,
+    distiller: Distiller,
+    bank_loss: BankLoss | None,
+    configs: list[WidthConfig],
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    num_unlabeled: int,
+    teacher_probs: list[torch.Tensor] | None,
+    teacher_feats: list[torch.Tensor] | None,
+    amp: tuple[torch.device, torch.dtype | None],
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One sandwich step's loss over the sampled `configs` (first = largest) and its per-term logs.
+
+    Every sampled width runs forward first (its graph kept), so the bank loss can use the ensemble of all
+    of them; the caller backpropagates the returned total once. `x` holds the labeled images, then
+    `num_unlabeled` unlabeled ones. Per width: the distiller's terms on the adaptation logits (C_a, or C_s
+    on labeled / C_t on unlabeled images with OSTC) plus the bank loss's terms; the total is their
+    weighted sum averaged over the K widths.
+    """
+    n = len(labels)
+    feats, adapt, deployed, pseudo = [], [], [], []
+    for config in configs:
+        bank.set_config(config)
+        with autocast(*amp):
+            f, heads = forward(x)
+        heads = {k: v.float() for k, v in heads.items()}
+        feats.append(f.float())
+        deployed.append(heads["a"])
+        if "s" in heads:
+            adapt.append(torch.cat([heads["s"][:n], heads["t"][n:]]))
+            pseudo.append(heads["t"][n:])
+        else:
+            adapt.append(heads["a"])
+    bank_terms: list[dict[str, torch.Tensor]] = [{} for _ in configs]
+    if bank_loss is not None:
+        bank_terms = bank_loss.terms(BankOutputs(adapt, deployed, pseudo or None, n))
+    weights = distiller.weights | (bank_loss.weights if bank_loss is not None else {})
+    largest = torch.softmax(adapt[0].detach(), dim=1)
+    total = torch.zeros((), device=x.device)
+    logs: dict[str, float] = {}
+    for i, z in enumerate(adapt):
+        b = StepBatch(
+            z[:n],
+            labels,
+            z[n:] if num_unlabeled else None,
+            largest if i else None,
+            feats[i][n:] if num_unlabeled else None,
+            teacher_probs,
+            teacher_feats,
+        )
+        terms = distiller.terms(i, b) | bank_terms[i]
+        total = total + weighted_sum(terms, weights) / len(configs)
+        for k, v in terms.items():
+            logs[f"{k}{'' if i == 0 else '_sub'}"] = logs.get(k, 0.0) + float(v.detach())
+    return total, logs
+
+
 def distill(
     bank: SlimmableBank,
     data: TaskData,
@@ -94,7 +158,11 @@ def distill(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     dtype = amp_dtype(cfg.amp, device)
+    amp = (device, dtype)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    bank_loss = BANK_LOSSES.get(cfg.bank.loss)(cfg) if distiller.bank_distillation else None
+    if cfg.bank.tri_head and bank.adapt_heads is None:
+        raise ConfigError("train.bank.tri_head: the bank was built without the OSTC heads (build it with tri_head)")
     gen = torch.Generator().manual_seed(cfg.seed)
     ckpt_dir = out_dir / "checkpoint"
     start, resumed_from, history = 0, None, []
@@ -114,9 +182,9 @@ def distill(
             start = resumed_from = int(state["step"])
             history = list(state["history"])
 
-    def features_and_logits(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features_and_logits(x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats = bank.forward_features(x)
-        return feats, bank.forward_head(feats)
+        return feats, bank.forward_heads(feats)
 
     forward = torch.compile(features_and_logits) if cfg.compile else features_and_logits
     batches = _Batches(data, teachers, device)
@@ -135,29 +203,9 @@ def distill(
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
-            largest: torch.Tensor | None = None
-            logs: dict[str, float] = {}
-            for i, config in enumerate(sandwich_configs(bank, cfg.num_sampled, gen)):
-                bank.set_config(config)
-                with autocast(device, dtype):
-                    feats, logits = forward(x)
-                logits, n = logits.float(), len(xl)
-                b = StepBatch(
-                    logits[:n],
-                    yl,
-                    logits[n:] if bu else None,
-                    largest,
-                    feats[n:].float() if bu else None,
-                    t_probs,
-                    t_feats,
-                )
-                terms = distiller.terms(i, b)
-                loss = weighted_sum(terms, distiller.weights) / cfg.num_sampled
-                scaler.scale(loss).backward()
-                if i == 0:
-                    largest = torch.softmax(logits.detach(), dim=1)
-                for k, v in terms.items():
-                    logs[f"{k}{'' if i == 0 else '_sub'}"] = logs.get(k, 0.0) + float(v.detach())
+            configs = sandwich_configs(bank, cfg.num_sampled, gen)
+            loss, logs = step_loss(bank, forward, distiller, bank_loss, configs, x, yl, len(xu), t_probs, t_feats, amp)
+            scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
             sched.step()

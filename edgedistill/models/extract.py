@@ -12,7 +12,8 @@ from edgedistill.models.students import STUDENTS, SlimmableBank
 def extract(bank: SlimmableBank, config: Sequence[float]) -> SlimmableBank:
     """Build the plain subnet of `bank` at `config` and copy the leading slices of its weights and BN stats.
 
-    The bank itself is left untouched (its active config included). Recalibrate the bank's BN at
+    The bank itself is left untouched (its active config included). A tri-head (OSTC) bank yields a
+    subnet with the deployed classifier C_a only; the adaptation heads stay in the bank. Recalibrate the bank's BN at
     `config` first (`recalibrate_bn`) when its running stats were accumulated at other widths.
 
     Args:
@@ -30,6 +31,7 @@ def extract(bank: SlimmableBank, config: Sequence[float]) -> SlimmableBank:
         raise ValueError(f"{bank.family}: extract() needs a slimmable bank, got a plain network")
     spec = bank.spec()
     family = spec.pop("family")
+    spec.pop("tri_head", None)  # deployed nets keep only C_a, the bank's `classifier`
     spec.update(slim=False, channels=bank.slot_channels(config), config=list(config))
     ref = next(bank.parameters())
     net = STUDENTS.get(family)(**spec).to(device=ref.device, dtype=ref.dtype)

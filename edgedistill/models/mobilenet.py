@@ -74,6 +74,7 @@ class MobileNetStudent(SlimmableBank):
         slim: Build a slimmable bank (True) or a plain network (False).
         channels: Plain nets only: channels per slot, as from `slot_channels(config)`.
         config: Initial active config of a bank, or the config a plain net's channels come from.
+        tri_head: Bank only: add the OSTC adaptation heads C_s, C_t (see `SlimmableBank`).
     """
 
     family = "mobilenet"
@@ -94,6 +95,7 @@ class MobileNetStudent(SlimmableBank):
         slim: bool = True,
         channels: Mapping[str, int] | None = None,
         config: Sequence[float] | None = None,
+        tri_head: bool = False,
     ) -> None:
         n = len(stage_channels)
         if not n or not n == len(blocks) == len(strides) == len(expand_ratios):
@@ -105,6 +107,7 @@ class MobileNetStudent(SlimmableBank):
             width_choices=width_choices,
             divisor=divisor,
             slim=slim,
+            tri_head=tri_head,
         )
         act = get_act_layer(act_layer)
         # Full channel counts per block, needed to size the expansion slots before building.

@@ -41,6 +41,9 @@ class SlimmableBank(nn.Module):
         num_stages: Length of a width config.
         slim: Whether this is a bank (slimmable layers) or a plain network.
         num_features: Full width of the pooled feature vector.
+        tri_head: OSTC (SlimDA): besides the deployed classifier C_a (`classifier`), two adaptation heads
+            `adapt_heads["s"]` (C_s, supervised) and `adapt_heads["t"]` (C_t, target pseudo-labels) on the
+            same features. Training only; `extract` builds the subnet with C_a alone.
     """
 
     family: str = ""
@@ -54,6 +57,7 @@ class SlimmableBank(nn.Module):
         width_choices: Sequence[float],
         divisor: int,
         slim: bool,
+        tri_head: bool = False,
     ) -> None:
         super().__init__()
         choices = tuple(sorted(float(w) for w in width_choices))
@@ -73,6 +77,8 @@ class SlimmableBank(nn.Module):
         self._channels: dict[str, int] = {}
         self._config: WidthConfig = self.largest_config()
         self._kwargs: dict[str, Any] = {}
+        self.tri_head = tri_head
+        self.adapt_heads: nn.ModuleDict | None = None
 
     # ---- construction helpers for subclasses -------------------------------------------------
 
@@ -101,8 +107,14 @@ class SlimmableBank(nn.Module):
         return dict(self._channels)
 
     def _finish(self, kwargs: dict[str, Any]) -> None:
-        """Store the constructor kwargs for `spec()` and activate the initial config."""
+        """Store the constructor kwargs for `spec()`, add the OSTC heads, activate the initial config."""
         self._kwargs = kwargs
+        if self.tri_head:
+            self._kwargs["tri_head"] = True
+            nf, classifier = self.num_features, self.classifier_layer()
+            self.adapt_heads = nn.ModuleDict({k: self.layers.linear(nf, self.num_classes) for k in ("s", "t")})
+            for head in self.adapt_heads.values():  # same start as C_a, so the heads differ only by training
+                head.load_state_dict(classifier.state_dict())
         if self.slim:
             self.set_config(self._config)
 
@@ -199,6 +211,20 @@ class SlimmableBank(nn.Module):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Class logits from `forward_features`' output."""
         raise NotImplementedError
+
+    def classifier_layer(self) -> nn.Module:
+        """The deployed classifier (C_a): the layer `forward_head` ends with."""
+        layer = getattr(self, "classifier", None)
+        if not isinstance(layer, nn.Module):
+            raise NotImplementedError(f"{self.family}: no `classifier` layer")
+        return layer
+
+    def forward_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits of every head: `a` (the deployed classifier), plus `s` and `t` with `tri_head`."""
+        out = {"a": self.forward_head(features)}
+        if self.adapt_heads is not None:
+            out |= {k: head(features) for k, head in self.adapt_heads.items()}
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

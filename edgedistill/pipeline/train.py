@@ -60,8 +60,9 @@ def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) 
     s = task.student
     family = choose_family(s, inp.height, inp.width)
     torch.manual_seed(task.train.seed)
+    options = dict(s.options) | ({"tri_head": True} if task.train.bank.tri_head else {})
     return build_bank(
-        family, num_classes, inp.channels, width_choices=tuple(s.width_choices), divisor=s.divisor, **s.options
+        family, num_classes, inp.channels, width_choices=tuple(s.width_choices), divisor=s.divisor, **options
     )
 
 
