@@ -163,6 +163,8 @@ def distill(
     bank_loss = BANK_LOSSES.get(cfg.bank.loss)(cfg) if distiller.bank_distillation else None
     if cfg.bank.tri_head and bank.adapt_heads is None:
         raise ConfigError("train.bank.tri_head: the bank was built without the OSTC heads (build it with tri_head)")
+    if cfg.bank.tri_head and bank_loss is None:
+        raise ConfigError(f"train.bank.tri_head: distiller '{cfg.distiller}' has no bank loss to train C_a with")
     gen = torch.Generator().manual_seed(cfg.seed)
     ckpt_dir = out_dir / "checkpoint"
     start, resumed_from, history = 0, None, []
