@@ -19,7 +19,7 @@ from edgedistill.distill.distillers import DISTILLERS
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.trainer import distill, step_loss
 from edgedistill.errors import ConfigError
-from edgedistill.models import build_bank, extract, load_bank, recalibrate_bn, save_bank
+from edgedistill.models import SlimBatchNorm2d, build_bank, extract, load_bank, recalibrate_bn, save_bank
 
 # ---- SEED on hand-computed tensors -----------------------------------------------------------------
 
@@ -176,6 +176,40 @@ def test_recalibration_changes_nothing_for_the_largest_width() -> None:
         assert torch.equal(bank(batches[0]), before_train_mode)  # batch statistics: same weights, same output
 
 
+def test_switchable_bn_private_per_uniform_width(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 16, 16), switchable_bn=True)
+    bn = bank.stem[1]
+    assert isinstance(bn, SlimBatchNorm2d) and bn.private is not None and len(bn.private) == 4
+    x = torch.randn(8, 1, 28, 28)
+    bank.train()
+    for i, w in enumerate(bank.width_choices):  # distinct stats and affine per uniform width
+        bank.set_config((w,) * 3)
+        assert bn.active() is bn.private[i]
+        bank(x * (i + 1)).sum().backward()
+    assert bn.weight.grad is None and bn.private[0].weight.grad is not None  # uniform widths: private BN only
+    bank.set_config((0.5, 0.25, 1.0))
+    assert bn.active() is bn and bank.bn_switch(bank.config) is None
+    bank(x).sum().backward()
+    assert bn.weight.grad is not None
+    with torch.no_grad():
+        for p in bank.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    shared = {k: v.clone() for k, v in bank.state_dict().items() if "private" not in k}
+    full = {k: v.clone() for k, v in bank.state_dict().items() if ".private.3." in k}
+    recalibrate_bn(bank, [x], config=(0.5,) * 3)  # touches width 0.5's private BNs only
+    state = bank.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in (shared | full).items())
+    bank.eval()
+    for config in [(0.5,) * 3, (1.0,) * 3]:
+        net = extract(bank, config)
+        bank.set_config(config)
+        with torch.no_grad():
+            assert torch.allclose(net(x), bank(x), atol=1e-5)
+    loaded = load_bank(save_bank(bank, tmp_path / "bank.safetensors"))
+    assert loaded.switchable_bn and torch.equal(loaded.stem[1].private[2].running_mean, bn.private[2].running_mean)
+
+
 # ---- every option combination, 2 steps on real MNIST images -----------------------------------------
 
 
@@ -192,26 +226,49 @@ _GRID = [
 ]
 
 
+_LAYOUTS = [(False, "recalibrate"), (True, "switchable")]  # (channels_last, bn); the other pairs run as slow
+
+
 @pytest.mark.parametrize(("distiller", "loss", "weighting", "tri"), _GRID)
-@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    ("channels_last", "bn"),
+    [
+        *_LAYOUTS,
+        *(
+            pytest.param(cl, bn, marks=pytest.mark.slow)
+            for cl, bn in itertools.product([False, True], ["recalibrate", "switchable"])
+            if (cl, bn) not in _LAYOUTS
+        ),
+    ],
+)
 def test_two_steps_every_option(
-    tiny_data: TaskData, tmp_path: Path, distiller: str, loss: str, weighting: str, tri: bool, channels_last: bool
+    tiny_data: TaskData,
+    tmp_path: Path,
+    distiller: str,
+    loss: str,
+    weighting: str,
+    tri: bool,
+    channels_last: bool,
+    bn: str,
 ) -> None:
-    _two_steps(tiny_data, tmp_path, distiller, loss, weighting, tri, channels_last, compile_=False)
+    _two_steps(
+        tiny_data, tmp_path, distiller, BankConfig(loss=loss, weighting=weighting, tri_head=tri, bn=bn), channels_last
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("loss", "tri"), [("seed", True), ("inplace", False)])
 def test_two_steps_compiled(tiny_data: TaskData, tmp_path: Path, loss: str, tri: bool) -> None:
-    _two_steps(tiny_data, tmp_path, "distill-weighted", loss, "entropy", tri, True, compile_=True)
+    _two_steps(tiny_data, tmp_path, "distill-weighted", BankConfig(loss=loss, tri_head=tri), True, compile_=True)
 
 
 def _two_steps(
-    data: TaskData, out: Path, distiller: str, loss: str, weighting: str, tri: bool, cl: bool, compile_: bool
+    data: TaskData, out: Path, distiller: str, bank_cfg: BankConfig, cl: bool, compile_: bool = False
 ) -> None:
+    loss, tri = bank_cfg.loss, bank_cfg.tri_head
     cfg = TrainConfig(
         distiller=distiller,
-        bank=BankConfig(loss=loss, weighting=weighting, tri_head=tri),
+        bank=bank_cfg,
         steps=2,
         num_sampled=3,
         batch_labeled=8,
@@ -221,7 +278,9 @@ def _two_steps(
         compile=compile_,
     )
     torch.manual_seed(0)
-    bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 8, 16), tri_head=tri)
+    bank = build_bank(
+        "resnet_cifar", 10, 1, base_channels=(8, 8, 16), tri_head=tri, switchable_bn=bank_cfg.bn == "switchable"
+    )
     before = {k: v.clone() for k, v in bank.state_dict().items()}
     teachers = _FakeTeachers(len(data.unlabeled)).targets if distiller != "ce-only" else None
     pre = Preprocess(28, 28, 1, (0.13,), (0.31,))
@@ -233,6 +292,7 @@ def _two_steps(
     assert ("pseudo_sub" in row) == (tri and distiller != "ce-only")
     changed = [k for k, v in bank.state_dict().items() if not torch.equal(v, before[k])]
     assert "classifier.weight" in changed and ("adapt_heads.s.weight" in changed) == tri
+    assert ("stem.1.private.0.weight" in changed) == (bank_cfg.bn == "switchable")  # the smallest width's BN
 
 
 def test_tri_head_needs_a_tri_head_bank_and_a_bank_loss(tiny_data: TaskData, tmp_path: Path) -> None:
@@ -240,7 +300,9 @@ def test_tri_head_needs_a_tri_head_bank_and_a_bank_loss(tiny_data: TaskData, tmp
     cfg = TrainConfig(distiller="distill-weighted", bank=BankConfig(tri_head=True), steps=1)
     teachers = _FakeTeachers(len(tiny_data.unlabeled)).targets
     with pytest.raises(ConfigError, match="without the OSTC heads"):
-        distill(build_bank("resnet_cifar", 10, 1, base_channels=(8, 8, 16)), tiny_data, pre, cfg, tmp_path, cpu, teachers)
+        distill(
+            build_bank("resnet_cifar", 10, 1, base_channels=(8, 8, 16)), tiny_data, pre, cfg, tmp_path, cpu, teachers
+        )
     cfg = cfg.model_copy(update={"distiller": "ce-only"})
     bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 8, 16), tri_head=True)
     with pytest.raises(ConfigError, match="no bank loss"):

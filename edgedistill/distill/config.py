@@ -35,6 +35,11 @@ class BankConfig(StrictModel):
     lambda_seed: float = Field(1.0, ge=0, description="weight of the SEED term")
     tri_head: bool = Field(False, description="OSTC: adaptation heads C_s, C_t; the deployed C_a gets only SEED")
     lambda_pseudo: float = Field(1.0, ge=0, description="tri_head: weight of C_t's ensemble pseudo-label CE")
+    bn: Literal["recalibrate", "switchable"] = Field(
+        "recalibrate",
+        description="recalibrate: shared BN, re-estimated per config after training; switchable: also a private "
+        "BN per uniform width (other configs use the shared BN, recalibrated)",
+    )
 
 
 class TrainConfig(StrictModel):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from edgedistill.models.slimmable import SlimBatchNorm2d
 from edgedistill.models.students import STUDENTS, SlimmableBank
 
 
@@ -32,10 +33,17 @@ def extract(bank: SlimmableBank, config: Sequence[float]) -> SlimmableBank:
     spec = bank.spec()
     family = spec.pop("family")
     spec.pop("tri_head", None)  # deployed nets keep only C_a, the bank's `classifier`
+    spec.pop("switchable_bn", None)  # a subnet has one BN per layer: the one `config` uses
     spec.update(slim=False, channels=bank.slot_channels(config), config=list(config))
     ref = next(bank.parameters())
     net = STUDENTS.get(family)(**spec).to(device=ref.device, dtype=ref.dtype)
     source = bank.state_dict()
+    switch = bank.bn_switch(config)
+    if switch is not None:  # switchable BN at a uniform width: its private BNs become the subnet's BNs
+        for name, module in bank.named_modules():
+            if isinstance(module, SlimBatchNorm2d) and module.private is not None:
+                private = f"{name}.private.{switch}."
+                source |= {f"{name}.{k[len(private) :]}": v for k, v in source.items() if k.startswith(private)}
     sliced = {}
     for name, target in net.state_dict().items():
         weight = source[name]

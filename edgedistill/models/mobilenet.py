@@ -75,6 +75,7 @@ class MobileNetStudent(SlimmableBank):
         channels: Plain nets only: channels per slot, as from `slot_channels(config)`.
         config: Initial active config of a bank, or the config a plain net's channels come from.
         tri_head: Bank only: add the OSTC adaptation heads C_s, C_t (see `SlimmableBank`).
+        switchable_bn: Bank only: a private BN per uniform width (see `SlimmableBank`).
     """
 
     family = "mobilenet"
@@ -96,6 +97,7 @@ class MobileNetStudent(SlimmableBank):
         channels: Mapping[str, int] | None = None,
         config: Sequence[float] | None = None,
         tri_head: bool = False,
+        switchable_bn: bool = False,
     ) -> None:
         n = len(stage_channels)
         if not n or not n == len(blocks) == len(strides) == len(expand_ratios):
@@ -108,6 +110,7 @@ class MobileNetStudent(SlimmableBank):
             divisor=divisor,
             slim=slim,
             tri_head=tri_head,
+            switchable_bn=switchable_bn,
         )
         act = get_act_layer(act_layer)
         # Full channel counts per block, needed to size the expansion slots before building.

@@ -47,6 +47,7 @@ class ResNetCifar(SlimmableBank):
         channels: Plain nets only: channels per slot (`stages.i`), as from `slot_channels(config)`.
         config: Initial active config of a bank, or the config a plain net's channels come from.
         tri_head: Bank only: add the OSTC adaptation heads C_s, C_t (see `SlimmableBank`).
+        switchable_bn: Bank only: a private BN per uniform width (see `SlimmableBank`).
     """
 
     family = "resnet_cifar"
@@ -64,6 +65,7 @@ class ResNetCifar(SlimmableBank):
         channels: Mapping[str, int] | None = None,
         config: Sequence[float] | None = None,
         tri_head: bool = False,
+        switchable_bn: bool = False,
     ) -> None:
         if not len(base_channels) == len(blocks) == len(strides) or not base_channels:
             raise ValueError("base_channels, blocks and strides need one entry per stage")
@@ -75,6 +77,7 @@ class ResNetCifar(SlimmableBank):
             divisor=divisor,
             slim=slim,
             tri_head=tri_head,
+            switchable_bn=switchable_bn,
         )
         slots = {f"stages.{i}": (int(c), i) for i, c in enumerate(base_channels)}
         ch = self._init_channels(slots, channels, config)

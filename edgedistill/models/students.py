@@ -17,7 +17,7 @@ import torch
 from timm.layers import make_divisible
 from torch import nn
 
-from edgedistill.models.slimmable import LayerFactory, SlimConv2d
+from edgedistill.models.slimmable import LayerFactory, SlimBatchNorm2d, SlimConv2d
 from edgedistill.registry import Registry
 
 WidthConfig = tuple[float, ...]
@@ -44,6 +44,8 @@ class SlimmableBank(nn.Module):
         tri_head: OSTC (SlimDA): besides the deployed classifier C_a (`classifier`), two adaptation heads
             `adapt_heads["s"]` (C_s, supervised) and `adapt_heads["t"]` (C_t, target pseudo-labels) on the
             same features. Training only; `extract` builds the subnet with C_a alone.
+        switchable_bn: Bank only: a private BN (affine + stats) per uniform width, used whenever the
+            active config is uniform; other configs use the shared BN (recalibrate it before use).
     """
 
     family: str = ""
@@ -58,6 +60,7 @@ class SlimmableBank(nn.Module):
         divisor: int,
         slim: bool,
         tri_head: bool = False,
+        switchable_bn: bool = False,
     ) -> None:
         super().__init__()
         choices = tuple(sorted(float(w) for w in width_choices))
@@ -71,7 +74,8 @@ class SlimmableBank(nn.Module):
         self.width_choices = choices
         self.divisor = divisor
         self.slim = slim
-        self.layers = LayerFactory(slim)
+        self.switchable_bn = switchable_bn and slim
+        self.layers = LayerFactory(slim, len(choices) if self.switchable_bn else 0)
         self.num_features = 0
         self._slots: dict[str, tuple[int, int]] = {}
         self._channels: dict[str, int] = {}
@@ -109,6 +113,8 @@ class SlimmableBank(nn.Module):
     def _finish(self, kwargs: dict[str, Any]) -> None:
         """Store the constructor kwargs for `spec()`, add the OSTC heads, activate the initial config."""
         self._kwargs = kwargs
+        if self.switchable_bn:
+            self._kwargs["switchable_bn"] = True
         if self.tri_head:
             self._kwargs["tri_head"] = True
             nf, classifier = self.num_features, self.classifier_layer()
@@ -139,10 +145,19 @@ class SlimmableBank(nn.Module):
         if not self.slim:
             raise ValueError(f"{self.family}: a plain network has fixed widths; extract() a subnet instead")
         widths = self.slot_channels(cfg)
+        switch = self.bn_switch(cfg)
         for module in self.modules():
             if isinstance(module, SlimConv2d) and module.slot is not None:
                 module.out_active = widths[module.slot]
+            elif isinstance(module, SlimBatchNorm2d) and module.private is not None:
+                module.switch = switch
         self._config = cfg
+
+    def bn_switch(self, config: Sequence[float]) -> int | None:
+        """Index of the private BN (switchable BN) that `config` uses, or None for the shared BN."""
+        if not self.switchable_bn or len(set(config)) != 1:
+            return None
+        return self.width_choices.index(float(config[0]))
 
     @property
     def config(self) -> WidthConfig:

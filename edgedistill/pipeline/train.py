@@ -60,7 +60,8 @@ def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) 
     s = task.student
     family = choose_family(s, inp.height, inp.width)
     torch.manual_seed(task.train.seed)
-    options = dict(s.options) | ({"tri_head": True} if task.train.bank.tri_head else {})
+    bank = task.train.bank
+    options = dict(s.options) | {"tri_head": bank.tri_head, "switchable_bn": bank.bn == "switchable"}
     return build_bank(
         family, num_classes, inp.channels, width_choices=tuple(s.width_choices), divisor=s.divisor, **options
     )
