@@ -17,6 +17,7 @@ every uniform width (BN recalibrated on the unlabeled pool, test split top-1):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -55,7 +56,9 @@ def _variant(cfg: TaskConfig, seed: int, bank: dict[str, Any], width: float | No
     if width is not None:
         train = train.model_copy(update={"num_sampled": 1})
         student = student.model_copy(update={"width_choices": [width]})
-    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"seed": seed}), "train": train, "student": student})
+    return cfg.model_copy(
+        update={"data": cfg.data.model_copy(update={"seed": seed}), "train": train, "student": student}
+    )
 
 
 def _train_and_eval(cfg: TaskConfig, ctx: dict[str, Any], out: Path) -> tuple[dict[str, float], float]:
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             ms = cfg.train.multisource
             pseudo = str(ms.pseudo_labels or getattr(distiller, "pseudo_labels", "head"))
             sources = [t.source for t in cfg.teachers]
-            weigh = lambda s: distiller.weigh(s, cfg.train)  # noqa: E731
+            weigh = functools.partial(distiller.weigh, cfg=cfg.train)
             targets, _ = prepare_teachers(sources, data, ms, weigh, pseudo, work / f"teachers-s{seed}", device, base)
         calib = calibration_batches(data, pre, cfg.train.bn_calibration_images, device)
         ctx = {"resolved": resolved, "data": data, "pre": pre, "device": device, "targets": targets, "calib": calib}

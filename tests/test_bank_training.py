@@ -11,15 +11,18 @@ import pytest
 import torch
 
 from edgedistill.data import Preprocess, build_task_data
-from edgedistill.data.images import TaskData
+from edgedistill.data.images import ImageSet, TaskData
 from edgedistill.data.targets import DataConfig
 from edgedistill.distill.bank_loss import BANK_LOSSES, CONFIDENCE, BankOutputs, ensemble, sharpen
-from edgedistill.distill.config import BankConfig, TrainConfig
-from edgedistill.distill.distillers import DISTILLERS
+from edgedistill.distill.config import BankConfig, TrainConfig, UdonConfig
+from edgedistill.distill.distillers import DISTILLERS, StepBatch
+from edgedistill.distill.domains import DOMAIN_SAMPLERS
+from edgedistill.distill.losses import LOSSES
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.trainer import distill, step_loss
 from edgedistill.errors import ConfigError
 from edgedistill.models import SlimBatchNorm2d, build_bank, extract, load_bank, recalibrate_bn, save_bank
+from edgedistill.models.slimmable import COSINE_SCALE, CosineLinear
 
 # ---- SEED on hand-computed tensors -----------------------------------------------------------------
 
@@ -307,3 +310,96 @@ def test_tri_head_needs_a_tri_head_bank_and_a_bank_loss(tiny_data: TaskData, tmp
     bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 8, 16), tri_head=True)
     with pytest.raises(ConfigError, match="no bank loss"):
         distill(bank, tiny_data, pre, cfg, tmp_path, cpu)
+
+
+# ---- UDON: domain sampler, cosine heads, relational KD -------------------------------------------------
+
+
+def test_udon_sampler_follows_losses_and_respects_the_floor() -> None:
+    s = DOMAIN_SAMPLERS.get("udon")(3, beta=1.0, floor=0.1, window=2)
+    assert np.allclose(s.probabilities(), 1 / 3)  # nothing seen yet
+    s.update(0, 1.0)  # unseen domains count as the worst seen: still uniform
+    assert np.allclose(s.probabilities(), 1 / 3)
+    for d, loss in enumerate([3.0, 1.0, 0.0]):
+        s.update(d, loss)
+    # windowed means (1+3)/2 = 2, 1, 0 → 0.9 · (2/3, 1/3, 0) + 0.1/3
+    assert np.allclose(s.probabilities(), [0.6 + 0.1 / 3, 0.3 + 0.1 / 3, 0.1 / 3])
+    s.update(0, 3.0)  # the window drops the oldest loss: mean 3
+    p = s.probabilities()
+    assert np.isclose(p.sum(), 1.0) and p[0] > 0.7 and p.min() >= 0.1 / 3 - 1e-12
+    sq = DOMAIN_SAMPLERS.get("udon")(3, beta=2.0, floor=0.0, window=2)
+    for d, loss in enumerate([2.0, 1.0, 1.0]):
+        sq.update(d, loss)
+    assert np.allclose(sq.probabilities(), [4 / 6, 1 / 6, 1 / 6])
+    gen = torch.Generator().manual_seed(0)
+    draws = np.bincount([s.sample(gen) for _ in range(2000)], minlength=3) / 2000
+    assert np.allclose(draws, p, atol=0.04)
+    restored = DOMAIN_SAMPLERS.get("udon")(3, window=2)
+    restored.load_state_dict(s.state_dict())
+    assert np.allclose(restored.probabilities(), p)
+
+
+def test_relational_loss_and_udon_terms() -> None:
+    f = torch.randn(5, 8)
+    rel = LOSSES.get("relational")
+    assert float(rel(f, f @ torch.linalg.qr(torch.randn(8, 8))[0])) < 1e-10  # rotation keeps the similarities
+    assert float(rel(f, torch.randn(5, 3))) > 0
+    d = DISTILLERS.get("udon")(TrainConfig(), _FakeTeachers(4).targets, 8)
+    zl, zu, h = torch.randn(2, 10), torch.randn(4, 10, requires_grad=True), torch.randn(4, 8, requires_grad=True)
+    t_probs, t_feats = _FakeTeachers(4).targets.batch(np.arange(4), d.temperature, torch.device("cpu"))
+    terms = d.terms(0, StepBatch(zl, torch.tensor([1, 2]), zu, None, h, t_probs, t_feats))
+    assert set(terms) == {"ce", "kd", "relational"} and d.temperature == 0.1
+    mixed = 0.6 * t_probs[0] + 0.4 * t_probs[1]
+    expected = torch.nn.functional.kl_div(torch.log_softmax(zu / 0.1, 1), mixed, reduction="batchmean")
+    assert torch.allclose(terms["kd"], expected, rtol=1e-5)  # plain KL at T = 0.1, no T² factor
+    sum(terms.values()).backward()
+    assert h.grad is not None and h.grad.abs().sum() > 0
+
+
+def test_cosine_head_bank_extracts() -> None:
+    torch.manual_seed(0)
+    bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 16, 16), cosine_head=True).eval()
+    assert isinstance(bank.classifier, CosineLinear) and bank.classifier.bias is None
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        logits = bank(x)
+        assert logits.abs().max() <= COSINE_SCALE + 1e-4
+        for config in [bank.largest_config(), (0.25, 0.5, 0.75)]:
+            net = extract(bank, config)
+            bank.set_config(config)
+            assert isinstance(net.classifier, CosineLinear) and torch.allclose(net(x), bank(x), atol=1e-5)
+
+
+def test_two_steps_with_two_domains(tiny_data: TaskData, tmp_path: Path) -> None:
+    """Real MNIST images as two domains (as is, and inverted); UDON distiller, cosine heads, cached teachers."""
+    u = tiny_data.unlabeled
+    half = len(u) // 2
+    images = np.concatenate([u.images[:half], 255 - u.images[half:]])
+    data = TaskData(
+        tiny_data.name, tiny_data.class_names, tiny_data.labeled, ImageSet(images), tiny_data.test, (0.13,), (0.31,)
+    )
+    domains = np.repeat([0, 1], [half, len(u) - half])
+    cfg = TrainConfig(
+        distiller="udon",
+        udon=UdonConfig(cosine_head=True),
+        steps=3,
+        num_sampled=2,
+        batch_labeled=8,
+        batch_unlabeled=8,
+        warmup_steps=1,
+        checkpoint_every=2,
+    )
+    bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 8, 16), cosine_head=True)
+    teachers = _FakeTeachers(len(u)).targets
+    pre = Preprocess(28, 28, 1, (0.13,), (0.31,))
+    state = distill(bank, data, pre, cfg, tmp_path, torch.device("cpu"), teachers, show_progress=False, domains=domains)
+    row = state.history[-1]
+    assert {"kd", "relational", "seed_sub", "p_domain0", "p_domain1"} <= set(row)
+    assert (
+        math.isclose(row["p_domain0"] + row["p_domain1"], 1.0, rel_tol=1e-6)
+        and min(row["p_domain0"], row["p_domain1"]) >= 0.05
+    )
+    ckpt = torch.load(next((tmp_path / "checkpoint").glob("*.pt")), weights_only=True)
+    assert len(ckpt["domains"]["losses"]) == 2
+    with pytest.raises(ConfigError, match="domains"):
+        distill(bank, data, pre, cfg, tmp_path / "b", torch.device("cpu"), teachers, domains=domains[:3])

@@ -42,6 +42,18 @@ class BankConfig(StrictModel):
     )
 
 
+class UdonConfig(StrictModel):
+    """Multi-domain training (UDON, METHOD.md §4); every default is the documented one."""
+
+    sampler: str = Field("udon", description="registered domain sampler: udon (loss-proportional) | uniform")
+    beta: float = Field(1.0, ge=0, description="p_d proportional to (windowed mean loss of domain d)^beta")
+    floor: float = Field(0.1, ge=0, le=1, description="mixed-in uniform share: p_d >= floor / D")
+    window: int = Field(50, ge=1, description="batches per domain the mean loss is taken over")
+    temperature: float = Field(0.1, gt=0, description="udon distiller: logit KD temperature")
+    lambda_relational: float = Field(1.0, ge=0, description="udon distiller: weight of the relational term")
+    cosine_head: bool = Field(False, description="cosine-similarity classifier heads in the student")
+
+
 class TrainConfig(StrictModel):
     """Sandwich training of the slimmable bank; every default is the documented one."""
 
@@ -51,6 +63,7 @@ class TrainConfig(StrictModel):
     )
     multisource: MultiSourceConfig = Field(default_factory=MultiSourceConfig)
     bank: BankConfig = Field(default_factory=BankConfig)
+    udon: UdonConfig = Field(default_factory=UdonConfig)
     steps: int = Field(600, ge=1)
     batch_labeled: int = Field(32, ge=1)
     batch_unlabeled: int = Field(128, ge=0)

@@ -55,7 +55,18 @@ class Distiller(nn.Module):
     @property
     def weights(self) -> dict[str, float]:
         c = self.cfg
-        return {"ce": c.lambda_sup, "kd": c.lambda_kd, "feat": c.multisource.lambda_feat, "inplace": c.lambda_inplace}
+        return {
+            "ce": c.lambda_sup,
+            "kd": c.lambda_kd,
+            "feat": c.multisource.lambda_feat,
+            "inplace": c.lambda_inplace,
+            "relational": c.udon.lambda_relational,
+        }
+
+    @property
+    def temperature(self) -> float:
+        """Softmax temperature of the teachers' soft labels (and of the student in the KD term)."""
+        return self.cfg.kd_temperature
 
     def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
         if width_index == 0 or self.cfg.sup_all_widths:
@@ -104,7 +115,7 @@ class TeacherKD(Distiller):
         assert b.logits_unlabeled is not None and b.teacher_probs is not None
         alphas = cast(torch.Tensor, self.alphas)  # a registered buffer
         mixed = sum(a * p for a, p in zip(alphas, b.teacher_probs, strict=True))
-        out["kd"] = LOSSES.get("kd")(b.logits_unlabeled, mixed, self.cfg.kd_temperature)
+        out["kd"] = self.kd(b.logits_unlabeled, mixed)
         if self.feature_loss:
             assert b.features_unlabeled is not None and b.teacher_features is not None
             feat = LOSSES.get("feat")
@@ -112,6 +123,10 @@ class TeacherKD(Distiller):
             pairs = zip(alphas, projectors, b.teacher_features, strict=True)
             out["feat"] = sum(a * feat(proj(b.features_unlabeled), f) for a, proj, f in pairs)
         return out
+
+    def kd(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Hinton KD at `temperature` (scaled by T²)."""
+        return LOSSES.get("kd")(logits, target, self.temperature)
 
 
 @DISTILLERS.register("average-kd")
@@ -156,3 +171,35 @@ class DistillWeighted(TeacherKD):
     @classmethod
     def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
         return softmax_weights(scores, cfg.multisource.gamma, cfg.multisource.top_k)
+
+
+@DISTILLERS.register("udon")
+class UDON(TeacherKD):
+    """UDON (multi-teacher online distillation): low-temperature logit KD (`train.udon.temperature`, plain KL,
+    no T² scaling) plus a relational term: Σ α_i MSE between the pairwise cosine similarities of the student's
+    and teacher i's features on the unlabeled batch. α = softmax(s / γ) as in distill-weighted. Pairs with the
+    domain sampler when the unlabeled pool has several domains (`distill(..., domains=...)`)."""
+
+    pseudo_labels = "head"
+
+    @classmethod
+    def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+        return softmax_weights(scores, cfg.multisource.gamma, cfg.multisource.top_k)
+
+    @property
+    def temperature(self) -> float:
+        return self.cfg.udon.temperature
+
+    def kd(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LOSSES.get("kd")(logits, target, self.temperature) / self.temperature**2
+
+    def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
+        out = super().terms(width_index, b)
+        if width_index == 0:
+            assert b.features_unlabeled is not None and b.teacher_features is not None
+            alphas = cast(torch.Tensor, self.alphas)
+            rel = LOSSES.get("relational")
+            out["relational"] = sum(
+                a * rel(b.features_unlabeled, f) for a, f in zip(alphas, b.teacher_features, strict=True)
+            )
+        return out

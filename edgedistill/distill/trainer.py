@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -19,6 +20,7 @@ from edgedistill.distill.bank_loss import BANK_LOSSES, BankLoss, BankOutputs
 from edgedistill.distill.checkpoint import load_latest, save_checkpoint
 from edgedistill.distill.config import TrainConfig
 from edgedistill.distill.distillers import DISTILLERS, Distiller, StepBatch
+from edgedistill.distill.domains import DOMAIN_SAMPLERS, DomainSampler
 from edgedistill.distill.losses import weighted_sum
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
@@ -59,10 +61,17 @@ class _Batches:
         self.xu = torch.from_numpy(data.unlabeled.images).to(device)
         self.teachers = teachers
 
-    def sample(self, gen: torch.Generator, bl: int, bu: int, temperature: float) -> tuple:
-        """(labeled images, labels, unlabeled images, teacher soft labels, teacher features)."""
+    def sample(
+        self, gen: torch.Generator, bl: int, bu: int, temperature: float, pool: torch.Tensor | None = None
+    ) -> tuple:
+        """(labeled images, labels, unlabeled images, teacher soft labels, teacher features).
+
+        `pool`: draw the unlabeled images from these indices only (one domain's images).
+        """
         il = torch.randint(len(self.xl), (bl,), generator=gen)
-        iu = torch.randint(len(self.xu), (bu,), generator=gen)
+        iu = torch.randint(len(self.xu) if pool is None else len(pool), (bu,), generator=gen)
+        if pool is not None:
+            iu = pool[iu]
         probs = feats = None
         if self.teachers is not None and bu:
             probs, feats = self.teachers.batch(iu.numpy(), temperature, self.xu.device)
@@ -142,6 +151,7 @@ def distill(
     teachers: TeacherTargets | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    domains: np.ndarray | None = None,
 ) -> TrainState:
     """Train `bank` in place on `data`; checkpoints go to `out_dir/checkpoint/`.
 
@@ -149,6 +159,8 @@ def distill(
         teachers: cached targets of the active teachers (weights α, features, target-class logits), needed by
             teacher distillers; their projectors are trained with the bank.
         resume: continue from the newest checkpoint in `out_dir/checkpoint/`.
+        domains: domain index (0..D-1) of every unlabeled image; each step's unlabeled batch then comes from one
+            domain drawn by `train.udon.sampler` (UDON: in proportion to its recent teacher-vs-student loss).
     """
     distiller = DISTILLERS.get(cfg.distiller)(cfg, teachers, bank.feature_dim(bank.largest_config())).to(device)
     bank.to(device)
@@ -166,6 +178,9 @@ def distill(
     if cfg.bank.tri_head and bank_loss is None:
         raise ConfigError(f"train.bank.tri_head: distiller '{cfg.distiller}' has no bank loss to train C_a with")
     gen = torch.Generator().manual_seed(cfg.seed)
+    sampler, pools = (
+        _domain_sampler(cfg, domains, len(data.unlabeled)) if _uses_unlabeled(distiller, cfg) else (None, [])
+    )
     ckpt_dir = out_dir / "checkpoint"
     start, resumed_from, history = 0, None, []
     if resume:
@@ -181,6 +196,8 @@ def distill(
             scaler.load_state_dict(state["scaler"])
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
+            if sampler is not None and "domains" in state:
+                sampler.load_state_dict(state["domains"])
             start = resumed_from = int(state["step"])
             history = list(state["history"])
 
@@ -197,7 +214,9 @@ def distill(
         task = progress.add_task("train", total=cfg.steps, completed=start, info="")
         bank.train()
         for step in range(start, cfg.steps):
-            xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, cfg.kd_temperature)
+            domain = sampler.sample(gen) if sampler is not None else None
+            pool = pools[domain] if domain is not None else None
+            xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, distiller.temperature, pool)
             x = pre.to_unit(torch.cat([xl, xu]))
             if cfg.augment:
                 x = random_affine(x, gen)
@@ -211,6 +230,9 @@ def distill(
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if sampler is not None and domain is not None:
+                sampler.update(domain, _domain_loss(logs))
+                logs |= {f"p_domain{d}": float(p) for d, p in enumerate(sampler.probabilities())}
             for k, value in logs.items():
                 window.setdefault(k, []).append(value)
             done = step + 1
@@ -233,10 +255,38 @@ def distill(
                     "torch_rng": torch.get_rng_state(),
                     "step": done,
                     "history": history,
-                }
+                } | ({"domains": sampler.state_dict()} if sampler is not None else {})
                 save_checkpoint(ckpt_dir, done, state, cfg.keep_checkpoints)
     bank.set_config(bank.largest_config())
     return TrainState(steps=cfg.steps, resumed_from=resumed_from, seconds=time.perf_counter() - t0, history=history)
+
+
+def _uses_unlabeled(distiller: Distiller, cfg: TrainConfig) -> bool:
+    """Whether steps draw unlabeled images (and so can be drawn per domain)."""
+    return distiller.uses_unlabeled and cfg.batch_unlabeled > 0
+
+
+DOMAIN_LOSS_KEYS = ("kd", "seed", "seed_sub", "inplace_sub")
+"""Logged terms the domain sampler reads, first present: teacher-vs-student KD, else the bank's disagreement."""
+
+
+def _domain_loss(logs: dict[str, float]) -> float:
+    return next((logs[k] for k in DOMAIN_LOSS_KEYS if k in logs), 0.0)
+
+
+def _domain_sampler(
+    cfg: TrainConfig, domains: np.ndarray | None, num_unlabeled: int
+) -> tuple[DomainSampler | None, list[torch.Tensor]]:
+    if domains is None:
+        return None, []
+    domains = np.asarray(domains)
+    if domains.shape != (num_unlabeled,) or domains.min() < 0:
+        raise ConfigError(f"domains: need one index >= 0 per unlabeled image ({num_unlabeled}), got {domains.shape}")
+    pools = [torch.from_numpy(np.flatnonzero(domains == d)) for d in range(int(domains.max()) + 1)]
+    if any(len(p) == 0 for p in pools):
+        raise ConfigError("domains: every index 0..D-1 needs at least one unlabeled image")
+    u = cfg.udon
+    return DOMAIN_SAMPLERS.get(u.sampler)(len(pools), u.beta, u.floor, u.window), pools
 
 
 def _progress(show: bool) -> Progress:

@@ -76,6 +76,7 @@ class MobileNetStudent(SlimmableBank):
         config: Initial active config of a bank, or the config a plain net's channels come from.
         tri_head: Bank only: add the OSTC adaptation heads C_s, C_t (see `SlimmableBank`).
         switchable_bn: Bank only: a private BN per uniform width (see `SlimmableBank`).
+        cosine_head: Cosine-similarity classifier (see `SlimmableBank`).
     """
 
     family = "mobilenet"
@@ -98,6 +99,7 @@ class MobileNetStudent(SlimmableBank):
         config: Sequence[float] | None = None,
         tri_head: bool = False,
         switchable_bn: bool = False,
+        cosine_head: bool = False,
     ) -> None:
         n = len(stage_channels)
         if not n or not n == len(blocks) == len(strides) == len(expand_ratios):
@@ -111,6 +113,7 @@ class MobileNetStudent(SlimmableBank):
             slim=slim,
             tri_head=tri_head,
             switchable_bn=switchable_bn,
+            cosine_head=cosine_head,
         )
         act = get_act_layer(act_layer)
         # Full channel counts per block, needed to size the expansion slots before building.
@@ -154,7 +157,7 @@ class MobileNetStudent(SlimmableBank):
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = ch["head"]
-        self.classifier = make.linear(ch["head"], num_classes)
+        self.classifier = make.classifier(ch["head"], num_classes)
         self._finish(
             {
                 "num_classes": num_classes,

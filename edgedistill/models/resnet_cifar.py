@@ -48,6 +48,7 @@ class ResNetCifar(SlimmableBank):
         config: Initial active config of a bank, or the config a plain net's channels come from.
         tri_head: Bank only: add the OSTC adaptation heads C_s, C_t (see `SlimmableBank`).
         switchable_bn: Bank only: a private BN per uniform width (see `SlimmableBank`).
+        cosine_head: Cosine-similarity classifier (see `SlimmableBank`).
     """
 
     family = "resnet_cifar"
@@ -66,6 +67,7 @@ class ResNetCifar(SlimmableBank):
         config: Sequence[float] | None = None,
         tri_head: bool = False,
         switchable_bn: bool = False,
+        cosine_head: bool = False,
     ) -> None:
         if not len(base_channels) == len(blocks) == len(strides) or not base_channels:
             raise ValueError("base_channels, blocks and strides need one entry per stage")
@@ -78,6 +80,7 @@ class ResNetCifar(SlimmableBank):
             slim=slim,
             tri_head=tri_head,
             switchable_bn=switchable_bn,
+            cosine_head=cosine_head,
         )
         slots = {f"stages.{i}": (int(c), i) for i, c in enumerate(base_channels)}
         ch = self._init_channels(slots, channels, config)
@@ -100,7 +103,7 @@ class ResNetCifar(SlimmableBank):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = in_ch
-        self.classifier = make.linear(in_ch, num_classes)
+        self.classifier = make.classifier(in_ch, num_classes)
         self._finish(
             {
                 "num_classes": num_classes,

@@ -108,6 +108,21 @@ class SlimLinear(nn.Linear):
         return F.linear(x, self.weight[:, : x.shape[-1]], self.bias)
 
 
+COSINE_SCALE = 16.0
+"""Logit scale of cosine classifiers: logits = 16 · cos(x, w_c) (UDON's cosine-similarity heads)."""
+
+
+class CosineLinear(nn.Linear):
+    """Cosine-similarity classifier: `COSINE_SCALE` · normalise(x) · normalise(w_c) per class (no bias)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight[:, : x.shape[-1]]  # a bank's slice; the whole weight for a plain net
+        return COSINE_SCALE * F.linear(F.normalize(x, dim=-1), F.normalize(w, dim=-1))
+
+
 @dataclass(frozen=True)
 class LayerFactory:
     """Builds either slimmable or plain layers, so one network definition yields the bank and its subnets.
@@ -115,10 +130,12 @@ class LayerFactory:
     Attributes:
         slim: True for `Slim*` layers holding full-size weights, False for plain torch layers.
         bn_switches: Slim only: private BNs per BatchNorm (switchable BN), 0 for shared BN only.
+        cosine_head: Classifiers are `CosineLinear` instead of linear layers.
     """
 
     slim: bool
     bn_switches: int = 0
+    cosine_head: bool = False
 
     def conv(
         self,
@@ -143,3 +160,7 @@ class LayerFactory:
     def linear(self, in_features: int, out_features: int) -> nn.Linear:
         """Linear layer with bias; a slim one slices only its in-features."""
         return SlimLinear(in_features, out_features) if self.slim else nn.Linear(in_features, out_features)
+
+    def classifier(self, in_features: int, num_classes: int) -> nn.Linear:
+        """A class head: cosine (`cosine_head`) or linear with bias; a slim one slices its in-features."""
+        return CosineLinear(in_features, num_classes) if self.cosine_head else self.linear(in_features, num_classes)

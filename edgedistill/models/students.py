@@ -46,6 +46,7 @@ class SlimmableBank(nn.Module):
             same features. Training only; `extract` builds the subnet with C_a alone.
         switchable_bn: Bank only: a private BN (affine + stats) per uniform width, used whenever the
             active config is uniform; other configs use the shared BN (recalibrate it before use).
+        cosine_head: Cosine-similarity classifier heads (UDON) instead of linear ones; kept by `extract`.
     """
 
     family: str = ""
@@ -61,6 +62,7 @@ class SlimmableBank(nn.Module):
         slim: bool,
         tri_head: bool = False,
         switchable_bn: bool = False,
+        cosine_head: bool = False,
     ) -> None:
         super().__init__()
         choices = tuple(sorted(float(w) for w in width_choices))
@@ -75,7 +77,8 @@ class SlimmableBank(nn.Module):
         self.divisor = divisor
         self.slim = slim
         self.switchable_bn = switchable_bn and slim
-        self.layers = LayerFactory(slim, len(choices) if self.switchable_bn else 0)
+        self.cosine_head = cosine_head
+        self.layers = LayerFactory(slim, len(choices) if self.switchable_bn else 0, cosine_head)
         self.num_features = 0
         self._slots: dict[str, tuple[int, int]] = {}
         self._channels: dict[str, int] = {}
@@ -115,10 +118,12 @@ class SlimmableBank(nn.Module):
         self._kwargs = kwargs
         if self.switchable_bn:
             self._kwargs["switchable_bn"] = True
+        if self.cosine_head:
+            self._kwargs["cosine_head"] = True
         if self.tri_head:
             self._kwargs["tri_head"] = True
             nf, classifier = self.num_features, self.classifier_layer()
-            self.adapt_heads = nn.ModuleDict({k: self.layers.linear(nf, self.num_classes) for k in ("s", "t")})
+            self.adapt_heads = nn.ModuleDict({k: self.layers.classifier(nf, self.num_classes) for k in ("s", "t")})
             for head in self.adapt_heads.values():  # same start as C_a, so the heads differ only by training
                 head.load_state_dict(classifier.state_dict())
         if self.slim:
