@@ -221,28 +221,25 @@ def tiny_data() -> TaskData:
     return build_task_data(DataConfig(source="mnist", channels=1, labels_per_class=2, unlabeled=64, test=32))
 
 
-_GRID = [
-    (distiller, loss, weighting, tri)
+_COMBOS = [
+    (distiller, loss, weighting, tri, cl, bn)
     for distiller, loss, tri in itertools.product(["ce-only", "distill-weighted"], ["seed", "inplace"], [False, True])
-    if not (tri and distiller == "ce-only")  # refused: see test_tri_head_needs_a_bank_loss
+    if not (tri and distiller == "ce-only")  # refused: see test_tri_head_needs_a_tri_head_bank_and_a_bank_loss
     for weighting in (["entropy", "max-prob", "uniform"] if loss == "seed" else ["entropy"])
+    for cl, bn in itertools.product([False, True], ["recalibrate", "switchable"])
 ]
+# The fast suite runs a subset that takes every option value at least once; the full product runs as slow.
+_FAST = {
+    ("distill-weighted", "seed", "entropy", True, True, "switchable"),
+    ("distill-weighted", "seed", "max-prob", False, False, "recalibrate"),
+    ("distill-weighted", "inplace", "entropy", True, False, "switchable"),
+    ("ce-only", "seed", "uniform", False, True, "recalibrate"),
+}
 
 
-_LAYOUTS = [(False, "recalibrate"), (True, "switchable")]  # (channels_last, bn); the other pairs run as slow
-
-
-@pytest.mark.parametrize(("distiller", "loss", "weighting", "tri"), _GRID)
 @pytest.mark.parametrize(
-    ("channels_last", "bn"),
-    [
-        *_LAYOUTS,
-        *(
-            pytest.param(cl, bn, marks=pytest.mark.slow)
-            for cl, bn in itertools.product([False, True], ["recalibrate", "switchable"])
-            if (cl, bn) not in _LAYOUTS
-        ),
-    ],
+    ("distiller", "loss", "weighting", "tri", "channels_last", "bn"),
+    [c if c in _FAST else pytest.param(*c, marks=pytest.mark.slow) for c in _COMBOS],
 )
 def test_two_steps_every_option(
     tiny_data: TaskData,
@@ -265,8 +262,22 @@ def test_two_steps_compiled(tiny_data: TaskData, tmp_path: Path, loss: str, tri:
     _two_steps(tiny_data, tmp_path, "distill-weighted", BankConfig(loss=loss, tri_head=tri), True, compile_=True)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("compile_", [False, True])
+def test_two_steps_cuda_bf16(tiny_data: TaskData, tmp_path: Path, compile_: bool) -> None:
+    """The same code path on CUDA: autocast bf16 (fp16 where bf16 is missing), channels_last, torch.compile."""
+    bank_cfg = BankConfig(loss="seed", tri_head=True, bn="switchable")
+    _two_steps(tiny_data, tmp_path, "distill-weighted", bank_cfg, True, compile_, device="cuda")
+
+
 def _two_steps(
-    data: TaskData, out: Path, distiller: str, bank_cfg: BankConfig, cl: bool, compile_: bool = False
+    data: TaskData,
+    out: Path,
+    distiller: str,
+    bank_cfg: BankConfig,
+    cl: bool,
+    compile_: bool = False,
+    device: str = "cpu",
 ) -> None:
     loss, tri = bank_cfg.loss, bank_cfg.tri_head
     cfg = TrainConfig(
@@ -287,7 +298,8 @@ def _two_steps(
     before = {k: v.clone() for k, v in bank.state_dict().items()}
     teachers = _FakeTeachers(len(data.unlabeled)).targets if distiller != "ce-only" else None
     pre = Preprocess(28, 28, 1, (0.13,), (0.31,))
-    state = distill(bank, data, pre, cfg, out, torch.device("cpu"), teachers, show_progress=False)
+    state = distill(bank, data, pre, cfg, out, torch.device(device), teachers, show_progress=False)
+    bank.cpu()
     row = state.history[-1]
     assert state.steps == 2 and all(math.isfinite(v) for v in row.values())
     bank_term = {"seed": "seed_sub", "inplace": "inplace_sub"}[loss]
