@@ -1,8 +1,8 @@
 """Bank training ablation (issue 5): in-place KD vs SEED vs SEED+OSTC, and each width trained alone.
 
-For every seed (data split and training seed), the task's data and teacher targets are prepared once; then
-each variant trains a fresh student with the task's recipe (distiller, steps, batches) and is evaluated at
-every uniform width (BN recalibrated on the unlabeled pool, test split top-1):
+The task's data split and teacher targets are prepared once; then, for every training seed (initialisation,
+batch and width sampling), each variant trains a fresh student with the task's recipe (distiller, steps,
+batches) and is evaluated at every uniform width (BN recalibrated on the unlabeled pool, test split top-1):
 
 - `inplace`: the bank with in-place KD from the largest width (US-Nets/OFA).
 - `seed`: the bank with SEED (confidence-weighted sharpened ensemble of the K sampled widths).
@@ -22,6 +22,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from edgedistill.distill.distillers import DISTILLERS  # noqa: E402
 from edgedistill.distill.evaluate import accuracy  # noqa: E402
 from edgedistill.distill.multisource import prepare_teachers  # noqa: E402
 from edgedistill.distill.trainer import distill  # noqa: E402
+from edgedistill.io import atomic_write_json, atomic_write_text  # noqa: E402
 from edgedistill.models import recalibrate_bn  # noqa: E402
 from edgedistill.pipeline.train import build_student, calibration_batches, preprocess_for  # noqa: E402
 from edgedistill.task import TaskConfig, load_task  # noqa: E402
@@ -50,15 +52,13 @@ BANKS: dict[str, dict[str, Any]] = {
 
 
 def _variant(cfg: TaskConfig, seed: int, bank: dict[str, Any], width: float | None = None) -> TaskConfig:
-    """The task at `seed` with the bank loss settings; `width`: a student with that single width."""
+    """The task with training seed `seed` and the bank loss settings; `width`: a student with that single width."""
     train = cfg.train.model_copy(update={"seed": seed, "bank": cfg.train.bank.model_copy(update=bank)})
     student = cfg.student
     if width is not None:
         train = train.model_copy(update={"num_sampled": 1})
         student = student.model_copy(update={"width_choices": [width]})
-    return cfg.model_copy(
-        update={"data": cfg.data.model_copy(update={"seed": seed}), "train": train, "student": student}
-    )
+    return cfg.model_copy(update={"train": train, "student": student})
 
 
 def _train_and_eval(cfg: TaskConfig, ctx: dict[str, Any], out: Path) -> tuple[dict[str, float], float]:
@@ -74,7 +74,7 @@ def _train_and_eval(cfg: TaskConfig, ctx: dict[str, Any], out: Path) -> tuple[di
     return widths, seconds
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run(args: argparse.Namespace, on_row: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
     base_cfg, base = load_task(args.task)
     if args.steps:
         base_cfg = base_cfg.model_copy(update={"train": base_cfg.train.model_copy(update={"steps": args.steps})})
@@ -82,20 +82,20 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = resolve_device(args.device)
     work = REPO / "runs" / "bank-quality"
     rows: list[dict[str, Any]] = []
+    # One data split (the task's data.seed) and one teacher cache; the seeds vary initialisation and sampling.
+    data = build_task_data(base_cfg.data, base)
+    pre = preprocess_for(resolved, data)
+    distiller = DISTILLERS.get(base_cfg.train.distiller)
+    targets = None
+    if distiller.uses_teachers:
+        ms = base_cfg.train.multisource
+        pseudo = str(ms.pseudo_labels or getattr(distiller, "pseudo_labels", "head"))
+        sources = [t.source for t in base_cfg.teachers]
+        weigh = functools.partial(distiller.weigh, cfg=base_cfg.train)
+        targets, _ = prepare_teachers(sources, data, ms, weigh, pseudo, work / "teachers", device, base)
+    calib = calibration_batches(data, pre, base_cfg.train.bn_calibration_images, device)
+    ctx = {"resolved": resolved, "data": data, "pre": pre, "device": device, "targets": targets, "calib": calib}
     for seed in args.seeds:
-        cfg = _variant(base_cfg, seed, {})
-        data = build_task_data(cfg.data, base)
-        pre = preprocess_for(resolved, data)
-        distiller = DISTILLERS.get(cfg.train.distiller)
-        targets = None
-        if distiller.uses_teachers:
-            ms = cfg.train.multisource
-            pseudo = str(ms.pseudo_labels or getattr(distiller, "pseudo_labels", "head"))
-            sources = [t.source for t in cfg.teachers]
-            weigh = functools.partial(distiller.weigh, cfg=cfg.train)
-            targets, _ = prepare_teachers(sources, data, ms, weigh, pseudo, work / f"teachers-s{seed}", device, base)
-        calib = calibration_batches(data, pre, cfg.train.bn_calibration_images, device)
-        ctx = {"resolved": resolved, "data": data, "pre": pre, "device": device, "targets": targets, "calib": calib}
         jobs: list[tuple[str, TaskConfig, float | None]] = [
             (name, _variant(base_cfg, seed, bank), None) for name, bank in BANKS.items() if name in args.variants
         ]
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             acc, seconds = _train_and_eval(vcfg, ctx, out)
             rows.append({"variant": name, "seed": seed, "width_accuracy": acc, "train_seconds": round(seconds, 1)})
             print(json.dumps(rows[-1]), flush=True)
+            on_row(rows)
     return rows
 
 
@@ -146,7 +147,7 @@ def _markdown(rows: list[dict[str, Any]], command: str, machine: dict[str, Any],
         *_table(rows, widths),
         "",
         "Test top-1 % (10,000 MNIST test images) of the deployed head at each uniform width after BN "
-        "recalibration (2000 unlabeled images), mean ± std over seeds (data split and training seed). "
+        "recalibration (2000 unlabeled images), mean ± std over training seeds (one data split: the task's). "
         "`alone`: a separate net per width, trained with the same distiller, steps and batches "
         "(one net per step, no bank loss); train s: per seed, summed over its widths.",
         "",
@@ -163,21 +164,24 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", type=Path, default=None, help="task YAML (default: the embedded demo task)")
     p.add_argument("--budget", type=Path, default=REPO / "budgets" / "demo-cpu.yaml")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (data split: the task's)")
     p.add_argument("--variants", nargs="+", default=[*BANKS, "alone"], choices=[*BANKS, "alone"])
     p.add_argument("--steps", type=int, default=None, help="override the task's train.steps")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bank_quality")
     args = p.parse_args()
     t0 = time.perf_counter()
-    rows = run(args)
     command = "python bench/bank_quality.py " + " ".join(sys.argv[1:])
     machine = machine_info()
     task = str(args.task or "embedded demo-mnist")
-    payload = {"command": command, "machine": machine, "task": task, "seconds": round(time.perf_counter() - t0)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(payload | {"rows": rows}, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(_markdown(rows, command, machine, task))
+
+    def write(rows: list[dict[str, Any]]) -> None:  # after every run, so an interrupted benchmark keeps its rows
+        payload = {"command": command, "machine": machine, "task": task, "seconds": round(time.perf_counter() - t0)}
+        atomic_write_json(args.out.with_suffix(".json"), payload | {"rows": rows})
+        atomic_write_text(args.out.with_suffix(".md"), _markdown(rows, command, machine, task))
+
+    run(args, write)
     print(args.out.with_suffix(".md").read_text())
 
 
