@@ -51,7 +51,7 @@ def test_seed_golden_value(weighting: str, q: list[float]) -> None:
     zs = [z.clone().requires_grad_(True) for z in Z]
     terms = seed.terms(BankOutputs(adapt=zs, deployed=zs, pseudo_head=None, num_labeled=1))
     expected = [_kl(q, [0.75, 0.25]), _kl(q, [0.5, 0.5])]
-    assert [round(float(t["seed"]), 6) for t in terms] == [round(e, 6) for e in expected]
+    assert [round(float(t["seed"].detach()), 6) for t in terms] == [round(e, 6) for e in expected]
     sum(t["seed"] for t in terms).backward()
     # stop-gradient target: d KL(q ‖ softmax(z)) / dz = softmax(z) − q for each net separately
     for z, p in zip(zs, ([0.75, 0.25], [0.5, 0.5]), strict=True):
