@@ -58,14 +58,14 @@ def test_average_kd_terms_and_gradients() -> None:
     weighted_sum(largest, d.weights).backward()
     assert b.logits_labeled.grad is not None and b.logits_unlabeled.grad is not None
     other = d.terms(1, _batch())
-    assert set(other) == {"ce", "inplace"}
-    only_kd = DISTILLERS.get("average-kd")(TrainConfig(sup_all_widths=False), _TWO_TEACHERS).terms(2, _batch())
-    assert set(only_kd) == {"inplace"}
+    assert set(other) == {"ce"} and d.bank_distillation  # widths > 0 learn from the bank loss (trainer)
+    only_bank = DISTILLERS.get("average-kd")(TrainConfig(sup_all_widths=False), _TWO_TEACHERS).terms(2, _batch())
+    assert only_bank == {}
 
 
 def test_ce_only_and_unknown_distiller() -> None:
     d = DISTILLERS.get("ce-only")(TrainConfig())
-    assert not d.uses_teachers and set(d.terms(0, _batch())) == {"ce"}
+    assert not d.uses_teachers and not d.bank_distillation and set(d.terms(0, _batch())) == {"ce"}
     with pytest.raises(RegistryError, match="did you mean 'average-kd'"):
         DISTILLERS.get("averag-kd")
 

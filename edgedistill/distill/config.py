@@ -32,6 +32,35 @@ class FixMatchConfig(StrictModel):
     lambda_u: float = Field(1.0, ge=0, description="weight of the unlabeled (strong-view) term")
 
 
+class BankConfig(StrictModel):
+    """How the sampled widths of a step teach each other (METHOD.md §2); every default is the documented one."""
+
+    loss: str = Field("seed", description="registered bank distillation: seed (SlimDA SEED) | inplace (US-Nets)")
+    weighting: str = Field("entropy", description="seed: ensemble confidence weight: entropy | max-prob | uniform")
+    sharpen: float = Field(0.5, gt=0, description="seed: sharpening temperature tau of the ensemble")
+    temperature: float = Field(1.0, gt=0, description="softmax temperature of the sampled nets' outputs")
+    lambda_seed: float = Field(1.0, ge=0, description="weight of the SEED term")
+    tri_head: bool = Field(False, description="OSTC: adaptation heads C_s, C_t; the deployed C_a gets only SEED")
+    lambda_pseudo: float = Field(1.0, ge=0, description="tri_head: weight of C_t's ensemble pseudo-label CE")
+    bn: Literal["recalibrate", "switchable"] = Field(
+        "recalibrate",
+        description="recalibrate: shared BN, re-estimated per config after training; switchable: also a private "
+        "BN per uniform width (other configs use the shared BN, recalibrated)",
+    )
+
+
+class UdonConfig(StrictModel):
+    """Multi-domain training (UDON, METHOD.md §4); every default is the documented one."""
+
+    sampler: str = Field("udon", description="registered domain sampler: udon (loss-proportional) | uniform")
+    beta: float = Field(1.0, ge=0, description="p_d proportional to (windowed mean loss of domain d)^beta")
+    floor: float = Field(0.1, ge=0, le=1, description="mixed-in uniform share: p_d >= floor / D")
+    window: int = Field(50, ge=1, description="batches per domain the mean loss is taken over")
+    temperature: float = Field(0.1, gt=0, description="udon distiller: logit KD temperature")
+    lambda_relational: float = Field(1.0, ge=0, description="udon distiller: weight of the relational term")
+    cosine_head: bool = Field(False, description="cosine-similarity classifier heads in the student")
+
+
 class TrainConfig(StrictModel):
     """Sandwich training of the slimmable bank; every default is the documented one."""
 
@@ -42,6 +71,8 @@ class TrainConfig(StrictModel):
     )
     multisource: MultiSourceConfig = Field(default_factory=MultiSourceConfig)
     fixmatch: FixMatchConfig = Field(default_factory=FixMatchConfig)
+    bank: BankConfig = Field(default_factory=BankConfig)
+    udon: UdonConfig = Field(default_factory=UdonConfig)
     steps: int = Field(600, ge=1)
     batch_labeled: int = Field(32, ge=1)
     batch_unlabeled: int = Field(128, ge=0)
@@ -52,7 +83,7 @@ class TrainConfig(StrictModel):
     kd_temperature: float = Field(1.0, gt=0)
     lambda_sup: float = Field(1.0, ge=0)
     lambda_kd: float = Field(1.0, ge=0)
-    lambda_inplace: float = Field(1.0, ge=0)
+    lambda_inplace: float = Field(1.0, ge=0, description="weight of the in-place KD term (bank.loss: inplace)")
     sup_all_widths: bool = Field(True, description="cross-entropy on the labeled batch for every sampled width")
     augment: bool = True
     seed: int = 0

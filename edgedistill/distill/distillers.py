@@ -1,8 +1,9 @@
 """Distillers (registry): which loss terms each sampled width gets in a sandwich step.
 
-Width 0 of a step is always the largest config; only it learns from the teachers. Its detached soft output
-is the in-place KD target of the other widths (US-Nets/OFA in-place distillation). Teacher distillers differ
-only in how they weigh the teachers (α) and whether they regress projected features (Borup et al.).
+Width 0 of a step is always the largest config; only it learns from the teachers. How the sampled widths
+teach each other (SEED ensemble or in-place KD from the largest) is the bank loss (`bank_loss.BANK_LOSSES`),
+applied by the trainer to distillers with `bank_distillation`. Teacher distillers differ only in how they
+weigh the teachers (α) and whether they regress projected features (Borup et al.).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class StepBatch:
     logits_labeled: torch.Tensor
     labels: torch.Tensor
     logits_unlabeled: torch.Tensor | None = None
-    largest_probs: torch.Tensor | None = None  # detached soft output of the largest width (labeled + unlabeled)
+    largest_probs: torch.Tensor | None = None  # widths > 0: the largest width's detached softmax (labeled + unlabeled)
     features_unlabeled: torch.Tensor | None = None  # student's pooled features of the unlabeled images
     teacher_probs: list[torch.Tensor] | None = None  # per active teacher: target-class soft labels (unlabeled)
     teacher_features: list[torch.Tensor] | None = None  # per active teacher: L2-normalised features (unlabeled)
@@ -42,6 +43,7 @@ class Distiller(nn.Module):
     uses_teachers = False
     uses_unlabeled = False
     strong_view = False  # the trainer adds a strongly augmented copy of the unlabeled batch (FixMatch)
+    bank_distillation = False  # the trainer adds the bank loss (train.bank.loss) to every sampled width
 
     def __init__(self, cfg: TrainConfig, teachers: TeacherTargets | None = None, student_dim: int = 0) -> None:
         super().__init__()
@@ -61,7 +63,13 @@ class Distiller(nn.Module):
             "feat": c.multisource.lambda_feat,
             "inplace": c.lambda_inplace,
             "fixmatch": c.fixmatch.lambda_u,
+            "relational": c.udon.lambda_relational,
         }
+
+    @property
+    def temperature(self) -> float:
+        """Softmax temperature of the teachers' soft labels (and of the student in the KD term)."""
+        return self.cfg.kd_temperature
 
     def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
         if width_index == 0 or self.cfg.sup_all_widths:
@@ -113,13 +121,14 @@ def projected_feature_mse(projected: torch.Tensor, target: torch.Tensor) -> torc
 
 
 class TeacherKD(Distiller):
-    """Largest width: CE + KD to Σ α_i p_i (+ Σ α_i feature regression); other widths: CE + in-place KD.
+    """Largest width: CE + KD to Σ α_i p_i (+ Σ α_i feature regression); other widths: CE (+ the bank loss).
 
     KD to the α-mixed soft labels has the same student gradient as Σ α_i KL(p_i ‖ q).
     """
 
     uses_teachers = True
     uses_unlabeled = True
+    bank_distillation = True
     feature_loss = False
     pseudo_labels = "auto"  # default target-class mapping of the teacher outputs
 
@@ -133,16 +142,12 @@ class TeacherKD(Distiller):
 
     def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
         out = super().terms(width_index, b)
-        assert b.logits_unlabeled is not None
         if width_index != 0:
-            assert b.largest_probs is not None
-            logits = torch.cat([b.logits_labeled, b.logits_unlabeled])
-            out["inplace"] = LOSSES.get("kd")(logits, b.largest_probs)
             return out
-        assert b.teacher_probs is not None
+        assert b.logits_unlabeled is not None and b.teacher_probs is not None
         alphas = cast(torch.Tensor, self.alphas)  # a registered buffer
         mixed = sum(a * p for a, p in zip(alphas, b.teacher_probs, strict=True))
-        out["kd"] = LOSSES.get("kd")(b.logits_unlabeled, mixed, self.cfg.kd_temperature)
+        out["kd"] = self.kd(b.logits_unlabeled, mixed)
         if self.feature_loss:
             assert b.features_unlabeled is not None and b.teacher_features is not None
             feat = LOSSES.get("feat")
@@ -150,6 +155,10 @@ class TeacherKD(Distiller):
             pairs = zip(alphas, projectors, b.teacher_features, strict=True)
             out["feat"] = sum(a * feat(proj(b.features_unlabeled), f) for a, proj, f in pairs)
         return out
+
+    def kd(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Hinton KD at `temperature` (scaled by T²)."""
+        return LOSSES.get("kd")(logits, target, self.temperature)
 
 
 @DISTILLERS.register("average-kd")
@@ -194,3 +203,35 @@ class DistillWeighted(TeacherKD):
     @classmethod
     def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
         return softmax_weights(scores, cfg.multisource.gamma, cfg.multisource.top_k)
+
+
+@DISTILLERS.register("udon")
+class UDON(TeacherKD):
+    """UDON (multi-teacher online distillation): low-temperature logit KD (`train.udon.temperature`, plain KL,
+    no T² scaling) plus a relational term: Σ α_i MSE between the pairwise cosine similarities of the student's
+    and teacher i's features on the unlabeled batch. α = softmax(s / γ) as in distill-weighted. Pairs with the
+    domain sampler when the unlabeled pool has several domains (`distill(..., domains=...)`)."""
+
+    pseudo_labels = "head"
+
+    @classmethod
+    def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+        return softmax_weights(scores, cfg.multisource.gamma, cfg.multisource.top_k)
+
+    @property
+    def temperature(self) -> float:
+        return self.cfg.udon.temperature
+
+    def kd(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LOSSES.get("kd")(logits, target, self.temperature) / self.temperature**2
+
+    def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
+        out = super().terms(width_index, b)
+        if width_index == 0:
+            assert b.features_unlabeled is not None and b.teacher_features is not None
+            alphas = cast(torch.Tensor, self.alphas)
+            rel = LOSSES.get("relational")
+            out["relational"] = sum(
+                a * rel(b.features_unlabeled, f) for a, f in zip(alphas, b.teacher_features, strict=True)
+            )
+        return out

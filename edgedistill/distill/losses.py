@@ -31,3 +31,13 @@ def weighted_sum(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float]
     total = sum(weights.get(k, 1.0) * v for k, v in terms.items())
     assert isinstance(total, torch.Tensor), "weighted_sum needs at least one term"
     return total
+
+
+@LOSSES.register("relational")
+def relational_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MSE between the batch's pairwise cosine-similarity matrices of student and teacher features (UDON).
+
+    The two feature widths may differ: only the N×N similarity structure is compared.
+    """
+    s, t = F.normalize(student.float(), dim=1), F.normalize(teacher.float(), dim=1)
+    return F.mse_loss(s @ s.T, t @ t.T)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -14,14 +16,16 @@ from edgedistill.data.augment import random_affine, strong_augment
 from edgedistill.data.images import TaskData
 from edgedistill.data.preprocess import Preprocess
 from edgedistill.distill.amp import amp_dtype, autocast
+from edgedistill.distill.bank_loss import BANK_LOSSES, BankLoss, BankOutputs
 from edgedistill.distill.checkpoint import load_latest, save_checkpoint
 from edgedistill.distill.config import TrainConfig
-from edgedistill.distill.distillers import DISTILLERS, StepBatch
+from edgedistill.distill.distillers import DISTILLERS, Distiller, StepBatch
+from edgedistill.distill.domains import DOMAIN_SAMPLERS, DomainSampler
 from edgedistill.distill.losses import weighted_sum
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
-from edgedistill.errors import CheckpointError
-from edgedistill.models import SlimmableBank
+from edgedistill.errors import CheckpointError, ConfigError
+from edgedistill.models import SlimmableBank, WidthConfig
 
 
 @dataclass
@@ -57,15 +61,86 @@ class _Batches:
         self.xu = torch.from_numpy(data.unlabeled.images).to(device)
         self.teachers = teachers
 
-    def sample(self, gen: torch.Generator, bl: int, bu: int, temperature: float) -> tuple:
-        """(labeled images, labels, unlabeled images, teacher soft labels, teacher features)."""
+    def sample(
+        self, gen: torch.Generator, bl: int, bu: int, temperature: float, pool: torch.Tensor | None = None
+    ) -> tuple:
+        """(labeled images, labels, unlabeled images, teacher soft labels, teacher features).
+
+        `pool`: draw the unlabeled images from these indices only (one domain's images).
+        """
         il = torch.randint(len(self.xl), (bl,), generator=gen)
-        iu = torch.randint(len(self.xu), (bu,), generator=gen)
+        iu = torch.randint(len(self.xu) if pool is None else len(pool), (bu,), generator=gen)
+        if pool is not None:
+            iu = pool[iu]
         probs = feats = None
         if self.teachers is not None and bu:
             probs, feats = self.teachers.batch(iu.numpy(), temperature, self.xu.device)
         dev = self.xl.device
         return self.xl[il.to(dev)], self.yl[il.to(dev)], self.xu[iu.to(dev)], probs, feats
+
+
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def step_loss(
+    bank: SlimmableBank,
+    forward: Forward,
+    distiller: Distiller,
+    bank_loss: BankLoss | None,
+    configs: list[WidthConfig],
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    num_unlabeled: int,
+    teacher_probs: list[torch.Tensor] | None,
+    teacher_feats: list[torch.Tensor] | None,
+    amp: tuple[torch.device, torch.dtype | None],
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One sandwich step's loss over the sampled `configs` (first = largest) and its per-term logs.
+
+    Every sampled width runs forward first (its graph kept), so the bank loss can use the ensemble of all
+    of them; the caller backpropagates the returned total once. `x` holds the labeled images, then
+    `num_unlabeled` unlabeled ones, then (FixMatch) their strongly augmented copies. Per width: the
+    distiller's terms on the adaptation logits (C_a, or C_s on labeled / C_t on unlabeled images with OSTC)
+    plus the bank loss's terms; the total is their weighted sum averaged over the K widths.
+    """
+    n = len(labels)
+    feats, adapt, deployed, pseudo = [], [], [], []
+    for config in configs:
+        bank.set_config(config)
+        with autocast(*amp):
+            f, heads = forward(x)
+        heads = {k: v.float() for k, v in heads.items()}
+        feats.append(f.float())
+        deployed.append(heads["a"])
+        if "s" in heads:
+            adapt.append(torch.cat([heads["s"][:n], heads["t"][n:]]))
+            pseudo.append(heads["t"][n:])
+        else:
+            adapt.append(heads["a"])
+    bank_terms: list[dict[str, torch.Tensor]] = [{} for _ in configs]
+    if bank_loss is not None:
+        bank_terms = bank_loss.terms(BankOutputs(adapt, deployed, pseudo or None, n))
+    weights = distiller.weights | (bank_loss.weights if bank_loss is not None else {})
+    u = n + num_unlabeled  # rows after `u`: the strong view of the unlabeled images (FixMatch)
+    largest = torch.softmax(adapt[0][:u].detach(), dim=1)
+    total = torch.zeros((), device=x.device)
+    logs: dict[str, float] = {}
+    for i, z in enumerate(adapt):
+        b = StepBatch(
+            z[:n],
+            labels,
+            z[n:u] if num_unlabeled else None,
+            largest if i else None,
+            feats[i][n:u] if num_unlabeled else None,
+            teacher_probs,
+            teacher_feats,
+            z[u:] if len(z) > u else None,
+        )
+        terms = distiller.terms(i, b) | bank_terms[i]
+        total = total + weighted_sum(terms, weights) / len(configs)
+        for k, v in terms.items():
+            logs[f"{k}{'' if i == 0 else '_sub'}"] = logs.get(k, 0.0) + float(v.detach())
+    return total, logs
 
 
 def distill(
@@ -78,6 +153,7 @@ def distill(
     teachers: TeacherTargets | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    domains: np.ndarray | None = None,
 ) -> TrainState:
     """Train `bank` in place on `data`; checkpoints go to `out_dir/checkpoint/`.
 
@@ -85,6 +161,8 @@ def distill(
         teachers: cached targets of the active teachers (weights α, features, target-class logits), needed by
             teacher distillers; their projectors are trained with the bank.
         resume: continue from the newest checkpoint in `out_dir/checkpoint/`.
+        domains: domain index (0..D-1) of every unlabeled image; each step's unlabeled batch then comes from one
+            domain drawn by `train.udon.sampler` (UDON: in proportion to its recent teacher-vs-student loss).
     """
     distiller = DISTILLERS.get(cfg.distiller)(cfg, teachers, bank.feature_dim(bank.largest_config())).to(device)
     bank.to(device)
@@ -94,8 +172,17 @@ def distill(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg))
     dtype = amp_dtype(cfg.amp, device)
+    amp = (device, dtype)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    bank_loss = BANK_LOSSES.get(cfg.bank.loss)(cfg) if distiller.bank_distillation else None
+    if cfg.bank.tri_head and bank.adapt_heads is None:
+        raise ConfigError("train.bank.tri_head: the bank was built without the OSTC heads (build it with tri_head)")
+    if cfg.bank.tri_head and bank_loss is None:
+        raise ConfigError(f"train.bank.tri_head: distiller '{cfg.distiller}' has no bank loss to train C_a with")
     gen = torch.Generator().manual_seed(cfg.seed)
+    sampler, pools = (
+        _domain_sampler(cfg, domains, len(data.unlabeled)) if _uses_unlabeled(distiller, cfg) else (None, [])
+    )
     ckpt_dir = out_dir / "checkpoint"
     start, resumed_from, history = 0, None, []
     if resume:
@@ -111,12 +198,14 @@ def distill(
             scaler.load_state_dict(state["scaler"])
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
+            if sampler is not None and "domains" in state:
+                sampler.load_state_dict(state["domains"])
             start = resumed_from = int(state["step"])
             history = list(state["history"])
 
-    def features_and_logits(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features_and_logits(x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats = bank.forward_features(x)
-        return feats, bank.forward_head(feats)
+        return feats, bank.forward_heads(feats)
 
     forward = torch.compile(features_and_logits) if cfg.compile else features_and_logits
     batches = _Batches(data, teachers, device)
@@ -127,7 +216,9 @@ def distill(
         task = progress.add_task("train", total=cfg.steps, completed=start, info="")
         bank.train()
         for step in range(start, cfg.steps):
-            xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, cfg.kd_temperature)
+            domain = sampler.sample(gen) if sampler is not None else None
+            pool = pools[domain] if domain is not None else None
+            xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, distiller.temperature, pool)
             x = pre.to_unit(torch.cat([xl, xu]))
             if cfg.augment:
                 x = random_affine(x, gen)
@@ -137,33 +228,15 @@ def distill(
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
-            largest: torch.Tensor | None = None
-            logs: dict[str, float] = {}
-            for i, config in enumerate(sandwich_configs(bank, cfg.num_sampled, gen)):
-                bank.set_config(config)
-                with autocast(device, dtype):
-                    feats, logits = forward(x)
-                logits, n = logits.float(), len(xl)
-                b = StepBatch(
-                    logits[:n],
-                    yl,
-                    logits[n : n + bu] if bu else None,
-                    largest,
-                    feats[n : n + bu].float() if bu else None,
-                    t_probs,
-                    t_feats,
-                    logits[n + bu :] if distiller.strong_view and bu else None,
-                )
-                terms = distiller.terms(i, b)
-                loss = weighted_sum(terms, distiller.weights) / cfg.num_sampled
-                scaler.scale(loss).backward()
-                if i == 0:
-                    largest = torch.softmax(logits[: n + bu].detach(), dim=1)
-                for k, v in terms.items():
-                    logs[f"{k}{'' if i == 0 else '_sub'}"] = logs.get(k, 0.0) + float(v.detach())
+            configs = sandwich_configs(bank, cfg.num_sampled, gen)
+            loss, logs = step_loss(bank, forward, distiller, bank_loss, configs, x, yl, len(xu), t_probs, t_feats, amp)
+            scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if sampler is not None and domain is not None:
+                sampler.update(domain, _domain_loss(logs))
+                logs |= {f"p_domain{d}": float(p) for d, p in enumerate(sampler.probabilities())}
             for k, value in logs.items():
                 window.setdefault(k, []).append(value)
             done = step + 1
@@ -186,10 +259,38 @@ def distill(
                     "torch_rng": torch.get_rng_state(),
                     "step": done,
                     "history": history,
-                }
+                } | ({"domains": sampler.state_dict()} if sampler is not None else {})
                 save_checkpoint(ckpt_dir, done, state, cfg.keep_checkpoints)
     bank.set_config(bank.largest_config())
     return TrainState(steps=cfg.steps, resumed_from=resumed_from, seconds=time.perf_counter() - t0, history=history)
+
+
+def _uses_unlabeled(distiller: Distiller, cfg: TrainConfig) -> bool:
+    """Whether steps draw unlabeled images (and so can be drawn per domain)."""
+    return distiller.uses_unlabeled and cfg.batch_unlabeled > 0
+
+
+DOMAIN_LOSS_KEYS = ("kd", "seed", "seed_sub", "inplace_sub")
+"""Logged terms the domain sampler reads, first present: teacher-vs-student KD, else the bank's disagreement."""
+
+
+def _domain_loss(logs: dict[str, float]) -> float:
+    return next((logs[k] for k in DOMAIN_LOSS_KEYS if k in logs), 0.0)
+
+
+def _domain_sampler(
+    cfg: TrainConfig, domains: np.ndarray | None, num_unlabeled: int
+) -> tuple[DomainSampler | None, list[torch.Tensor]]:
+    if domains is None:
+        return None, []
+    domains = np.asarray(domains)
+    if domains.shape != (num_unlabeled,) or domains.min() < 0:
+        raise ConfigError(f"domains: need one index >= 0 per unlabeled image ({num_unlabeled}), got {domains.shape}")
+    pools = [torch.from_numpy(np.flatnonzero(domains == d)) for d in range(int(domains.max()) + 1)]
+    if any(len(p) == 0 for p in pools):
+        raise ConfigError("domains: every index 0..D-1 needs at least one unlabeled image")
+    u = cfg.udon
+    return DOMAIN_SAMPLERS.get(u.sampler)(len(pools), u.beta, u.floor, u.window), pools
 
 
 def _progress(show: bool) -> Progress:

@@ -8,7 +8,23 @@ import torch
 from torch import nn
 
 from edgedistill.errors import DataError
+from edgedistill.models.slimmable import SlimBatchNorm2d
 from edgedistill.models.students import SlimmableBank
+
+
+def active_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm modules the model's current config runs (switchable BN: the selected private ones)."""
+    out: list[nn.modules.batchnorm._BatchNorm] = []
+    skip: set[int] = set()
+    for m in model.modules():
+        if id(m) in skip or not isinstance(m, nn.modules.batchnorm._BatchNorm):
+            continue
+        if isinstance(m, SlimBatchNorm2d) and m.private is not None:
+            skip |= {id(p) for p in m.private}
+            out.append(m.active())
+        else:
+            out.append(m)
+    return out
 
 
 def recalibrate_bn(
@@ -22,6 +38,8 @@ def recalibrate_bn(
     Shared BN statistics are wrong for any width but the one they were accumulated at (SlimDA), so
     a bank is recalibrated per config before it is extracted. The model's train/eval flags and BN
     momenta are restored afterwards. For a bank, the stats of channels outside `config` are reset.
+    Only the BNs `config` uses are touched: with switchable BN at a uniform width, that width's private
+    BNs (the shared BN and the other widths' private ones are left as they are).
 
     Args:
         model: A slimmable bank or a plain network.
@@ -37,7 +55,7 @@ def recalibrate_bn(
         if not isinstance(model, SlimmableBank) or not model.slim:
             raise ValueError("recalibrate_bn: `config` is only valid for a slimmable bank")
         model.set_config(config)
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = [m for m in active_batchnorms(model) if m.track_running_stats]
     modes = {m: m.training for m in model.modules()}
     momenta = [bn.momentum for bn in bns]
     ref = next(model.parameters(), None)

@@ -74,6 +74,9 @@ class MobileNetStudent(SlimmableBank):
         slim: Build a slimmable bank (True) or a plain network (False).
         channels: Plain nets only: channels per slot, as from `slot_channels(config)`.
         config: Initial active config of a bank, or the config a plain net's channels come from.
+        tri_head: Bank only: add the OSTC adaptation heads C_s, C_t (see `SlimmableBank`).
+        switchable_bn: Bank only: a private BN per uniform width (see `SlimmableBank`).
+        cosine_head: Cosine-similarity classifier (see `SlimmableBank`).
     """
 
     family = "mobilenet"
@@ -94,6 +97,9 @@ class MobileNetStudent(SlimmableBank):
         slim: bool = True,
         channels: Mapping[str, int] | None = None,
         config: Sequence[float] | None = None,
+        tri_head: bool = False,
+        switchable_bn: bool = False,
+        cosine_head: bool = False,
     ) -> None:
         n = len(stage_channels)
         if not n or not n == len(blocks) == len(strides) == len(expand_ratios):
@@ -105,6 +111,9 @@ class MobileNetStudent(SlimmableBank):
             width_choices=width_choices,
             divisor=divisor,
             slim=slim,
+            tri_head=tri_head,
+            switchable_bn=switchable_bn,
+            cosine_head=cosine_head,
         )
         act = get_act_layer(act_layer)
         # Full channel counts per block, needed to size the expansion slots before building.
@@ -148,7 +157,7 @@ class MobileNetStudent(SlimmableBank):
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = ch["head"]
-        self.classifier = make.linear(ch["head"], num_classes)
+        self.classifier = make.classifier(ch["head"], num_classes)
         self._finish(
             {
                 "num_classes": num_classes,

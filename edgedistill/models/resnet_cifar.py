@@ -46,6 +46,9 @@ class ResNetCifar(SlimmableBank):
         slim: Build a slimmable bank (True) or a plain network (False).
         channels: Plain nets only: channels per slot (`stages.i`), as from `slot_channels(config)`.
         config: Initial active config of a bank, or the config a plain net's channels come from.
+        tri_head: Bank only: add the OSTC adaptation heads C_s, C_t (see `SlimmableBank`).
+        switchable_bn: Bank only: a private BN per uniform width (see `SlimmableBank`).
+        cosine_head: Cosine-similarity classifier (see `SlimmableBank`).
     """
 
     family = "resnet_cifar"
@@ -62,6 +65,9 @@ class ResNetCifar(SlimmableBank):
         slim: bool = True,
         channels: Mapping[str, int] | None = None,
         config: Sequence[float] | None = None,
+        tri_head: bool = False,
+        switchable_bn: bool = False,
+        cosine_head: bool = False,
     ) -> None:
         if not len(base_channels) == len(blocks) == len(strides) or not base_channels:
             raise ValueError("base_channels, blocks and strides need one entry per stage")
@@ -72,6 +78,9 @@ class ResNetCifar(SlimmableBank):
             width_choices=width_choices,
             divisor=divisor,
             slim=slim,
+            tri_head=tri_head,
+            switchable_bn=switchable_bn,
+            cosine_head=cosine_head,
         )
         slots = {f"stages.{i}": (int(c), i) for i, c in enumerate(base_channels)}
         ch = self._init_channels(slots, channels, config)
@@ -94,7 +103,7 @@ class ResNetCifar(SlimmableBank):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = in_ch
-        self.classifier = make.linear(in_ch, num_classes)
+        self.classifier = make.classifier(in_ch, num_classes)
         self._finish(
             {
                 "num_classes": num_classes,

@@ -62,9 +62,30 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
 
     Mirrors `nn.BatchNorm2d.forward` (including `momentum=None`, a cumulative average over batches)
     but on views, so the running-stat update of the active slice writes into the shared buffers.
+
+    Args:
+        num_features: Full channel count.
+        switches: Switchable BN (slimmable networks): this many private BNs (affine + stats), one per
+            uniform width; `switch` picks the one in use (None: the shared BN, for non-uniform configs).
     """
 
+    def __init__(self, num_features: int, switches: int = 0) -> None:
+        super().__init__(num_features)
+        self.private = nn.ModuleList(SlimBatchNorm2d(num_features) for _ in range(switches)) if switches else None
+        self.switch: int | None = None
+
+    def active(self) -> SlimBatchNorm2d:
+        """The BN that normalises the current config: a private one when switched, else this shared one."""
+        if self.private is None or self.switch is None:
+            return self
+        bn = self.private[self.switch]
+        assert isinstance(bn, SlimBatchNorm2d)
+        return bn
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn = self.active()
+        if bn is not self:
+            return bn(x)
         self._check_input_dim(x)
         c = x.shape[1]
         factor = 0.0 if self.momentum is None else self.momentum
@@ -87,15 +108,34 @@ class SlimLinear(nn.Linear):
         return F.linear(x, self.weight[:, : x.shape[-1]], self.bias)
 
 
+COSINE_SCALE = 16.0
+"""Logit scale of cosine classifiers: logits = 16 · cos(x, w_c) (UDON's cosine-similarity heads)."""
+
+
+class CosineLinear(nn.Linear):
+    """Cosine-similarity classifier: `COSINE_SCALE` · normalise(x) · normalise(w_c) per class (no bias)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight[:, : x.shape[-1]]  # a bank's slice; the whole weight for a plain net
+        return COSINE_SCALE * F.linear(F.normalize(x, dim=-1), F.normalize(w, dim=-1))
+
+
 @dataclass(frozen=True)
 class LayerFactory:
     """Builds either slimmable or plain layers, so one network definition yields the bank and its subnets.
 
     Attributes:
         slim: True for `Slim*` layers holding full-size weights, False for plain torch layers.
+        bn_switches: Slim only: private BNs per BatchNorm (switchable BN), 0 for shared BN only.
+        cosine_head: Classifiers are `CosineLinear` instead of linear layers.
     """
 
     slim: bool
+    bn_switches: int = 0
+    cosine_head: bool = False
 
     def conv(
         self,
@@ -114,9 +154,13 @@ class LayerFactory:
         return nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False)
 
     def bn(self, channels: int) -> nn.BatchNorm2d:
-        """BatchNorm over `channels` (the full count for a slim layer)."""
-        return SlimBatchNorm2d(channels) if self.slim else nn.BatchNorm2d(channels)
+        """BatchNorm over `channels` (the full count for a slim layer, with `bn_switches` private BNs)."""
+        return SlimBatchNorm2d(channels, self.bn_switches) if self.slim else nn.BatchNorm2d(channels)
 
     def linear(self, in_features: int, out_features: int) -> nn.Linear:
         """Linear layer with bias; a slim one slices only its in-features."""
         return SlimLinear(in_features, out_features) if self.slim else nn.Linear(in_features, out_features)
+
+    def classifier(self, in_features: int, num_classes: int) -> nn.Linear:
+        """A class head: cosine (`cosine_head`) or linear with bias; a slim one slices its in-features."""
+        return CosineLinear(in_features, num_classes) if self.cosine_head else self.linear(in_features, num_classes)

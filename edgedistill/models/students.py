@@ -17,7 +17,7 @@ import torch
 from timm.layers import make_divisible
 from torch import nn
 
-from edgedistill.models.slimmable import LayerFactory, SlimConv2d
+from edgedistill.models.slimmable import LayerFactory, SlimBatchNorm2d, SlimConv2d
 from edgedistill.registry import Registry
 
 WidthConfig = tuple[float, ...]
@@ -41,6 +41,12 @@ class SlimmableBank(nn.Module):
         num_stages: Length of a width config.
         slim: Whether this is a bank (slimmable layers) or a plain network.
         num_features: Full width of the pooled feature vector.
+        tri_head: OSTC (SlimDA): besides the deployed classifier C_a (`classifier`), two adaptation heads
+            `adapt_heads["s"]` (C_s, supervised) and `adapt_heads["t"]` (C_t, target pseudo-labels) on the
+            same features. Training only; `extract` builds the subnet with C_a alone.
+        switchable_bn: Bank only: a private BN (affine + stats) per uniform width, used whenever the
+            active config is uniform; other configs use the shared BN (recalibrate it before use).
+        cosine_head: Cosine-similarity classifier heads (UDON) instead of linear ones; kept by `extract`.
     """
 
     family: str = ""
@@ -54,6 +60,9 @@ class SlimmableBank(nn.Module):
         width_choices: Sequence[float],
         divisor: int,
         slim: bool,
+        tri_head: bool = False,
+        switchable_bn: bool = False,
+        cosine_head: bool = False,
     ) -> None:
         super().__init__()
         choices = tuple(sorted(float(w) for w in width_choices))
@@ -67,12 +76,16 @@ class SlimmableBank(nn.Module):
         self.width_choices = choices
         self.divisor = divisor
         self.slim = slim
-        self.layers = LayerFactory(slim)
+        self.switchable_bn = switchable_bn and slim
+        self.cosine_head = cosine_head
+        self.layers = LayerFactory(slim, len(choices) if self.switchable_bn else 0, cosine_head)
         self.num_features = 0
         self._slots: dict[str, tuple[int, int]] = {}
         self._channels: dict[str, int] = {}
         self._config: WidthConfig = self.largest_config()
         self._kwargs: dict[str, Any] = {}
+        self.tri_head = tri_head
+        self.adapt_heads: nn.ModuleDict | None = None
 
     # ---- construction helpers for subclasses -------------------------------------------------
 
@@ -101,8 +114,18 @@ class SlimmableBank(nn.Module):
         return dict(self._channels)
 
     def _finish(self, kwargs: dict[str, Any]) -> None:
-        """Store the constructor kwargs for `spec()` and activate the initial config."""
+        """Store the constructor kwargs for `spec()`, add the OSTC heads, activate the initial config."""
         self._kwargs = kwargs
+        if self.switchable_bn:
+            self._kwargs["switchable_bn"] = True
+        if self.cosine_head:
+            self._kwargs["cosine_head"] = True
+        if self.tri_head:
+            self._kwargs["tri_head"] = True
+            nf, classifier = self.num_features, self.classifier_layer()
+            self.adapt_heads = nn.ModuleDict({k: self.layers.classifier(nf, self.num_classes) for k in ("s", "t")})
+            for head in self.adapt_heads.values():  # same start as C_a, so the heads differ only by training
+                head.load_state_dict(classifier.state_dict())
         if self.slim:
             self.set_config(self._config)
 
@@ -127,10 +150,19 @@ class SlimmableBank(nn.Module):
         if not self.slim:
             raise ValueError(f"{self.family}: a plain network has fixed widths; extract() a subnet instead")
         widths = self.slot_channels(cfg)
+        switch = self.bn_switch(cfg)
         for module in self.modules():
             if isinstance(module, SlimConv2d) and module.slot is not None:
                 module.out_active = widths[module.slot]
+            elif isinstance(module, SlimBatchNorm2d) and module.private is not None:
+                module.switch = switch
         self._config = cfg
+
+    def bn_switch(self, config: Sequence[float]) -> int | None:
+        """Index of the private BN (switchable BN) that `config` uses, or None for the shared BN."""
+        if not self.switchable_bn or len(set(config)) != 1:
+            return None
+        return self.width_choices.index(float(config[0]))
 
     @property
     def config(self) -> WidthConfig:
@@ -199,6 +231,20 @@ class SlimmableBank(nn.Module):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Class logits from `forward_features`' output."""
         raise NotImplementedError
+
+    def classifier_layer(self) -> nn.Module:
+        """The deployed classifier (C_a): the layer `forward_head` ends with."""
+        layer = getattr(self, "classifier", None)
+        if not isinstance(layer, nn.Module):
+            raise NotImplementedError(f"{self.family}: no `classifier` layer")
+        return layer
+
+    def forward_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits of every head: `a` (the deployed classifier), plus `s` and `t` with `tri_head`."""
+        out = {"a": self.forward_head(features)}
+        if self.adapt_heads is not None:
+            out |= {k: head(features) for k, head in self.adapt_heads.items()}
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -60,8 +60,12 @@ def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) 
     s = task.student
     family = choose_family(s, inp.height, inp.width)
     torch.manual_seed(task.train.seed)
+    bank = task.train.bank
+    options: dict[str, object] = dict(s.options)
+    options |= {"tri_head": bank.tri_head, "switchable_bn": bank.bn == "switchable"}
+    options["cosine_head"] = task.train.udon.cosine_head
     return build_bank(
-        family, num_classes, inp.channels, width_choices=tuple(s.width_choices), divisor=s.divisor, **s.options
+        family, num_classes, inp.channels, width_choices=tuple(s.width_choices), divisor=s.divisor, **options
     )
 
 

@@ -1,0 +1,69 @@
+"""Domain samplers (registry) for tasks whose unlabeled pool spans several domains (UDON, METHOD.md §4).
+
+Each step's unlabeled batch comes from one domain. `udon` samples domain d with probability
+p_d = (1 − ε) · L_d^β / Σ_e L_e^β + ε / D, where L_d is the mean teacher-vs-student loss of d's last
+`window` batches, so the domains the student trails most are seen most and none starves (p_d ≥ ε / D).
+A domain with no loss yet counts as the worst seen so far, so every domain is tried early.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgedistill.registry import Registry
+
+
+class DomainSampler:
+    """Base: uniform over domains; subclasses reweigh by the losses recorded with `update`."""
+
+    def __init__(self, num_domains: int, beta: float = 1.0, floor: float = 0.1, window: int = 50) -> None:
+        if num_domains < 1:
+            raise ValueError(f"a domain sampler needs at least one domain, got {num_domains}")
+        if not 0.0 <= floor <= 1.0:
+            raise ValueError(f"floor must be in [0, 1], got {floor}")
+        self.num_domains, self.beta, self.floor, self.window = num_domains, beta, floor, window
+        self.losses: list[deque[float]] = [deque(maxlen=window) for _ in range(num_domains)]
+
+    def probabilities(self) -> np.ndarray:
+        """Sampling probability of every domain (sums to 1)."""
+        return np.full(self.num_domains, 1.0 / self.num_domains)
+
+    def sample(self, generator: torch.Generator) -> int:
+        """Draw a domain index (deterministic given the generator's state)."""
+        p = torch.from_numpy(self.probabilities())
+        return int(torch.multinomial(p, 1, generator=generator))
+
+    def update(self, domain: int, loss: float) -> None:
+        """Record the teacher-vs-student loss of a batch from `domain`."""
+        self.losses[domain].append(float(loss))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"losses": [list(d) for d in self.losses]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.losses = [deque(d, maxlen=self.window) for d in state["losses"]]
+
+
+DOMAIN_SAMPLERS: Registry[type[DomainSampler]] = Registry("domain sampler")
+DOMAIN_SAMPLERS.register("uniform")(DomainSampler)
+
+
+@DOMAIN_SAMPLERS.register("udon")
+class LossProportional(DomainSampler):
+    """UDON: p_d ∝ (windowed mean loss of d)^β, mixed with the floor ε / D."""
+
+    def probabilities(self) -> np.ndarray:
+        means = [float(np.mean(d)) if d else None for d in self.losses]
+        seen = [m for m in means if m is not None]
+        if not seen:
+            return super().probabilities()
+        worst = max(seen)
+        scores = np.array([max(worst if m is None else m, 0.0) ** self.beta for m in means])
+        if scores.sum() <= 0:
+            return super().probabilities()
+        d = self.num_domains
+        return (1.0 - self.floor) * scores / scores.sum() + self.floor / d
