@@ -83,7 +83,7 @@ def _load(path: Path, slim: bool) -> SlimmableBank:
         net = STUDENTS.get(family)(**spec)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: spec does not build a {family} {kind}: {e}") from e
-    _check_tensors(path, net.state_dict(), tensors)
+    check_tensors(path, net.state_dict(), tensors)
     net.load_state_dict(tensors, strict=True)
     return net.eval()
 
@@ -100,7 +100,8 @@ def _read_spec(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
     return spec
 
 
-def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
+def check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
+    """One-line `CheckpointError` naming the first tensor of `found` that is missing, extra or mis-shaped."""
     missing = sorted(set(expected) - set(found))
     if missing:
         raise CheckpointError(f"{path}: missing {len(missing)} tensors the spec needs, e.g. '{missing[0]}'")
@@ -110,5 +111,5 @@ def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[st
     for name, ref in expected.items():
         if tuple(found[name].shape) != tuple(ref.shape):
             raise CheckpointError(
-                f"{path}: tensor '{name}' has shape {tuple(found[name].shape)}, the spec expects {tuple(ref.shape)}"
+                f"{path}: tensor '{name}' has shape {tuple(found[name].shape)}, the model expects {tuple(ref.shape)}"
             )
