@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +57,17 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{p}: {where}invalid YAML ({problem})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not a UTF-8 text file") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing or damaged file becomes `ConfigError` naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: file not found")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: invalid JSON ({e})") from None
 
 
 def validate_as(model: type[M], data: Any, source: str, context: dict[str, Any] | None = None) -> M:

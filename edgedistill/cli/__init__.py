@@ -30,6 +30,8 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    if app.registered_commands:  # main() may run more than once in a process (tests)
+        return
     from edgedistill.cli import bench, budgets, export, teachers, train
 
     for module in (train, export, bench, budgets, teachers):

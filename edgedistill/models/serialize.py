@@ -1,7 +1,8 @@
 """Save and load banks and subnets as safetensors files that carry their own architecture spec.
 
 The spec (family + constructor kwargs) is stored as JSON under the metadata key `edgedistill`,
-so a file alone is enough to rebuild the network; loading checks every tensor against it.
+so a file alone is enough to rebuild the network; loading checks every tensor against it. A `<file>.sha256`
+sidecar is written next to each file and checked on load when present.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from edgedistill.errors import CheckpointError
-from edgedistill.io import atomic_write
+from edgedistill.io import atomic_write, sidecar_problem, write_sha256_sidecar
 from edgedistill.models.students import STUDENTS, SlimmableBank
 
 METADATA_KEY = "edgedistill"
@@ -59,13 +60,18 @@ def _save(net: SlimmableBank, path: str | Path) -> Path:
     # safetensors refuses views and shared storage, hence contiguous clones.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
     metadata = {METADATA_KEY: json.dumps(net.spec())}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    out = atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    write_sha256_sidecar(out)  # a changed file is refused on load; files from elsewhere have none
+    return out
 
 
 def _load(path: Path, slim: bool) -> SlimmableBank:
     kind = "bank" if slim else "subnet"
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (expected a {kind} .safetensors file)")
+    problem = sidecar_problem(path, required=False)
+    if problem:
+        raise CheckpointError(f"{problem}; the file changed after edgedistill wrote it")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
