@@ -26,7 +26,8 @@ def _loc(loc: tuple[int | str, ...]) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:
-            parts.append(("." if parts else "") + str(item))
+            key = str(item) if str(item).isprintable() and str(item).strip() == str(item) else repr(item)
+            parts.append(("." if parts else "") + key)
     return "".join(parts) or "<root>"
 
 

@@ -39,7 +39,8 @@ def _register() -> None:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
+    one_line = message.strip().replace("\r", "\\r").replace("\n", "\\n")  # user text may hold line breaks
+    console(stderr=True).print(f"[bold red]error:[/] {escape(one_line)}", highlight=False, markup=True)
     sys.exit(code)
 
 
