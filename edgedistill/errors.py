@@ -39,6 +39,10 @@ class ExportError(EdgedistillError):
     """An export or quantization step failed or violated the accuracy guard."""
 
 
+class ResourceError(EdgedistillError):
+    """Not enough disk space or memory for what was asked."""
+
+
 class BenchError(EdgedistillError):
     """A latency measurement could not be taken."""
 

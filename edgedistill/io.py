@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from edgedistill.errors import ResourceError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -104,3 +107,16 @@ def sidecar_problem(path: str | Path, required: bool) -> str | None:
     if not expected or len(expected[0]) != 64:
         return f"{side}: not a sha256 sidecar (expected '<64 hex digits>  {p.name}')"
     return sha256_problem(p, expected[0], source=side.name)
+
+
+def require_disk(folder: str | Path, need_bytes: int, what: str) -> None:
+    """Raise `ResourceError` before writing `need_bytes` into `folder` when its disk has less free space."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if need_bytes > free:
+        raise ResourceError(
+            f"{folder}: {what} needs {need_bytes / 2**20:.1f} MiB, the disk has {free / 2**20:.1f} MiB free; "
+            "free some space or put the run folder (--out) on a larger disk"
+        )

@@ -562,3 +562,30 @@ def test_help_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
 def test_subprocess_one_line_no_traceback(args: list[str]) -> None:
     r = subprocess.run([sys.executable, "-m", "edgedistill", *args], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# ---- resource limits --------------------------------------------------------------------------------------------
+
+
+def test_teacher_cache_larger_than_free_disk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=4096))
+    train = TINY_TRAIN.replace("ce-only", "average-kd")
+    task = write(tmp_path / "t.yaml", f"{TINY_TASK}teachers: [{{source: 'ccexam:usps'}}]\n{TINY_STUDENT}{train}")
+    code, err = run_cli(capsys, "train", "--task", task, "--out", tmp_path / "r", "--device", "cpu", "--no-progress")
+    assert_one_line(code, err, "teachers", "usps teacher cache needs", "MiB free", "--out")
+    assert not list((tmp_path / "r" / "teachers").rglob("*.npy"))
+
+
+def test_image_folder_larger_than_free_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psutil
+
+    real = psutil.virtual_memory()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: real._replace(available=100))
+    image_folder(tmp_path / "ds", {"a": 2, "b": 2})
+    code, err = run_cli(capsys, "train", "--task", folder_task(tmp_path), "--out", tmp_path / "r", "--device", "cpu")
+    assert_one_line(code, err, "ds/train", "of memory is available", "data.image_size")

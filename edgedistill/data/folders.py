@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.data.images import ImageSet
-from edgedistill.errors import DataError
+from edgedistill.errors import DataError, ResourceError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -64,30 +64,50 @@ def load_image_folder(
         raise DataError(f"{root}: no class sub-folders")
     if classes is not None and found != classes:
         raise DataError(f"{root}: classes {found} differ from the training classes {classes}")
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    skipped: list[str] = []
+    files = []
     for label, name in enumerate(found):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
+        in_class = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not in_class:
             raise DataError(f"{root / name}: class folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        n_before = len(images)
-        for f in files:
-            try:
-                images.append(_read(f, channels, size))
-            except _Unreadable as e:
-                if on_corrupt != "skip":
-                    raise DataError(
-                        f"{f}: cannot read image ({e}); fix or delete it, or set data.on_corrupt: skip"
-                    ) from None
-                skipped.append(f"{f}\t{e}")
-                continue
-            labels.append(label)
-            if images[-1].shape != images[0].shape:
-                raise DataError(
-                    f"{f}: image is {images[-1].shape[2]}x{images[-1].shape[1]}, others are "
-                    f"{images[0].shape[2]}x{images[0].shape[1]}; set data.image_size to resize all images"
-                )
-        if len(images) == n_before:
-            raise DataError(f"{root / name}: every image in this class is unreadable ({len(files)} skipped)")
-    return FolderImages(ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64)), found, skipped)
+        files += [(f, label) for f in in_class]
+    images: np.ndarray | None = None  # one preallocated array: decoded size, no list-then-stack copy
+    labels = np.empty(len(files), dtype=np.int64)
+    skipped: list[str] = []
+    n = 0
+    for f, label in files:
+        try:
+            arr = _read(f, channels, size)
+        except _Unreadable as e:
+            if on_corrupt != "skip":
+                hint = "fix or delete it, or set data.on_corrupt: skip"
+                raise DataError(f"{f}: cannot read image ({e}); {hint}") from None
+            skipped.append(f"{f}\t{e}")
+            continue
+        if images is None:
+            images = _allocate(root, len(files), arr.shape)
+        if arr.shape != images.shape[1:]:
+            raise DataError(
+                f"{f}: image is {arr.shape[2]}x{arr.shape[1]}, others are {images.shape[3]}x{images.shape[2]}; "
+                "set data.image_size to resize all images"
+            )
+        images[n], labels[n] = arr, label
+        n += 1
+    for label, name in enumerate(found):
+        if not (labels[:n] == label).any():
+            raise DataError(f"{root / name}: every image in this class is unreadable (see data.on_corrupt)")
+    assert images is not None
+    return FolderImages(ImageSet(images[:n], labels[:n]), found, skipped)
+
+
+def _allocate(root: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """uint8 (n, C, H, W), after checking that it fits the free memory."""
+    import psutil
+
+    need = n * int(np.prod(shape))
+    free = psutil.virtual_memory().available
+    if need > 0.8 * free:
+        raise ResourceError(
+            f"{root}: {n} images of {shape[2]}x{shape[1]}x{shape[0]} need {need / 2**20:.0f} MiB decoded, "
+            f"{free / 2**20:.0f} MiB of memory is available; set a smaller data.image_size or use fewer images"
+        )
+    return np.empty((n, *shape), dtype=np.uint8)
