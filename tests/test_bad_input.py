@@ -185,7 +185,7 @@ TEACHER_CASES: dict[str, tuple[str, list[str]]] = {
     "timm without weights": ("timm:test_resnet", ["timm:test_resnet", "weights=PATH"]),
     "weights missing": ("timm:test_resnet?weights=missing.safetensors", ["missing.safetensors", "not found"]),
     "weights truncated": ("timm:test_resnet?weights=trunc.safetensors", ["trunc.safetensors", "cannot read"]),
-    "weights pickled code": ("timm:test_resnet?weights=evil.pth", ["evil.pth", "cannot read teacher weights"]),
+    "weights pickled code": ("timm:test_resnet?weights=evil.pth", ["evil.pth", "holds pickled Python objects"]),
     "weights of another model": ("timm:test_resnet?weights=other.safetensors", ["other.safetensors", "do not fit"]),
     "not torchscript": ("checkpoint:junk.pt", ["junk.pt", "not TorchScript"]),
 }
@@ -589,3 +589,29 @@ def test_image_folder_larger_than_free_memory(
     image_folder(tmp_path / "ds", {"a": 2, "b": 2})
     code, err = run_cli(capsys, "train", "--task", folder_task(tmp_path), "--out", tmp_path / "r", "--device", "cpu")
     assert_one_line(code, err, "ds/train", "of memory is available", "data.image_size")
+
+
+# ---- safe loading ---------------------------------------------------------------------------------------------
+
+
+def test_no_unsafe_loaders_in_the_package() -> None:
+    """User files are never unpickled: torch.load only with weights_only=True, no pickle, yaml.safe_load only."""
+    import re
+
+    bad = []
+    for path in sorted((REPO / "edgedistill").rglob("*.py")):
+        text = path.read_text()
+        for m in re.finditer(r"torch\.load\(([^)]*)\)", text):
+            if "weights_only=True" not in m.group(1):
+                bad.append(f"{path.name}: {m.group(0)}")
+        bad += [
+            f"{path.name}: {m.group(0)}"
+            for m in re.finditer(r"^\s*(import pickle|from pickle|import dill)", text, re.M)
+        ]
+        bad += [
+            f"{path.name}: {m.group(0)}" for m in re.finditer(r"allow_pickle=True|yaml\.load\(|yaml\.unsafe_load", text)
+        ]
+        bad += [
+            f"{path.name}: {m.group(0)}" for m in re.finditer(r"np\.load\((?![^)]*allow_pickle=False)[^)]*\)", text)
+        ]
+    assert not bad, bad

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from edgedistill.errors import CheckpointError
+from edgedistill.errors import CheckpointError, reason
 from edgedistill.io import atomic_write, sidecar_path, sidecar_problem, write_sha256_sidecar
 
 _NAME = re.compile(r"step-(\d{6,})\.pt$")
@@ -76,8 +76,7 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or pickled objects weights_only refuses
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot read checkpoint ({reason[:200]})") from None
+        raise CheckpointError(f"{path}: cannot read checkpoint ({reason(e)})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(state).__name__}, expected a dict)")
     return state
