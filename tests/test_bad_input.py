@@ -551,8 +551,9 @@ def test_existing_run_is_not_replaced(run_copy: Path, capsys: pytest.CaptureFixt
 
 
 def test_help_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["train", "--help"])  # returns: exit code 0
-    assert "--resume" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0 and "--resume" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -61,5 +61,4 @@ def main(argv: list[str] | None = None) -> None:
         _fail("aborted", 1)
     except EdgedistillError as e:
         _fail(str(e), e.exit_code)
-    if isinstance(code, int) and code:  # typer.Exit(n) returns n outside standalone mode
-        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) returns n outside standalone mode
