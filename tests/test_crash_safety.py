@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -207,4 +206,3 @@ def test_torchrun_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     ckpts = [p.name for p in list_checkpoints(tmp_path / "two" / "checkpoint")]
     assert ckpts == ["step-000039.pt", "step-000040.pt"]
     assert not list((tmp_path / "two").rglob("*.tmp"))
-    shutil.rmtree(tmp_path / "one")

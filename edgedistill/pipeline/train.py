@@ -158,7 +158,7 @@ def train_run(
         )
         if not dd.is_main:  # rank 0 evaluates, searches and writes the run folder
             return {"rank": dd.rank, "run": str(rd.root), "steps": state.steps}
-    return _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev) | {"world_size": dd.world}
+    return _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev, dd.world)
 
 
 def _write_inputs(rd: RunDir, cfg: TaskConfig, resolved: ResolvedBudget, data: TaskData) -> None:
@@ -180,6 +180,7 @@ def _finish(
     state: TrainState,
     reports: list[TeacherReport],
     dev: torch.device,
+    world: int,
 ) -> dict[str, Any]:
     """Save the bank, evaluate every uniform width, choose and save the subnet, write train.json/search.json."""
     save_bank(bank.cpu(), rd.bank)
@@ -203,6 +204,7 @@ def _finish(
         "teachers": [asdict(r) for r in reports],
         "family": bank.family,
         "device": str(dev),
+        "world_size": world,
         "steps": state.steps,
         "resumed_from": state.resumed_from,
         "train_seconds": round(state.seconds, 1),
