@@ -206,3 +206,12 @@ def test_torchrun_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     ckpts = [p.name for p in list_checkpoints(tmp_path / "two" / "checkpoint")]
     assert ckpts == ["step-000039.pt", "step-000040.pt"]
     assert not list((tmp_path / "two").rglob("*.tmp"))
+
+
+def test_deterministic_mode_is_scoped() -> None:
+    from edgedistill.distill.amp import deterministic
+
+    before = torch.are_deterministic_algorithms_enabled()
+    with deterministic(True):
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    assert torch.are_deterministic_algorithms_enabled() == before

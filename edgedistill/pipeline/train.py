@@ -14,7 +14,7 @@ import yaml
 from edgedistill.budget import ResolvedBudget, load_budget
 from edgedistill.data import Preprocess, TaskData, build_task_data
 from edgedistill.distill import distributed
-from edgedistill.distill.amp import resolve_device
+from edgedistill.distill.amp import deterministic, resolve_device
 from edgedistill.distill.distillers import DISTILLERS
 from edgedistill.distill.evaluate import accuracy
 from edgedistill.distill.multisource import TeacherReport, TeacherTargets, prepare_teachers
@@ -149,13 +149,13 @@ def train_run(
         data = build_task_data(cfg.data, base)
         if dd.is_main:
             _write_inputs(rd, cfg, resolved, data)
+        show = show_progress and dd.is_main
         with dd.main_first():  # rank 0 fills the teacher cache; the others read it
-            targets, reports = _teachers(cfg, data, rd, dev, base, show_progress and dd.is_main)
+            targets, reports = _teachers(cfg, data, rd, dev, base, show)
         pre = preprocess_for(resolved, data)
         bank = build_student(cfg, resolved, data.num_classes)
-        state = distill(
-            bank, data, pre, cfg.train, rd.root, dev, targets, resume=resume, show_progress=show_progress and dd.is_main
-        )
+        with deterministic(cfg.train.deterministic):
+            state = distill(bank, data, pre, cfg.train, rd.root, dev, targets, resume=resume, show_progress=show)
         if not dd.is_main:  # rank 0 evaluates, searches and writes the run folder
             return {"rank": dd.rank, "run": str(rd.root), "steps": state.steps}
     return _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev, dd.world)
