@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +26,8 @@ def _loc(loc: tuple[int | str, ...]) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:
-            parts.append(("." if parts else "") + str(item))
+            key = str(item) if str(item).isprintable() and str(item).strip() == str(item) else repr(item)
+            parts.append(("." if parts else "") + key)
     return "".join(parts) or "<root>"
 
 
@@ -56,6 +58,17 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{p}: {where}invalid YAML ({problem})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not a UTF-8 text file") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing or damaged file becomes `ConfigError` naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: file not found")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: invalid JSON ({e})") from None
 
 
 def validate_as(model: type[M], data: Any, source: str, context: dict[str, Any] | None = None) -> M:

@@ -5,6 +5,10 @@ Bugs (every other exception) keep their traceback.
 
 from __future__ import annotations
 
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
 
 class EdgedistillError(Exception):
     """Base of every error a user can cause and fix (bad file, missing backend, budget violation)."""
@@ -39,6 +43,10 @@ class ExportError(EdgedistillError):
     """An export or quantization step failed or violated the accuracy guard."""
 
 
+class ResourceError(EdgedistillError):
+    """Not enough disk space or memory for what was asked."""
+
+
 class BenchError(EdgedistillError):
     """A latency measurement could not be taken."""
 
@@ -50,3 +58,15 @@ class BackendUnavailable(EdgedistillError):
     def for_extra(cls, backend: str, extra: str | None = None) -> BackendUnavailable:
         """Error telling the user which extra to install for `backend`."""
         return cls(f"{backend} is not installed: pip install edgedistill[{extra or backend}]")
+
+
+def reason(e: BaseException, limit: int = 200) -> str:
+    """A library exception as a short clause for a one-line message (first line, no terminal colours).
+
+    `torch.load(weights_only=True)` refusing a pickled object says so plainly instead of torch's how-to-bypass text.
+    """
+    if type(e).__name__ == "UnpicklingError":
+        return "holds pickled Python objects, refused by weights_only loading"
+    text = _ANSI.sub("", str(e)).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"

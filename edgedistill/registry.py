@@ -44,7 +44,7 @@ class Registry(Generic[T]):
             pass
         close = difflib.get_close_matches(name, self._items, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise RegistryError(f"unknown {self.kind} '{name}'{hint} known: {', '.join(sorted(self._items))}")
+        raise RegistryError(f"unknown {self.kind} {name!r}{hint} known: {', '.join(sorted(self._items))}")
 
     def names(self) -> list[str]:
         """Sorted registered names."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edgedistill.config import StrictModel, load_yaml_model, validate_as
 from edgedistill.data.targets import DataConfig
 from edgedistill.distill.config import TrainConfig
+from edgedistill.errors import ConfigError, EdgedistillError
+from edgedistill.registry import Registry
 
 
 class StudentConfig(StrictModel):
@@ -19,6 +22,13 @@ class StudentConfig(StrictModel):
     width_choices: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0], min_length=1)
     divisor: int = Field(8, ge=1)
     options: dict[str, list[int] | int | float | str] = Field(default_factory=dict, description="family kwargs")
+
+    @field_validator("width_choices")
+    @classmethod
+    def _widths(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < w <= 1.0 for w in v) or len(set(v)) != len(v):
+            raise ValueError(f"must be distinct values in (0, 1], got {v}")
+        return v
 
 
 class TeacherRef(StrictModel):
@@ -50,9 +60,46 @@ def load_task(path: str | Path | None) -> tuple[TaskConfig, Path]:
         text = resources.files("edgedistill.resources.tasks").joinpath(f"{DEMO_TASK}.yaml").read_text()
         import yaml
 
-        return validate_as(TaskConfig, yaml.safe_load(text), f"<packaged {DEMO_TASK}.yaml>"), Path(".")
+        source = f"<packaged {DEMO_TASK}.yaml>"
+        return check_names(validate_as(TaskConfig, yaml.safe_load(text), source), source), Path(".")
     p = Path(path)
-    return load_yaml_model(p, TaskConfig), p.parent
+    return check_names(load_yaml_model(p, TaskConfig), str(p)), p.parent
+
+
+def check_names(cfg: TaskConfig, source: str) -> TaskConfig:
+    """Every registry name in the task (dataset, student, distiller, metric, teacher kinds) exists.
+
+    Raises:
+        ConfigError: `source: field.path: unknown ... did you mean ...`, before any work starts.
+    """
+    from edgedistill.data.targets import TARGETS
+    from edgedistill.distill.distillers import DISTILLERS
+    from edgedistill.distill.multisource import PSEUDO_LABELS
+    from edgedistill.models.students import STUDENTS
+    from edgedistill.teachers.similarity import SIMILARITY
+    from edgedistill.teachers.sources import TEACHER_SOURCES, parse_source
+
+    if cfg.data.source == "imagefolder" and not cfg.data.root:
+        raise ConfigError(f"{source}: data.root: required for source 'imagefolder' (train/<class>/, test/<class>/)")
+    ms = cfg.train.multisource
+    checks: list[tuple[str, Registry[Any], str]] = [("data.source", TARGETS, cfg.data.source)]
+    if cfg.student.family != "auto":
+        checks.append(("student.family", STUDENTS, cfg.student.family))
+    checks.append(("train.distiller", DISTILLERS, cfg.train.distiller))
+    checks.append(("train.multisource.similarity", SIMILARITY, ms.similarity))
+    if ms.pseudo_labels is not None:
+        checks.append(("train.multisource.pseudo_labels", PSEUDO_LABELS, ms.pseudo_labels))
+    for i, t in enumerate(cfg.teachers):
+        try:
+            checks.append((f"teachers[{i}].source", TEACHER_SOURCES, parse_source(t.source)[0]))
+        except EdgedistillError as e:
+            raise ConfigError(f"{source}: teachers[{i}].source: {e}") from None
+    for field, registry, name in checks:
+        try:
+            registry.get(name)
+        except EdgedistillError as e:
+            raise ConfigError(f"{source}: {field}: {e}") from None
+    return cfg
 
 
 def choose_family(student: StudentConfig, height: int, width: int) -> str:

@@ -77,14 +77,18 @@ def test_sandwich_configs() -> None:
     assert cfgs == sandwich_configs(bank, 4, torch.Generator().manual_seed(0))
 
 
-def test_checkpoints_keep_last_and_skip_corrupt(tmp_path: Path) -> None:
+def test_checkpoints_keep_last_skip_unfinished_refuse_tampered(tmp_path: Path) -> None:
     for step in (1, 2, 3):
         save_checkpoint(tmp_path, step, {"step": step, "w": torch.ones(2) * step}, keep=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000002.pt", "step-000003.pt"]
+    assert sorted(p.name for p in tmp_path.glob("*.sha256")) == ["step-000002.pt.sha256", "step-000003.pt.sha256"]
     (tmp_path / "step-000003.pt").write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match=r"step-000003\.pt: sha256 mismatch"):
+        load_latest(tmp_path)
+    (tmp_path / "step-000003.pt.sha256").unlink()  # killed between the .pt and its sidecar: an unfinished write
     assert load_latest(tmp_path)["step"] == 2
-    (tmp_path / "step-000002.pt").write_bytes(b"x")
-    with pytest.raises(CheckpointError, match="no loadable checkpoint"):
+    (tmp_path / "step-000002.pt.sha256").unlink()
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
         load_latest(tmp_path)
     assert load_latest(tmp_path / "none") is None
 

@@ -6,11 +6,18 @@ Domain errors (`EdgedistillError`) print one red line on stderr and exit with co
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
+from rich.markup import escape
 
 from edgedistill.cli.console import console
 from edgedistill.errors import EdgedistillError
+
+try:  # typer ≥ 0.20 vendors click; older typers use click itself
+    from typer._click import exceptions as cx
+except ImportError:  # pragma: no cover
+    from click import exceptions as cx  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="edgedistill",
@@ -23,17 +30,35 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    if app.registered_commands:  # main() may run more than once in a process (tests)
+        return
     from edgedistill.cli import bench, budgets, export, teachers, train
 
     for module in (train, export, bench, budgets, teachers):
         module.register(app)
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    one_line = message.strip().replace("\r", "\\r").replace("\n", "\\n")  # user text may hold line breaks
+    console(stderr=True).print(f"[bold red]error:[/] {escape(one_line)}", highlight=False, markup=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
+    """Console entry point: domain errors and bad command-line options end in one line and exit code 2."""
     _register()
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, prog_name="edgedistill", standalone_mode=False)
+    except cx.NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help() if e.ctx else str(e))
+        sys.exit(2)
+    except cx.UsageError as e:  # bad option/argument: click would print a usage block
+        where = e.ctx.command_path if e.ctx else "edgedistill"
+        _fail(f"{where}: {' '.join(e.format_message().split())} (see --help)", e.exit_code)
+    except cx.ClickException as e:
+        _fail(" ".join(e.format_message().split()), e.exit_code)
+    except typer.Abort:
+        _fail("aborted", 1)
     except EdgedistillError as e:
-        console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
-        sys.exit(e.exit_code)
+        _fail(str(e), e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) returns n outside standalone mode

@@ -48,6 +48,8 @@ def train(
         teacher_cache=teacher_cache,
         show_progress=progress,
     )
+    if s.get("rank", 0):  # torchrun: rank 0 reports for the job
+        return
     con = console()
     table = Table(title=f"{s['task']} → {s['family']} bank, {s['distiller']}, {s['steps']} steps on {s['device']}")
     table.add_column("uniform width")
@@ -69,6 +71,11 @@ def train(
         f"budget [bold]{s['budget']}[/]: chosen widths {list(c['config'])} → channels {c['channels']}, "
         f"{c['macs'] / 1e6:.2f} M MACs, {c['params'] / 1e6:.3f} M params, test top-1 {c['test_accuracy']:.2f}%"
     )
+    if s["data"].get("skipped_images"):
+        con.print(
+            f"skipped {s['data']['skipped_images']} unreadable images (data.on_corrupt: skip), listed in "
+            f"{s['data']['skipped_list']}"
+        )
     con.print(f"run folder: {s['run']} (train {s['train_seconds']} s)")
 
 

@@ -1,15 +1,33 @@
-"""ImageFolder loading (`root/<class>/<image>`) into uint8 arrays, with clear errors."""
+"""ImageFolder loading (`root/<class>/<image>`) into uint8 arrays, with clear errors.
+
+Grey, palette, RGBA and CMYK images are converted to the task's channels. Unreadable or truncated images fail
+the run naming the file, or (`data.on_corrupt: skip`) are skipped and returned in `FolderImages.skipped`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgedistill.data.images import ImageSet
-from edgedistill.errors import DataError
+from edgedistill.errors import DataError, ResourceError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+@dataclass(frozen=True)
+class FolderImages:
+    """One split of an ImageFolder: images, class names (label order) and the unreadable files skipped."""
+
+    images: ImageSet
+    classes: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+
+class _Unreadable(Exception):
+    """An image file PIL cannot decode (message: why)."""
 
 
 def _read(path: Path, channels: int, size: int | None) -> np.ndarray:
@@ -17,25 +35,27 @@ def _read(path: Path, channels: int, size: int | None) -> np.ndarray:
 
     try:
         with Image.open(path) as raw:
-            im = raw.convert("L" if channels == 1 else "RGB")
+            im = raw.convert("L" if channels == 1 else "RGB")  # forces the full decode: truncation shows here
             if size is not None and im.size != (size, size):
                 im = im.resize((size, size), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: cannot read image ({e.__class__.__name__})") from None
+    # PIL reports broken files as OSError, SyntaxError (some plugins), ValueError or a decompression bomb.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise _Unreadable(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
 def load_image_folder(
-    root: Path, channels: int, size: int | None, classes: list[str] | None = None
-) -> tuple[ImageSet, list[str]]:
+    root: Path, channels: int, size: int | None, classes: list[str] | None = None, on_corrupt: str = "error"
+) -> FolderImages:
     """Read every image under `root/<class>/` (sorted class names = label order).
 
     Args:
         root: folder with one sub-folder per class.
         channels: 1 (grey) or 3 (RGB); images are converted.
-        size: resize to size×size; required when images differ in size.
+        size: resize to size×size; without it, images of different sizes are an error naming one.
         classes: expected class names (test split must match train's).
+        on_corrupt: "error" (fail naming the file) or "skip" (leave it out and list it).
     """
     if not root.is_dir():
         raise DataError(f"{root}: folder not found (expected <root>/<class>/<image> files)")
@@ -44,15 +64,50 @@ def load_image_folder(
         raise DataError(f"{root}: no class sub-folders")
     if classes is not None and found != classes:
         raise DataError(f"{root}: classes {found} differ from the training classes {classes}")
-    images, labels = [], []
+    files = []
     for label, name in enumerate(found):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
+        in_class = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not in_class:
             raise DataError(f"{root / name}: class folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        for f in files:
-            images.append(_read(f, channels, size))
-            labels.append(label)
-    shapes = {a.shape for a in images}
-    if len(shapes) > 1:
-        raise DataError(f"{root}: images have different sizes {sorted(shapes)[:3]}...; set data.image_size")
-    return ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64)), found
+        files += [(f, label) for f in in_class]
+    images: np.ndarray | None = None  # one preallocated array: decoded size, no list-then-stack copy
+    labels = np.empty(len(files), dtype=np.int64)
+    skipped: list[str] = []
+    n = 0
+    for f, label in files:
+        try:
+            arr = _read(f, channels, size)
+        except _Unreadable as e:
+            if on_corrupt != "skip":
+                hint = "fix or delete it, or set data.on_corrupt: skip"
+                raise DataError(f"{f}: cannot read image ({e}); {hint}") from None
+            skipped.append(f"{f}\t{e}")
+            continue
+        if images is None:
+            images = _allocate(root, len(files), arr.shape)
+        if arr.shape != images.shape[1:]:
+            raise DataError(
+                f"{f}: image is {arr.shape[2]}x{arr.shape[1]}, others are {images.shape[3]}x{images.shape[2]}; "
+                "set data.image_size to resize all images"
+            )
+        images[n], labels[n] = arr, label
+        n += 1
+    for label, name in enumerate(found):
+        if not (labels[:n] == label).any():
+            raise DataError(f"{root / name}: every image in this class is unreadable (see data.on_corrupt)")
+    assert images is not None
+    return FolderImages(ImageSet(images[:n], labels[:n]), found, skipped)
+
+
+def _allocate(root: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """uint8 (n, C, H, W), after checking that it fits the free memory."""
+    import psutil
+
+    need = n * int(np.prod(shape))
+    free = psutil.virtual_memory().available
+    if need > 0.8 * free:
+        raise ResourceError(
+            f"{root}: {n} images of {shape[2]}x{shape[1]}x{shape[0]} need {need / 2**20:.0f} MiB decoded, "
+            f"{free / 2**20:.0f} MiB of memory is available; set a smaller data.image_size or use fewer images"
+        )
+    return np.empty((n, *shape), dtype=np.uint8)

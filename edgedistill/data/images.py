@@ -54,6 +54,7 @@ class TaskData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     notes: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # unreadable source files left out ("path\treason")
 
     @property
     def num_classes(self) -> int:
@@ -80,5 +81,6 @@ class TaskData:
             "test": len(self.test),
             "image_shape": list(self.labeled.images.shape[1:]),
             "labeled_sha256": self.labeled.fingerprint(),
+            "skipped_images": len(self.skipped),
             **self.notes,
         }

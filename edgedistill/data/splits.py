@@ -17,7 +17,9 @@ def few_label_split(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.n
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         if len(idx) < per_class:
-            raise DataError(f"class {c} has {len(idx)} images, fewer than labels_per_class={per_class}")
+            raise DataError(
+                f"data.labels_per_class: class {c} has {len(idx)} images, fewer than labels_per_class={per_class}"
+            )
         chosen.append(rng.choice(idx, size=per_class, replace=False))
     labeled = np.sort(np.concatenate(chosen))
     rest = np.setdiff1d(np.arange(len(labels)), labeled, assume_unique=True)

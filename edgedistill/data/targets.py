@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edgedistill.config import StrictModel
 from edgedistill.data.folders import load_image_folder
@@ -32,6 +33,19 @@ class DataConfig(StrictModel):
     seed: int = 0
     mean: list[float] | None = None
     std: list[float] | None = None
+    on_corrupt: Literal["error", "skip"] = Field(
+        "error", description="ImageFolder: an unreadable image fails the run, or is skipped and listed"
+    )
+
+    @model_validator(mode="after")
+    def _stats_per_channel(self) -> DataConfig:
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None and len(values) not in (1, self.channels):
+                raise ValueError(f"{name}: needs 1 or {self.channels} values (data.channels), got {values}")
+        if self.std is not None and min(self.std, default=1.0) <= 0:
+            raise ValueError("std: values must be > 0")
+        return self
 
 
 TARGETS: Registry[Callable[[DataConfig, Path], TaskData]] = Registry("target dataset")
@@ -107,8 +121,14 @@ def _imagefolder(cfg: DataConfig, base_dir: Path) -> TaskData:
     if not cfg.root:
         raise DataError("data.root: required for source 'imagefolder' (a folder with train/<class>/ and test/<class>/)")
     root = (base_dir / cfg.root).resolve()
-    train, classes = load_image_folder(root / "train", cfg.channels, cfg.image_size)
-    test, test_classes = load_image_folder(root / "test", cfg.channels, cfg.image_size, classes=classes)
+    train = load_image_folder(root / "train", cfg.channels, cfg.image_size, on_corrupt=cfg.on_corrupt)
+    test = load_image_folder(root / "test", cfg.channels, cfg.image_size, train.classes, cfg.on_corrupt)
+    if train.images.images.shape[1:] != test.images.images.shape[1:]:
+        raise DataError(
+            f"{root / 'test'}: images are {test.images.images.shape[1:]}, train's are {train.images.images.shape[1:]}; "
+            "set data.image_size"
+        )
     mean = tuple([0.5] * cfg.channels)
     notes = {"source": f"ImageFolder {root}"}
-    return _split(root.name, train, test, classes, cfg, mean, mean, notes)
+    data = _split(root.name, train.images, test.images, train.classes, cfg, mean, mean, notes)
+    return replace(data, skipped=[*train.skipped, *test.skipped])

@@ -94,3 +94,6 @@ class TrainConfig(StrictModel):
     compile: bool = False
     bn_calibration_images: int = Field(2000, ge=1)
     eval_batch: int = Field(1000, ge=1)
+    deterministic: bool = Field(
+        False, description="deterministic torch kernels (bitwise-reproducible resume on GPU too; CPU already is)"
+    )

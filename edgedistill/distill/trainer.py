@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from edgedistill.data.augment import random_affine, strong_augment
+from edgedistill.data.augment import affine_draws, random_affine, strong_augment
 from edgedistill.data.images import TaskData
 from edgedistill.data.preprocess import Preprocess
+from edgedistill.distill import distributed
 from edgedistill.distill.amp import amp_dtype, autocast
 from edgedistill.distill.bank_loss import BANK_LOSSES, BankLoss, BankOutputs
 from edgedistill.distill.checkpoint import load_latest, save_checkpoint
@@ -26,6 +27,7 @@ from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
 from edgedistill.errors import CheckpointError, ConfigError
 from edgedistill.models import SlimmableBank, WidthConfig
+from edgedistill.models.serialize import check_tensors
 
 
 @dataclass
@@ -51,27 +53,36 @@ def lr_schedule(cfg: TrainConfig) -> callable:  # type: ignore[valid-type]
 class _Batches:
     """Seeded with-replacement sampling of labeled/unlabeled batches (uint8 images kept on the device).
 
-    Teacher targets are gathered per batch from the memory-mapped cache.
+    Every data-parallel rank draws the same global batch and keeps its own share of the rows (`rows`: their
+    positions in the global labeled+unlabeled batch). Teacher targets are gathered per batch, per rank, from the
+    memory-mapped cache.
     """
 
-    def __init__(self, data: TaskData, teachers: TeacherTargets | None, device: torch.device) -> None:
+    def __init__(
+        self, data: TaskData, teachers: TeacherTargets | None, device: torch.device, d: distributed.Dist
+    ) -> None:
         assert data.labeled.labels is not None
         self.xl = torch.from_numpy(data.labeled.images).to(device)
         self.yl = torch.from_numpy(data.labeled.labels).to(device)
         self.xu = torch.from_numpy(data.unlabeled.images).to(device)
         self.teachers = teachers
+        self.d = d
+        self.rows = torch.arange(0)
 
     def sample(
         self, gen: torch.Generator, bl: int, bu: int, temperature: float, pool: torch.Tensor | None = None
     ) -> tuple:
-        """(labeled images, labels, unlabeled images, teacher soft labels, teacher features).
+        """(labeled images, labels, unlabeled images, teacher soft labels, teacher features) of this rank.
 
         `pool`: draw the unlabeled images from these indices only (one domain's images).
         """
-        il = torch.randint(len(self.xl), (bl,), generator=gen)
+        sl, su = self.d.shard(bl, "train.batch_labeled"), self.d.shard(bu, "train.batch_unlabeled")
+        il = torch.randint(len(self.xl), (bl,), generator=gen)[sl]
         iu = torch.randint(len(self.xu) if pool is None else len(pool), (bu,), generator=gen)
         if pool is not None:
             iu = pool[iu]
+        iu = iu[su]
+        self.rows = torch.cat([torch.arange(bl)[sl], bl + torch.arange(bu)[su]])
         probs = feats = None
         if self.teachers is not None and bu:
             probs, feats = self.teachers.batch(iu.numpy(), temperature, self.xu.device)
@@ -166,6 +177,8 @@ def distill(
     """
     distiller = DISTILLERS.get(cfg.distiller)(cfg, teachers, bank.feature_dim(bank.largest_config())).to(device)
     bank.to(device)
+    dd = distributed.current()
+    distributed.broadcast_parameters([bank, distiller], dd)
     if cfg.channels_last:
         bank.to(memory_format=torch.channels_last)
     params = [*bank.parameters(), *distiller.parameters()]
@@ -185,9 +198,13 @@ def distill(
     )
     ckpt_dir = out_dir / "checkpoint"
     start, resumed_from, history = 0, None, []
+    window: dict[str, list[float]] = {}
     if resume:
-        state = load_latest(ckpt_dir)
+        state = load_latest(
+            ckpt_dir, required=("bank", "optimizer", "scheduler", "scaler", "generator", "torch_rng", "step")
+        )
         if state is not None:
+            check_tensors(Path(state["_path"]), bank.state_dict(), state["bank"])  # names the odd tensor
             try:
                 bank.load_state_dict(state["bank"])
                 distiller.load_state_dict(state.get("distiller", {}))
@@ -200,18 +217,20 @@ def distill(
             torch.set_rng_state(state["torch_rng"])
             if sampler is not None and "domains" in state:
                 sampler.load_state_dict(state["domains"])
+            if "cuda_rng" in state and device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
             start = resumed_from = int(state["step"])
-            history = list(state["history"])
+            history = list(state.get("history", []))
+            window = {k: list(v) for k, v in state.get("window", {}).items()}
 
     def features_and_logits(x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats = bank.forward_features(x)
         return feats, bank.forward_heads(feats)
 
     forward = torch.compile(features_and_logits) if cfg.compile else features_and_logits
-    batches = _Batches(data, teachers, device)
+    batches = _Batches(data, teachers, device, dd)
     bu = cfg.batch_unlabeled if distiller.uses_unlabeled else 0
     t0 = time.perf_counter()
-    window: dict[str, list[float]] = {}
     with _progress(show_progress) as progress:
         task = progress.add_task("train", total=cfg.steps, completed=start, info="")
         bank.train()
@@ -221,7 +240,7 @@ def distill(
             xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, distiller.temperature, pool)
             x = pre.to_unit(torch.cat([xl, xu]))
             if cfg.augment:
-                x = random_affine(x, gen)
+                x = random_affine(x, None, draws=affine_draws(cfg.batch_labeled + bu, gen)[batches.rows])
             x = pre.normalize(x)
             if distiller.strong_view and bu:  # FixMatch: a strongly augmented copy of the unlabeled images
                 x = torch.cat([x, pre.normalize(strong_augment(pre.to_unit(xu), gen))])
@@ -231,6 +250,7 @@ def distill(
             configs = sandwich_configs(bank, cfg.num_sampled, gen)
             loss, logs = step_loss(bank, forward, distiller, bank_loss, configs, x, yl, len(xu), t_probs, t_feats, amp)
             scaler.scale(loss).backward()
+            distributed.average_gradients(params, dd)
             scaler.step(opt)
             scaler.update()
             sched.step()
@@ -241,14 +261,17 @@ def distill(
                 window.setdefault(k, []).append(value)
             done = step + 1
             if done % 10 == 0 or done == cfg.steps:
-                row = {"step": float(done), "lr": sched.get_last_lr()[0]} | {
-                    k: sum(v) / len(v) for k, v in window.items()
-                }
+                row = distributed.mean_over_ranks(
+                    {"step": float(done), "lr": sched.get_last_lr()[0]}
+                    | {k: sum(v) / len(v) for k, v in window.items()},
+                    dd,
+                    device,
+                )
                 history.append(row)
                 window.clear()
                 info = " ".join(f"{k}={v:.3f}" for k, v in row.items() if k not in {"step", "lr"})
                 progress.update(task, completed=done, info=info)
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if (done % cfg.checkpoint_every == 0 or done == cfg.steps) and dd.is_main:
                 state = {
                     "bank": bank.state_dict(),
                     "distiller": distiller.state_dict(),
@@ -259,8 +282,11 @@ def distill(
                     "torch_rng": torch.get_rng_state(),
                     "step": done,
                     "history": history,
+                    "window": window,
+                    **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                 } | ({"domains": sampler.state_dict()} if sampler is not None else {})
                 save_checkpoint(ckpt_dir, done, state, cfg.keep_checkpoints)
+    distributed.average_buffers(bank, dd)  # BN running statistics: the mean over ranks
     bank.set_config(bank.largest_config())
     return TrainState(steps=cfg.steps, resumed_from=resumed_from, seconds=time.perf_counter() - t0, history=history)
 

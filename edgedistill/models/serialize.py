@@ -1,7 +1,8 @@
 """Save and load banks and subnets as safetensors files that carry their own architecture spec.
 
 The spec (family + constructor kwargs) is stored as JSON under the metadata key `edgedistill`,
-so a file alone is enough to rebuild the network; loading checks every tensor against it.
+so a file alone is enough to rebuild the network; loading checks every tensor against it. A `<file>.sha256`
+sidecar is written next to each file and checked on load when present.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from edgedistill.errors import CheckpointError
-from edgedistill.io import atomic_write
+from edgedistill.io import atomic_write, sidecar_problem, write_sha256_sidecar
 from edgedistill.models.students import STUDENTS, SlimmableBank
 
 METADATA_KEY = "edgedistill"
@@ -59,13 +60,18 @@ def _save(net: SlimmableBank, path: str | Path) -> Path:
     # safetensors refuses views and shared storage, hence contiguous clones.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
     metadata = {METADATA_KEY: json.dumps(net.spec())}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    out = atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    write_sha256_sidecar(out)  # a changed file is refused on load; files from elsewhere have none
+    return out
 
 
 def _load(path: Path, slim: bool) -> SlimmableBank:
     kind = "bank" if slim else "subnet"
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (expected a {kind} .safetensors file)")
+    problem = sidecar_problem(path, required=False)
+    if problem:
+        raise CheckpointError(f"{problem}; the file changed after edgedistill wrote it")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -83,7 +89,7 @@ def _load(path: Path, slim: bool) -> SlimmableBank:
         net = STUDENTS.get(family)(**spec)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: spec does not build a {family} {kind}: {e}") from e
-    _check_tensors(path, net.state_dict(), tensors)
+    check_tensors(path, net.state_dict(), tensors)
     net.load_state_dict(tensors, strict=True)
     return net.eval()
 
@@ -100,7 +106,8 @@ def _read_spec(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
     return spec
 
 
-def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
+def check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
+    """One-line `CheckpointError` naming the first tensor of `found` that is missing, extra or mis-shaped."""
     missing = sorted(set(expected) - set(found))
     if missing:
         raise CheckpointError(f"{path}: missing {len(missing)} tensors the spec needs, e.g. '{missing[0]}'")
@@ -110,5 +117,5 @@ def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[st
     for name, ref in expected.items():
         if tuple(found[name].shape) != tuple(ref.shape):
             raise CheckpointError(
-                f"{path}: tensor '{name}' has shape {tuple(found[name].shape)}, the spec expects {tuple(ref.shape)}"
+                f"{path}: tensor '{name}' has shape {tuple(found[name].shape)}, the model expects {tuple(ref.shape)}"
             )

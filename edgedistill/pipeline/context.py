@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import torch
 
 from edgedistill.budget import Budget, ResolvedBudget, load_budget
-from edgedistill.config import load_yaml_model
+from edgedistill.config import load_yaml_model, read_json
 from edgedistill.data import Preprocess, TaskData, build_task_data
 from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.export.recipe import Recipe, load_recipe
@@ -73,7 +72,7 @@ def load_context(run: Path, budget: Path | None = None) -> RunContext:
     task, base = load_task(rd.require(rd.task, "edgedistill train"))
     data = build_task_data(task.data, base)
     pre = preprocess_for(resolved, data)
-    chosen = json.loads(rd.require(rd.search_json, "edgedistill train").read_text())
+    chosen = read_json(rd.require(rd.search_json, "edgedistill train"))
     if budget is None or chosen.get("budget") == resolved.budget.name:
         subnet = load_subnet(rd.require(rd.subnet, "edgedistill train"))
         return RunContext(

@@ -43,6 +43,10 @@ class RunDir:
         return self.root / "teachers"
 
     @property
+    def skipped_images(self) -> Path:
+        return self.root / "skipped_images.txt"
+
+    @property
     def train_json(self) -> Path:
         return self.root / "train.json"
 

@@ -13,12 +13,13 @@ import yaml
 
 from edgedistill.budget import ResolvedBudget, load_budget
 from edgedistill.data import Preprocess, TaskData, build_task_data
-from edgedistill.distill.amp import resolve_device
+from edgedistill.distill import distributed
+from edgedistill.distill.amp import deterministic, resolve_device
 from edgedistill.distill.distillers import DISTILLERS
 from edgedistill.distill.evaluate import accuracy
 from edgedistill.distill.multisource import TeacherReport, TeacherTargets, prepare_teachers
-from edgedistill.distill.trainer import distill
-from edgedistill.errors import ConfigError
+from edgedistill.distill.trainer import TrainState, distill
+from edgedistill.errors import ConfigError, RegistryError
 from edgedistill.io import atomic_write_json, atomic_write_text
 from edgedistill.models import SlimmableBank, build_bank, extract, recalibrate_bn, save_bank, save_subnet
 from edgedistill.pipeline.rundir import RunDir
@@ -64,12 +65,17 @@ def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) 
     options: dict[str, object] = dict(s.options)
     options |= {"tri_head": bank.tri_head, "switchable_bn": bank.bn == "switchable"}
     options["cosine_head"] = task.train.udon.cosine_head
-    return build_bank(
-        family, num_classes, inp.channels, width_choices=tuple(s.width_choices), divisor=s.divisor, **options
-    )
+    try:
+        return build_bank(
+            family, num_classes, inp.channels, width_choices=tuple(s.width_choices), divisor=s.divisor, **options
+        )
+    except (TypeError, ValueError) as e:  # options the family does not take, or values it rejects
+        raise ConfigError(f"task '{task.name}': student.options {s.options}: {family}: {e}") from None
 
 
 def _prepare_dir(rd: RunDir, resume: bool, overwrite: bool) -> None:
+    if rd.root.exists() and not rd.root.is_dir():
+        raise ConfigError(f"{rd.root}: --out is a file; expected a run folder")
     if rd.root.exists() and any(rd.root.iterdir()) and not (resume or overwrite):
         raise ConfigError(f"{rd.root}: run folder exists; pass --resume to continue it or --overwrite to replace it")
     if overwrite and rd.root.exists():
@@ -82,12 +88,20 @@ def _resolve_inputs(
 ) -> tuple[ResolvedBudget, TaskConfig, Path]:
     if resume and rd.task.is_file():  # a resumed run keeps the task it started with
         stored, _ = load_task(rd.task)
-        cfg, base = load_task(task)
+        cfg, base = _absolute_root(*load_task(task))
         if cfg.model_dump(exclude={"train"}) != stored.model_dump(exclude={"train"}):
             raise ConfigError(f"{rd.task}: --resume with a different task than the run was started with")
         return load_budget(budget), stored, base
-    cfg, base = load_task(task)
+    cfg, base = _absolute_root(*load_task(task))
     return load_budget(budget), cfg, base
+
+
+def _absolute_root(cfg: TaskConfig, base: Path) -> tuple[TaskConfig, Path]:
+    """The task with `data.root` made absolute, so the run's copy of the task finds the data from anywhere."""
+    if cfg.data.root is None or Path(cfg.data.root).is_absolute():
+        return cfg, base
+    data = cfg.data.model_copy(update={"root": str((base / cfg.data.root).resolve())})
+    return cfg.model_copy(update={"data": data}), base
 
 
 def _teachers(
@@ -128,22 +142,56 @@ def train_run(
     Returns:
         The summary also written to `out/train.json`.
     """
-    rd = RunDir(out)
-    _prepare_dir(rd, resume, overwrite)
-    resolved, cfg, base = _resolve_inputs(rd, budget, task, resume)
-    updates = {k: v for k, v in {"steps": steps, "distiller": distiller}.items() if v is not None}
-    if updates:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=updates)})
-    DISTILLERS.get(cfg.train.distiller)  # unknown names fail before any work
+    with distributed.joined(resolve_device(device)) as (dd, dev):
+        rd = RunDir(out)
+        with dd.main_first():
+            if dd.is_main:
+                _prepare_dir(rd, resume, overwrite)
+        resolved, cfg, base = _resolve_inputs(rd, budget, task, resume)
+        updates = {k: v for k, v in {"steps": steps, "distiller": distiller}.items() if v is not None}
+        if updates:
+            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=updates)})
+        try:
+            DISTILLERS.get(cfg.train.distiller)  # unknown names fail before any work
+        except RegistryError as e:
+            raise ConfigError(f"--distiller: {e}") from None
+        data = build_task_data(cfg.data, base)
+        if dd.is_main:
+            _write_inputs(rd, cfg, resolved, data)
+        show = show_progress and dd.is_main
+        with dd.main_first():  # rank 0 fills the teacher cache; the others read it
+            targets, reports = _teachers(cfg, data, teacher_cache or rd.teachers, dev, base, show)
+        pre = preprocess_for(resolved, data)
+        bank = build_student(cfg, resolved, data.num_classes)
+        with deterministic(cfg.train.deterministic):
+            state = distill(bank, data, pre, cfg.train, rd.root, dev, targets, resume=resume, show_progress=show)
+        if not dd.is_main:  # rank 0 evaluates, searches and writes the run folder
+            return {"rank": dd.rank, "run": str(rd.root), "steps": state.steps}
+    return _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev, dd.world)
+
+
+def _write_inputs(rd: RunDir, cfg: TaskConfig, resolved: ResolvedBudget, data: TaskData) -> None:
+    """Resolved copies of the task, budget and recipe, and the list of skipped images, in the run folder."""
     atomic_write_text(rd.task, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     shutil.copyfile(resolved.path, rd.budget)
     atomic_write_text(rd.recipe, yaml.safe_dump(resolved.recipe.model_dump(mode="json"), sort_keys=False))
-    dev = resolve_device(device)
-    data = build_task_data(cfg.data, base)
-    pre = preprocess_for(resolved, data)
-    targets, reports = _teachers(cfg, data, teacher_cache or rd.teachers, dev, base, show_progress)
-    bank = build_student(cfg, resolved, data.num_classes)
-    state = distill(bank, data, pre, cfg.train, rd.root, dev, targets, resume=resume, show_progress=show_progress)
+    if data.skipped:
+        atomic_write_text(rd.skipped_images, "".join(f"{line}\n" for line in data.skipped))
+
+
+def _finish(
+    rd: RunDir,
+    cfg: TaskConfig,
+    resolved: ResolvedBudget,
+    data: TaskData,
+    pre: Preprocess,
+    bank: SlimmableBank,
+    state: TrainState,
+    reports: list[TeacherReport],
+    dev: torch.device,
+    world: int,
+) -> dict[str, Any]:
+    """Save the bank, evaluate every uniform width, choose and save the subnet, write train.json/search.json."""
     save_bank(bank.cpu(), rd.bank)
     bank.to(dev)
     calib = calibration_batches(data, pre, cfg.train.bn_calibration_images, dev)
@@ -159,12 +207,13 @@ def train_run(
         "run": str(rd.root),
         "task": cfg.name,
         "budget": resolved.budget.name,
-        "data": data.summary(),
+        "data": data.summary() | ({"skipped_list": str(rd.skipped_images)} if data.skipped else {}),
         "distiller": cfg.train.distiller,
         "similarity": cfg.train.multisource.similarity if reports else None,
         "teachers": [asdict(r) for r in reports],
         "family": bank.family,
         "device": str(dev),
+        "world_size": world,
         "steps": state.steps,
         "resumed_from": state.resumed_from,
         "train_seconds": round(state.seconds, 1),

@@ -21,7 +21,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edgedistill.data.images import ImageSet
-from edgedistill.io import atomic_write, atomic_write_json
+from edgedistill.io import atomic_write, atomic_write_json, require_disk
 from edgedistill.teachers.sources import Teacher, load_teacher
 
 CACHE_VERSION = 1
@@ -32,7 +32,7 @@ class ShardedArray:
     """Rows of one array split over `.npy` shards, memory-mapped; indexing reads only the rows asked for."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
-        self.shards = [np.load(p, mmap_mode="r") for p in paths]
+        self.shards = [np.load(p, mmap_mode="r", allow_pickle=False) for p in paths]
         self.starts = np.cumsum([0] + [len(s) for s in self.shards])
 
     @property
@@ -122,6 +122,9 @@ def _compute_entry(
         feats_t, logits_t = teacher.predict(torch.from_numpy(images.images[i : i + batch]).to(dev))
         feats = torch.nn.functional.normalize(feats_t, dim=1).cpu().numpy()
         logits = logits_t.cpu().numpy()
+        if i == 0:  # the row width is known now: refuse before filling the disk
+            row_bytes = (feats.shape[1] + logits.shape[1]) * np.dtype(np.float32).itemsize
+            require_disk(entry, len(images) * row_bytes + (1 << 20), f"the {teacher.name} teacher cache")
         buf_f = np.concatenate([buf_f, feats]) if len(buf_f) else feats
         buf_l = np.concatenate([buf_l, logits]) if len(buf_l) else logits
         while len(buf_f) >= SHARD_ROWS:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgedistill.errors import CheckpointError
+from edgedistill.errors import CheckpointError, reason
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -65,5 +65,4 @@ def remap_efficientnet_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.
 
 
 def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    return reason(e)
