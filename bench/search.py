@@ -139,6 +139,7 @@ def main() -> None:
     p.add_argument("--configs", type=int, default=30)
     p.add_argument("--strategies", nargs="+", default=["auto", "evolutionary", "greedy"])
     p.add_argument("--out", default="bench/results/search")
+    p.add_argument("--test-images", type=int, default=None, help="subsample the test split (smoke runs only)")
     args = p.parse_args()
     torch.set_num_threads(2)
 
@@ -158,6 +159,10 @@ def main() -> None:
     bank = load_bank(rd.bank)
     task, base = load_task(rd.task)
     data = build_task_data(task.data, base)
+    if args.test_images:
+        import numpy as np
+
+        data.test = data.test.subset(np.arange(args.test_images))
     pre = preprocess_for(budgets[0], data)
 
     pred = predictor_error(bank, lut, budgets[0].recipe, b0.input.shape, args.configs, b0.target.threads)
