@@ -137,9 +137,10 @@ def main() -> None:
     p.add_argument("--copy", default="runs/search-bench")
     p.add_argument("--budgets", nargs="+", default=["budgets/demo-cpu.yaml", "budgets/demo-cpu-tight.yaml"])
     p.add_argument("--configs", type=int, default=30)
-    p.add_argument("--strategies", nargs="+", default=["auto", "evolutionary", "greedy"])
+    p.add_argument("--strategies", nargs="+", default=["auto", "greedy"])
     p.add_argument("--out", default="bench/results/search")
     p.add_argument("--test-images", type=int, default=None, help="subsample the test split (smoke runs only)")
+    p.add_argument("--reuse-profile", action="store_true", help="keep a latency table the run already has")
     args = p.parse_args()
     torch.set_num_threads(2)
 
@@ -151,18 +152,22 @@ def main() -> None:
     budgets = [load_budget(REPO / b) for b in args.budgets]
     b0 = budgets[0].budget
     lut_path = latency_table(rd, budgets[0])
-    profile_s = _cli(
-        "profile", "--run", str(run), "--runtime", b0.target.runtime, "--precision", b0.target.precision,
-        "--input", f"{b0.input.height}x{b0.input.width}", "--threads", str(b0.target.threads), "--no-progress",
-    )  # fmt: skip
+    profile_s = 0.0
+    if not (args.reuse_profile and lut_path.is_file()):
+        profile_s = _cli(
+            "profile", "--run", str(run), "--runtime", b0.target.runtime, "--precision", b0.target.precision,
+            "--input", f"{b0.input.height}x{b0.input.width}", "--threads", str(b0.target.threads), "--no-progress",
+        )  # fmt: skip
     lut = LatencyLUT.load(lut_path)
     bank = load_bank(rd.bank)
     task, base = load_task(rd.task)
     data = build_task_data(task.data, base)
     if args.test_images:
+        import dataclasses
+
         import numpy as np
 
-        data.test = data.test.subset(np.arange(args.test_images))
+        data = dataclasses.replace(data, test=data.test.subset(np.arange(args.test_images)))
     pre = preprocess_for(budgets[0], data)
 
     pred = predictor_error(bank, lut, budgets[0].recipe, b0.input.shape, args.configs, b0.target.threads)
@@ -249,8 +254,13 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "run": args.run,
         "budgets": args.budgets,
-        "profile": {"seconds": profile_s, "blocks": len(lut.blocks), "anchors": len(lut.anchors),
-                    "calibration": lut.calibration, "overhead_ms": lut.overhead_ms},  # fmt: skip
+        "profile": {
+            "seconds": profile_s,
+            "blocks": len(lut.blocks),
+            "anchors": len(lut.anchors),
+            "calibration": lut.calibration,
+            "overhead_ms": lut.overhead_ms,
+        },  # fmt: skip
         "predictor": pred,
         "upem_spearman": rho,
         "labelled": list(labelled.values()),

@@ -4,7 +4,7 @@ The predictor sums the blocks of a config. Every block was timed as its own mode
 fixed per-call cost once; that cost (`overhead_ms`, timed on a one-op model) is removed per block and added back
 once for the whole net. Block models also pay costs a whole net does not (their own input quantization and output
 dequantization, cold caches between models), so `profile` measures a few whole configs (`anchors`) and fits
-`measured ≈ scale · sum + offset` per statistic (`calibration`).
+`measured ≈ scale · sum + offset` on their medians (`calibration`, applied to every statistic).
 """
 
 from __future__ import annotations
