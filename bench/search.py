@@ -137,7 +137,7 @@ def main() -> None:
     p.add_argument("--copy", default="runs/search-bench")
     p.add_argument("--budgets", nargs="+", default=["budgets/demo-cpu.yaml", "budgets/demo-cpu-tight.yaml"])
     p.add_argument("--configs", type=int, default=30)
-    p.add_argument("--strategies", nargs="+", default=["auto", "greedy"])
+    p.add_argument("--strategies", nargs="+", default=["auto"])
     p.add_argument("--out", default="bench/results/search")
     p.add_argument("--test-images", type=int, default=None, help="subsample the test split (smoke runs only)")
     p.add_argument("--reuse-profile", action="store_true", help="keep a latency table the run already has")

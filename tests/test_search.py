@@ -238,12 +238,12 @@ def _images(n: int = 16) -> UnlabeledImages:
 
 def test_search_widths_keeps_every_limit_and_reports_runner_ups() -> None:
     torch.manual_seed(0)
-    bank = build_bank("resnet_cifar", 10, 1, base_channels=(16, 32, 64), width_choices=(0.5, 0.75, 1.0)).eval()
+    bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 16, 32), width_choices=(0.5, 1.0)).eval()
     lut = _fake_lut(bank)
     predict = LatencyPredictor(lut, bank)
     estimate = CostEstimator(CostInputs(bank, SHAPE))
     lat = sorted(predict(c)["p90"] for c in bank.all_configs())
-    limit, macs_m = lat[20], sorted(estimate(c).macs for c in bank.all_configs())[22] / 1e6
+    limit, macs_m = lat[5], sorted(estimate(c).macs for c in bank.all_configs())[6] / 1e6
     limits = Limits(macs_m=macs_m, latency_ms=LatencyLimit(p90=limit))
     result = search_widths(bank, limits, SHAPE, _images(), lut=lut)
     chosen = result.chosen
