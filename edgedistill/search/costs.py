@@ -83,11 +83,11 @@ class CostEstimator:
         return self._cache[key]
 
 
-def over_limits(costs: Costs, limits: Limits, measured_ms: Stats | None = None) -> list[str]:
+def over_limits(costs: Costs, limits: Limits, measured_ms: Stats | None = None, margin: float = 0.0) -> list[str]:
     """The limits `costs` (and a measured latency, when given) exceed, e.g. `["macs_m 13.1 > 12"]`.
 
     A latency limit counts only when a latency is known (measured first, else predicted); a value exactly at the
-    limit fits.
+    limit fits. `margin` (a fraction) tightens the latency limits, for measurements that will be repeated.
     """
     out = []
     if limits.macs_m is not None and costs.macs > limits.macs_m * 1e6:
@@ -98,8 +98,8 @@ def over_limits(costs: Costs, limits: Limits, measured_ms: Stats | None = None) 
     if limits.latency_ms is not None and latency is not None:
         kind = "measured" if measured_ms is not None else "predicted"
         for stat, limit in limits.latency_ms.items():
-            if latency[stat] > limit:
-                out.append(f"{kind} {stat} {latency[stat]:.3f} ms > {limit:g}")
+            if latency[stat] > limit * (1 - margin):
+                out.append(f"{kind} {stat} {latency[stat]:.3f} ms > {limit * (1 - margin):.4g}")
     return out
 
 
