@@ -302,23 +302,3 @@ def test_load_rejects_bad_files(tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match="holds a bank"):
         load_subnet(good)
-
-
-def test_search_picks_widest_feasible_and_rejects_impossible_budget() -> None:
-    from edgedistill.budget.spec import Limits
-    from edgedistill.errors import BudgetError
-    from edgedistill.search import search_widths
-
-    bank = build_bank("resnet_cifar", 10, 1, base_channels=(16, 32, 64))
-    shape = (1, 1, 28, 28)
-    costs = {c: bank_cost(bank, c, shape) for c in bank.all_configs()}
-    limit = sorted(c.macs for c in costs.values())[len(costs) // 2]
-    result = search_widths(bank, Limits(macs_m=limit / 1e6), shape, strategy="exhaustive")
-    best = max(c.macs for c in costs.values() if c.macs <= limit)
-    assert result.chosen.macs == best and result.chosen.macs <= limit
-    assert result.feasible < result.evaluated <= len(costs)
-    sampled = search_widths(bank, Limits(macs_m=limit / 1e6), shape, strategy="random")
-    assert sampled.chosen.macs <= limit
-    assert sampled.to_json() == search_widths(bank, Limits(macs_m=limit / 1e6), shape, strategy="random").to_json()
-    with pytest.raises(BudgetError, match="no width config fits the budget"):
-        search_widths(bank, Limits(params_m=1e-6), shape)

@@ -15,7 +15,8 @@ from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.export.recipe import Recipe, load_recipe
 from edgedistill.models import SlimmableBank, load_bank, load_subnet
 from edgedistill.pipeline.rundir import RunDir
-from edgedistill.pipeline.train import calibration_batches, choose_subnet, preprocess_for
+from edgedistill.pipeline.search import choose_subnet, stored_choice
+from edgedistill.pipeline.train import preprocess_for
 from edgedistill.task import load_task
 
 
@@ -65,23 +66,31 @@ class RunContext:
 
 
 def load_context(run: Path, budget: Path | None = None) -> RunContext:
-    """Load a trained run; with a budget other than the run's, re-run the width search for it."""
+    """Load a trained run and the subnet chosen for the budget (the run's, or another one).
+
+    Another budget uses its stored choice (`edgedistill search`, or an earlier export) when there is one, else the
+    width search runs for it on the same bank.
+    """
     rd = RunDir(run)
     rd.require(rd.train_json, "edgedistill train")
     resolved = run_budget(rd, budget)
     task, base = load_task(rd.require(rd.task, "edgedistill train"))
     data = build_task_data(task.data, base)
     pre = preprocess_for(resolved, data)
-    chosen = read_json(rd.require(rd.search_json, "edgedistill train"))
-    if budget is None or chosen.get("budget") == resolved.budget.name:
-        subnet = load_subnet(rd.require(rd.subnet, "edgedistill train"))
-        return RunContext(
-            rd, resolved, data, pre, subnet, rd.subnet, chosen["chosen"]["config"], chosen["chosen"]["channels"]
-        )
+    trained_for = read_json(rd.require(rd.search_json, "edgedistill train")).get("budget")
+    name = resolved.budget.name
+    stored = stored_choice(rd, name, trained_for)
+    if stored is None and (budget is None or name == trained_for):
+        stored = read_json(rd.search_json) | {"subnet": str(rd.require(rd.subnet, "edgedistill train"))}
+    if stored is not None:
+        chosen = stored["chosen"]
+        path = Path(str(stored.get("subnet") or rd.subnet))
+        return RunContext(rd, resolved, data, pre, load_subnet(path), path, chosen["config"], chosen["channels"])
     bank = load_bank(rd.require(rd.bank, "edgedistill train"))
     if bank.in_chans != resolved.budget.input.channels:
         raise BudgetError(f"{resolved.path}: input.channels: the bank was trained for {bank.in_chans} channels")
-    calib = calibration_batches(data, pre, task.train.bn_calibration_images, torch.device("cpu"))
-    path = rd.root / "subnets" / f"{resolved.budget.name}.safetensors"
-    result, subnet = choose_subnet(bank, resolved, calib, path)
-    return RunContext(rd, resolved, data, pre, subnet, path, list(result.chosen.config), result.chosen.channels)
+    result, subnet, paths = choose_subnet(
+        bank, resolved, data, pre, rd, run_budget=trained_for, bn_images=task.train.bn_calibration_images
+    )
+    c = result.chosen
+    return RunContext(rd, resolved, data, pre, subnet, paths.subnet, list(c.config), c.channels)

@@ -21,9 +21,9 @@ from edgedistill.distill.multisource import TeacherReport, TeacherTargets, prepa
 from edgedistill.distill.trainer import TrainState, distill
 from edgedistill.errors import ConfigError, RegistryError
 from edgedistill.io import atomic_write_json, atomic_write_text
-from edgedistill.models import SlimmableBank, build_bank, extract, recalibrate_bn, save_bank, save_subnet
+from edgedistill.models import SlimmableBank, build_bank, recalibrate_bn, save_bank
 from edgedistill.pipeline.rundir import RunDir
-from edgedistill.search import SearchResult, search_widths
+from edgedistill.pipeline.search import choose_subnet
 from edgedistill.task import TaskConfig, choose_family, load_task
 
 
@@ -42,17 +42,6 @@ def calibration_batches(
     """Normalised unlabeled-pool images for BN recalibration."""
     imgs = data.calibration(min(n, len(data.unlabeled)), seed).images
     return [pre(torch.from_numpy(imgs[i : i + batch]).to(device)) for i in range(0, len(imgs), batch)]
-
-
-def choose_subnet(
-    bank: SlimmableBank, resolved: ResolvedBudget, calib: list[torch.Tensor], path: Path
-) -> tuple[SearchResult, SlimmableBank]:
-    """Pick the widths for `resolved`, recalibrate BN at that config, extract the subnet and save it to `path`."""
-    result = search_widths(bank, resolved.budget.limits, resolved.budget.input.shape)
-    recalibrate_bn(bank, calib, config=result.chosen.config)
-    subnet = extract(bank, result.chosen.config)
-    save_subnet(subnet.cpu(), path)
-    return result, subnet
 
 
 def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) -> SlimmableBank:
@@ -133,7 +122,7 @@ def train_run(
     teacher_cache: Path | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Train a bank for `task`, evaluate every uniform width, pick the widest subnet fitting `budget`.
+    """Train a bank for `task`, evaluate every uniform width, search the subnet for `budget` (`choose_subnet`).
 
     Args:
         teacher_cache: cache folder shared between runs (entries are keyed by teacher, images and preprocessing,
@@ -167,7 +156,7 @@ def train_run(
             state = distill(bank, data, pre, cfg.train, rd.root, dev, targets, resume=resume, show_progress=show)
         if not dd.is_main:  # rank 0 evaluates, searches and writes the run folder
             return {"rank": dd.rank, "run": str(rd.root), "steps": state.steps}
-    return _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev, dd.world)
+    return _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev, dd.world, show_progress)
 
 
 def _write_inputs(rd: RunDir, cfg: TaskConfig, resolved: ResolvedBudget, data: TaskData) -> None:
@@ -190,6 +179,7 @@ def _finish(
     reports: list[TeacherReport],
     dev: torch.device,
     world: int,
+    show_progress: bool,
 ) -> dict[str, Any]:
     """Save the bank, evaluate every uniform width, choose and save the subnet, write train.json/search.json."""
     save_bank(bank.cpu(), rd.bank)
@@ -201,7 +191,16 @@ def _finish(
         config = (w,) * bank.num_stages
         recalibrate_bn(bank, calib, config=config)
         widths[str(w)] = accuracy(bank, data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
-    result, subnet = choose_subnet(bank, resolved, calib, rd.subnet)
+    result, subnet, _ = choose_subnet(
+        bank,
+        resolved,
+        data,
+        pre,
+        rd,
+        run_budget=resolved.budget.name,
+        bn_images=cfg.train.bn_calibration_images,
+        show_progress=show_progress,
+    )
     subnet_acc = accuracy(subnet.to(dev), data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
     summary = {
         "run": str(rd.root),
@@ -220,9 +219,9 @@ def _finish(
         "preprocess": pre.manifest(),
         "width_accuracy": widths,
         "chosen": asdict(result.chosen) | {"test_accuracy": subnet_acc},
+        "search": {"strategy": result.strategy, "upem": result.upem, "seconds": round(result.seconds, 2)},
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "history": state.history,
     }
-    atomic_write_json(rd.search_json, result.to_json() | {"budget": resolved.budget.name})
     atomic_write_json(rd.train_json, summary)
     return summary

@@ -1,0 +1,77 @@
+"""`edgedistill search`: widths of a trained bank for a budget, without retraining; writes search.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edgedistill.errors import ConfigError
+
+
+def _fmt_ms(stats: dict[str, float] | None, stat: str) -> str:
+    return "-" if stats is None else f"{stats[stat]:.3f}"
+
+
+def search(
+    budget: Annotated[Path | None, typer.Option(help="budget YAML (default: the run's)")] = None,
+    run: Annotated[Path, typer.Option(help="run folder made by `edgedistill train`")] = Path("runs/demo"),
+    strategy: Annotated[str, typer.Option(help="auto | exhaustive | evolutionary | greedy")] = "auto",
+    upem: Annotated[str, typer.Option(help="agreement | entropy | discrepancy (needs OSTC heads)")] = "agreement",
+    seed: Annotated[int, typer.Option(help="strategy seed")] = 0,
+    population: Annotated[int, typer.Option(min=2, help="evolutionary population")] = 100,
+    evaluations: Annotated[int, typer.Option(min=1, help="evolutionary: configs scored at most")] = 500,
+    measure: Annotated[str, typer.Option(help="auto | on | off: time the shortlist end to end here")] = "auto",
+    shortlist: Annotated[int, typer.Option(min=1, help="configs measured at most, best UPEM first")] = 3,
+    progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
+) -> None:
+    """Pick the widths for BUDGET from the run's bank: cost models + latency table, UPEM, measured shortlist."""
+    from edgedistill.cli.console import console
+    from edgedistill.pipeline.search_run import search_run
+    from edgedistill.search import SearchSettings
+
+    if measure not in ("auto", "on", "off"):
+        raise ConfigError(f"--measure: expected auto, on or off, got '{measure}'")
+    settings = SearchSettings(strategy=strategy, seed=seed, population=population, evaluations=evaluations)
+    result, paths, resolved = search_run(
+        run,
+        budget,
+        settings=settings,
+        upem=upem,
+        measure="on" if measure == "on" else "off" if measure == "off" else "auto",
+        shortlist=shortlist,
+        show_progress=progress,
+    )
+    stat = "p90"
+    lim = resolved.budget.limits.latency_ms
+    if lim is not None and lim.items():
+        stat = lim.items()[0][0]
+    table = Table(title=f"{resolved.budget.name}: best configs by UPEM '{result.upem}' ({result.strategy})")
+    for col in ("", "widths", "channels", "MACs M", "params M", f"pred {stat} ms", f"meas {stat} ms", "UPEM"):
+        table.add_column(col, justify="left" if col in ("", "widths", "channels") else "right")
+    for c in [result.chosen, *result.runner_ups]:
+        table.add_row(
+            "chosen" if c is result.chosen else "",
+            str(list(c.config)),
+            str(c.channels),
+            f"{c.macs / 1e6:.2f}",
+            f"{c.params / 1e6:.3f}",
+            _fmt_ms(c.latency_ms, stat),
+            _fmt_ms(c.measured_ms, stat),
+            f"{c.upem:.3f}",
+        )
+    con = console()
+    con.print(table)
+    con.print(
+        f"{len(result.evaluated)} feasible configs scored of {result.space} ({result.rejected} rejected by cost) in "
+        f"{result.seconds:.1f} s; {len(result.measured)} measured in {result.measure_seconds:.1f} s"
+    )
+    for note in result.notes:
+        con.print(f"[yellow]note:[/] {note}")
+    con.print(f"search.json: {paths.json}  subnet: {paths.subnet}  plot: {paths.plot}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search)

@@ -1,0 +1,91 @@
+"""`search_run` and `profile_run`: the `edgedistill search` and `edgedistill profile` stages on a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from edgedistill.budget import ResolvedBudget
+from edgedistill.data import build_task_data
+from edgedistill.errors import BudgetError
+from edgedistill.export.recipe import RUNTIME_PRECISIONS
+from edgedistill.models import SlimmableBank, load_bank
+from edgedistill.pipeline.context import find_recipe, run_budget
+from edgedistill.pipeline.rundir import RunDir
+from edgedistill.pipeline.search import MeasureMode, SearchPaths, choose_subnet
+from edgedistill.pipeline.train import preprocess_for
+from edgedistill.search.lut import LatencyLUT, lut_name
+from edgedistill.search.measure import ARTIFACT_BUILDERS, Timing
+from edgedistill.search.profile import profile_bank
+from edgedistill.search.select import SearchResult
+from edgedistill.search.strategies import SearchSettings
+from edgedistill.task import load_task
+
+
+def _bank(rd: RunDir, channels: int | None = None, source: str = "--input") -> SlimmableBank:
+    bank = load_bank(rd.require(rd.bank, "edgedistill train"))
+    if channels is not None and bank.in_chans != channels:
+        raise BudgetError(f"{source}: the bank was trained for {bank.in_chans} input channels, not {channels}")
+    return bank
+
+
+def search_run(
+    run: Path,
+    budget: Path | None,
+    *,
+    settings: SearchSettings | None = None,
+    upem: str = "agreement",
+    measure: MeasureMode = "auto",
+    shortlist: int = 3,
+    show_progress: bool = True,
+) -> tuple[SearchResult, SearchPaths, ResolvedBudget]:
+    """Choose widths of the run's bank for `budget` (default: the run's) without retraining."""
+    rd = RunDir(run)
+    rd.require(rd.train_json, "edgedistill train")
+    resolved = run_budget(rd, budget)
+    trained_for = run_budget(rd, None).budget.name
+    task, base = load_task(rd.require(rd.task, "edgedistill train"))
+    data = build_task_data(task.data, base)
+    bank = _bank(rd, resolved.budget.input.channels, f"{resolved.path}: input.channels")
+    result, _, paths = choose_subnet(
+        bank,
+        resolved,
+        data,
+        preprocess_for(resolved, data),
+        rd,
+        run_budget=trained_for,
+        settings=settings,
+        upem=upem,
+        measure=measure,
+        shortlist=shortlist,
+        bn_images=task.train.bn_calibration_images,
+        show_progress=show_progress,
+    )
+    return result, paths, resolved
+
+
+def profile_run(
+    run: Path,
+    *,
+    runtime: str,
+    precision: str,
+    height: int,
+    width: int,
+    threads: int = 1,
+    batch: int = 1,
+    out: Path | None = None,
+    show_progress: bool = True,
+) -> tuple[LatencyLUT, Path]:
+    """Build the latency table of the run's bank for a runtime/precision/input/threads on this machine."""
+    if runtime not in RUNTIME_PRECISIONS:
+        raise BudgetError(f"--runtime: unknown runtime '{runtime}'; known: {', '.join(RUNTIME_PRECISIONS)}")
+    ARTIFACT_BUILDERS.get(runtime)  # a runtime that cannot be timed here fails before any work
+    recipe = find_recipe(runtime, precision)
+    rd = RunDir(run)
+    bank = _bank(rd)
+    shape = (batch, bank.in_chans, height, width)
+    path = out or rd.root / "latency" / lut_name(runtime, precision, shape, threads)
+    torch.set_num_threads(1)  # keep this process quiet while the runner processes time the blocks
+    lut = profile_bank(bank, recipe, shape, Timing(threads=threads, batch=batch), path, show_progress)
+    return lut, path
