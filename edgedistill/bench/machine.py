@@ -117,6 +117,8 @@ def machine_info() -> dict[str, Any]:
         "governor": governor.strip() if governor else None,
         "mem_total_mb": _mem_total_mb(),
         "cpu_flags": _cpu_flags(),
+        # Other processes competing for the cores inflate every percentile; recorded so a reader can tell.
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "jetson": jetson_info(),
     }
 

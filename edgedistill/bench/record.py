@@ -126,6 +126,8 @@ def build_record(
         "input": args.input,
         "stats": latency_stats(timing.times_ms, args.batch),
         "split": {k: latency_stats(v, args.batch) for k, v in timing.stage_ms.items()} or None,
+        # Every timed call (µs resolution), for histograms and CDFs in `edgedistill report`.
+        "times_ms": [round(t, 4) for t in timing.times_ms],
         "details": details or {},
         "load_ms": timing.load_ms,
         "first_inference_ms": timing.first_inference_ms,

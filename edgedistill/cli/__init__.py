@@ -23,9 +23,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from edgedistill.cli import bench, budgets, export, teachers, train
+    from edgedistill.cli import bench, budgets, export, report, teachers, train
 
-    for module in (train, export, bench, budgets, teachers):
+    for module in (train, export, bench, budgets, teachers, report):
         module.register(app)
 
 

@@ -23,6 +23,7 @@ def bench(
     ] = "random",
     device: Annotated[str, typer.Option(help="cpu | cuda | tensorrt (ONNX Runtime EPs) | gpu (OpenVINO)")] = "cpu",
     reference: Annotated[bool, typer.Option(help="also time FP32 ONNX and torch eager FP32")] = True,
+    widths: Annotated[bool, typer.Option(help="also time every uniform width of the bank (for the report)")] = False,
     fail_on_budget: Annotated[bool, typer.Option(help="exit 1 when the verdict is FAIL")] = False,
     emit_runner: Annotated[
         Path | None, typer.Option(help="instead of timing: write a folder to copy to the device (runner + artifact)")
@@ -52,7 +53,7 @@ def bench(
         input=input,
         device=device,
     )
-    rec = bench_run(run, artifact=artifact, budget=budget, options=options, reference=reference)
+    rec = bench_run(run, artifact=artifact, budget=budget, options=options, reference=reference, widths=widths)
     acc = rec["accuracy"]
     con.print(
         f"accuracy on {acc['split']} ({acc['n']} images): FP32 {acc['fp32']:.2f}%"
@@ -61,6 +62,8 @@ def bench(
     con.print(
         latency_table(rec["results"], title=f"latency on this machine ({rec['results'][0]['machine'].get('cpu', '')})")
     )
+    for w in rec.get("widths", {}).get("widths", []):
+        con.print(f"width {w['width']:g}: top-1 {w['accuracy']:.2f}%, onnxruntime fp32 p50 {w['stats']['p50']:.3f} ms")
     con.print(verdict_table(checks_of(rec), title=f"budget {rec['budget']}"))
     color = "green" if rec["verdict"] == "PASS" else "red"
     con.print(f"verdict: [bold {color}]{rec['verdict']}[/]   report: {Path(rec['artifact']) / 'bench.json'}")

@@ -73,10 +73,12 @@ def bench_run(
     budget: Path | None = None,
     options: BenchOptions | None = None,
     reference: bool = True,
+    widths: bool = False,
 ) -> dict[str, Any]:
     """Benchmark the budget's artifact (or `artifact`), plus FP32 ONNX and torch eager references.
 
-    The artifact runs on `options.device`; the references on the CPU.
+    The artifact runs on `options.device`; the references on the CPU. With `widths`, every uniform
+    width of the bank is also timed (`bench_widths`, for the report's accuracy-vs-latency plot).
 
     Returns:
         The record written to `<artifact>/bench.json`: results per runtime, checks and verdict.
@@ -133,6 +135,11 @@ def bench_run(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_json(Path(target) / "bench.json", record)
+    if widths:
+        from edgedistill.pipeline.bench_widths import bench_widths
+
+        inp = resolved.budget.input
+        record["widths"] = bench_widths(rd.root, (inp.channels, inp.height, inp.width), opts.args(t, 1, "random"), t)
     return record
 
 
