@@ -13,7 +13,7 @@ import pytest
 
 from edgedistill.bench.stats import latency_stats
 from edgedistill.pipeline.report import write_report
-from edgedistill.report.plots import pareto_front
+from edgedistill.report.plots import pareto_front, pareto_points
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -154,3 +154,21 @@ def test_bench_widths_then_report_end_to_end(trained_run: Path, tmp_path: Path) 
     rep = json.loads((run / "report" / "report.json").read_text())
     assert [w["width"] for w in rep["widths"]["widths"]] == [0.25, 0.5, 0.75, 1.0]
     assert len(rep["paths"]["plots"]) == 2 and rep["verdict"] in r.stdout
+
+
+def test_pareto_points_use_each_artifacts_own_accuracy() -> None:
+    stats = latency_stats([1.0, 2.0])
+    report = {
+        "widths": {"widths": [{"width": 0.5, "label": "onnxruntime fp32", "accuracy": 90.0, "stats": stats}]},
+        "exports": [
+            {"target": "onnxruntime-fp32", "precision": "fp32", "accuracy": {"fp32": 95.0, "artifact": None}},
+            {"target": "onnxruntime-int8", "precision": "int8", "accuracy": {"fp32": 95.0, "quantized": 94.0}},
+            {"target": "openvino-int8", "precision": "int8", "accuracy": {"fp32": 95.0, "quantized": 93.0}},
+        ],
+        "latency": [  # the FP32 reference is timed inside the INT8 artifact's bench.json; openvino not timed
+            {"target": "onnxruntime-int8", "timed": "onnxruntime-int8", "precision": "int8", "stats": stats},
+            {"target": "onnxruntime-int8", "timed": "onnxruntime-fp32", "precision": "fp32", "stats": stats},
+        ],
+    }
+    got = {(p["label"], p["acc"]) for p in pareto_points(report, "p90")}
+    assert got == {("width 0.5 (onnxruntime fp32)", 90.0), ("onnxruntime-fp32", 95.0), ("onnxruntime-int8", 94.0)}

@@ -74,7 +74,8 @@ def pareto_points(report: dict[str, Any], stat: str) -> list[dict[str, Any]]:
             )
     for e in report.get("exports", []):
         acc = e.get("accuracy") or {}
-        top1 = acc.get("quantized") if acc.get("quantized") is not None else acc.get("artifact", acc.get("fp32"))
+        candidates = (acc.get("quantized"), acc.get("artifact"), acc.get("fp32"))  # the shipped model's own top-1
+        top1 = next((v for v in candidates if v is not None), None)
         own = [r for r in report.get("latency", []) if r["timed"] == e["target"] and r["precision"] == e["precision"]]
         if top1 is not None and own:
             points.append({"label": e["target"], "ms": own[0]["stats"][stat], "acc": top1, "kind": "artifact"})
