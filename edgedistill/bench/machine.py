@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,69 @@ def _affinity() -> int | None:
         return None
 
 
+# CPU features that decide which INT8/FP16 kernels a runtime can use.
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimd", "asimddp")
+
+
+def _cpu_flags() -> list[str]:
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            have = set(value.split())
+            return [f for f in KERNEL_FLAGS if f in have]
+    return []
+
+
+def _command(*cmd: str, timeout_s: float = 5.0) -> str | None:
+    """stdout of a read-only query command, or None when it is missing or fails."""
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def _tegrastats_line(timeout_s: float = 3.0) -> str | None:
+    """One tegrastats sample (power rails, GPU load); tegrastats runs until stopped, so it is stopped here."""
+    if shutil.which("tegrastats") is None:
+        return None
+    try:
+        proc = subprocess.Popen(["tegrastats", "--interval", "200"], stdout=subprocess.PIPE, text=True)
+    except OSError:
+        return None
+    try:
+        line = proc.stdout.readline().strip() if proc.stdout else ""
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return line or None
+
+
+def jetson_info() -> dict[str, Any] | None:
+    """On a Jetson (L4T): release, nvpmodel mode, jetson_clocks state and one tegrastats sample; else None.
+
+    Only read-only queries: nothing changes the power mode or the clocks. A query that needs root
+    and fails is recorded as None.
+    """
+    release = _read("/etc/nv_tegra_release")
+    if release is None:
+        return None
+    return {
+        "l4t": release.splitlines()[0].strip() if release.strip() else None,
+        "model": (_read("/proc/device-tree/model") or "").strip("\x00\n ") or None,
+        "nvpmodel": _command("nvpmodel", "-q"),
+        "jetson_clocks": _command("jetson_clocks", "--show"),
+        "tegrastats": _tegrastats_line(),
+    }
+
+
 def machine_info() -> dict[str, Any]:
-    """CPU model, logical/usable cores, platform, python, CPU governor and total memory."""
+    """CPU model and kernel-relevant flags, cores, platform, python, governor, memory; Jetson state when on one."""
     governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     return {
         "cpu": _cpu_model(),
@@ -53,6 +116,10 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "governor": governor.strip() if governor else None,
         "mem_total_mb": _mem_total_mb(),
+        "cpu_flags": _cpu_flags(),
+        # Other processes competing for the cores inflate every percentile; recorded so a reader can tell.
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "jetson": jetson_info(),
     }
 
 
@@ -60,6 +127,7 @@ def machine_info() -> dict[str, Any]:
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
+    "openvino": ("openvino", "openvino-nightly"),
 }
 
 

@@ -24,24 +24,34 @@ def add_timing_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls after the first (default 20)")
+    parser.add_argument("--warmup-time", type=float, default=0.0, help="minimum seconds of warm-up (default 0)")
     parser.add_argument("--runs", type=int, default=200, help="minimum timed calls (default 200)")
     parser.add_argument("--min-time", type=float, default=1.0, help="minimum seconds of timed calls (default 1)")
-    parser.add_argument("--input", default="random", help="'random' or a .npy of preprocessed NCHW inputs")
+    parser.add_argument(
+        "--input",
+        default="random",
+        help="'random', a float32 .npy of preprocessed NCHW inputs, or a uint8 .npy of raw images "
+        "(N,H,W,C or N,C,H,W at the model size; the runner then pre-processes them and times pre/infer/post)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | tensorrt (ONNX Runtime EPs) | gpu (default cpu)")
     parser.add_argument("--out", type=Path, default=None, help="result JSON path")
 
 
 def check_timing_args(args: argparse.Namespace) -> None:
     """Reject non-positive counts with a one-line error."""
-    if args.threads < 1 or args.batch < 1 or args.runs < 1 or args.warmup < 0 or args.min_time < 0:
-        raise BenchError("need --threads, --batch, --runs >= 1 and --warmup, --min-time >= 0")
+    if args.threads < 1 or args.batch < 1 or args.runs < 1 or min(args.warmup, args.min_time, args.warmup_time) < 0:
+        raise BenchError("need --threads, --batch, --runs >= 1 and --warmup, --warmup-time, --min-time >= 0")
 
 
-def make_input(source: str, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    """A float32 NCHW batch: standard-normal noise, or the first rows of a .npy (repeated if short).
+def load_input(source: str, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A batch of `shape[0]` inputs: standard-normal float32 noise, or the first rows of a .npy (repeated if short).
+
+    A float .npy must be preprocessed NCHW (returned as float32). A uint8 .npy holds raw images at the
+    model size, NCHW or NHWC (returned as is, for `preprocess`).
 
     Args:
-        source: "random" or the path of a .npy array shaped (N, C, H, W), already normalised.
-        shape: Wanted (batch, C, H, W).
+        source: "random" or the path of a .npy array.
+        shape: The model input (batch, C, H, W).
         seed: Random seed for "random".
     """
     if source == "random":
@@ -51,10 +61,22 @@ def make_input(source: str, shape: tuple[int, ...], seed: int = 0) -> np.ndarray
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise BenchError(f"{path}: cannot read input array ({e})") from None
-    if arr.ndim != len(shape) or tuple(arr.shape[1:]) != tuple(shape[1:]) or len(arr) == 0:
+    c, h, w = shape[1:]
+    fits = tuple(arr.shape[1:]) == (c, h, w) or (arr.dtype == np.uint8 and tuple(arr.shape[1:]) == (h, w, c))
+    if arr.ndim != len(shape) or not fits or len(arr) == 0:
         raise BenchError(f"{path}: input shape {tuple(arr.shape)} does not fit the model input (N, {shape[1:]})")
     idx = np.arange(shape[0]) % len(arr)
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr[idx])
     return np.ascontiguousarray(arr[idx], dtype=np.float32)
+
+
+def make_input(source: str, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A preprocessed float32 NCHW batch (`load_input`; raw uint8 images are refused: they need a manifest)."""
+    x = load_input(source, shape, seed)
+    if x.dtype == np.uint8:
+        raise BenchError(f"{source}: raw uint8 images need an artifact manifest's preprocessing; give float32 inputs")
+    return x
 
 
 def peak_rss_mb() -> float:
@@ -83,18 +105,30 @@ def build_record(
     timing: Timing,
     model_size_bytes: int,
     versions: dict[str, str],
+    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The result JSON of one benchmark (see `python -m edgedistill.bench.runner --help`)."""
+    """The result JSON of one benchmark (see `python -m edgedistill.bench.runner --help`).
+
+    `split` has the pre/infer/post statistics when the runner timed them (raw image input), else null;
+    `details` what the runtime reports about itself (providers, device, inference precision).
+    """
     return {
         "runtime": runtime,
         "precision": precision,
         "artifact": artifact,
+        "device": args.device,
         "threads": args.threads,
         "batch": args.batch,
         "warmup": args.warmup,
+        "warmup_time_s": args.warmup_time,
         "runs": args.runs,
+        "min_time_s": args.min_time,
         "input": args.input,
         "stats": latency_stats(timing.times_ms, args.batch),
+        "split": {k: latency_stats(v, args.batch) for k, v in timing.stage_ms.items()} or None,
+        # Every timed call (µs resolution), for histograms and CDFs in `edgedistill report`.
+        "times_ms": [round(t, 4) for t in timing.times_ms],
+        "details": details or {},
         "load_ms": timing.load_ms,
         "first_inference_ms": timing.first_inference_ms,
         "peak_rss_mb": peak_rss_mb(),

@@ -1,12 +1,15 @@
 """Torch-free device runner: time one exported artifact with its runtime and write a result JSON.
 
-    python -m edgedistill.bench.runner ARTIFACT_DIR [--threads N] [--batch N] [--warmup N] [--runs N]
-        [--min-time S] [--input random|calib.npy] [--out FILE]
+    python -m edgedistill.bench.runner ARTIFACT_DIR [--runtime NAME] [--device cpu|cuda|tensorrt|gpu]
+        [--hint f32|f16|bf16] [--threads N] [--batch N] [--warmup N] [--warmup-time S] [--runs N]
+        [--min-time S] [--input random|inputs.npy|images_uint8.npy] [--out FILE]
 
 Needs only the standard library, numpy and the artifact's runtime, so it can be copied to a device
 with the artifact. The manifest is read as plain JSON (no pydantic) and the model file's sha256 is
-checked before timing. Run one runtime per process: several runtimes in one process distort
-few-thread latency.
+checked before timing. Runtimes: onnxruntime, openvino, tensorrt (see `runtimes.py`). Raw uint8
+images as `--input` are pre-processed per call with the manifest's preprocessing, and the result
+splits pre-processing, inference and post-processing (softmax, top-1). Run one runtime per process:
+several runtimes in one process distort few-thread latency.
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgedistill.bench.machine import package_versions
+from edgedistill.bench.prepost import make_preprocess, postprocess
 from edgedistill.bench.record import (
     add_timing_args,
     build_record,
     check_timing_args,
     cli_main,
-    make_input,
+    load_input,
     write_record,
 )
-from edgedistill.bench.runtimes import RUNTIMES
-from edgedistill.bench.timing import measure
+from edgedistill.bench.runtimes import RUNTIMES, Model, RuntimeOptions
+from edgedistill.bench.timing import Stages, Timing, measure, measure_stages
 from edgedistill.errors import BenchError
 from edgedistill.io import sha256_problem
 
@@ -74,37 +80,80 @@ def batch_shape(manifest_shape: list[int], batch: int) -> tuple[int, ...]:
     return (batch, *manifest_shape[1:])
 
 
+def model_file_for(runtime: str, manifest: dict[str, Any], artifact_dir: Path, model_path: Path) -> Path:
+    """The file `runtime` loads: the manifest's model file, or for TensorRT the engine built on the device.
+
+    Raises:
+        BenchError: TensorRT without an engine (the build script has not been run here).
+    """
+    if runtime != "tensorrt":
+        return model_path
+    engine = (manifest.get("engine") or {}).get("file") or "model.engine"
+    path = artifact_dir / engine
+    if not path.is_file():
+        raise BenchError(f"{path}: no TensorRT engine; run ./build_engine.sh in {artifact_dir} on this device first")
+    return path
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m edgedistill.bench.runner", description=__doc__.splitlines()[0])
     parser.add_argument("artifact", type=Path, help="artifact directory with manifest.json")
+    parser.add_argument("--runtime", default=None, help="time with this runtime (default: the manifest's)")
+    parser.add_argument("--hint", default=None, help="OpenVINO inference precision: f32 | f16 | bf16")
     add_timing_args(parser)
     return parser.parse_args(argv)
+
+
+def _timing(args: argparse.Namespace, manifest: dict[str, Any], runtime: str, model_path: Path) -> tuple[Timing, Any]:
+    """Time the model; raw uint8 input is timed as pre-processing, inference and post-processing stages."""
+    factory = RUNTIMES.get(runtime)
+    options = RuntimeOptions(args.threads, args.device, manifest["precision"], args.hint)
+    x = load_input(args.input, batch_shape(manifest["input"]["shape"], args.batch))
+    loaded: list[Model] = []
+
+    def load() -> Model:
+        loaded.append(factory(model_path, options))
+        return loaded[0]
+
+    counts = {"warmup": args.warmup, "runs": args.runs, "min_time_s": args.min_time, "warmup_time_s": args.warmup_time}
+    if x.dtype != np.uint8:
+        return measure(lambda: partial(load().run, x), **counts), loaded[0]
+    pre = make_preprocess(manifest["preprocess"])
+
+    def stages() -> Stages:
+        model = load()
+        return [("pre", lambda _: pre(x)), ("infer", model.run), ("post", postprocess)]
+
+    return measure_stages(stages, **counts), loaded[0]
 
 
 def _main(argv: list[str] | None) -> int:
     args = _parse(argv)
     check_timing_args(args)
     manifest, model_path = load_artifact(args.artifact)
-    factory = RUNTIMES.get(manifest["runtime"])
-    x = make_input(args.input, batch_shape(manifest["input"]["shape"], args.batch))
-    timing = measure(
-        lambda: partial(factory(model_path, args.threads).run, x),
-        warmup=args.warmup,
-        runs=args.runs,
-        min_time_s=args.min_time,
-    )
-    name = f"{manifest['runtime']}-{manifest['precision']}-t{args.threads}-b{args.batch}.json"
+    runtime = args.runtime or manifest["runtime"]
+    model_path = model_file_for(runtime, manifest, args.artifact, model_path)
+    timing, model = _timing(args, manifest, runtime, model_path)
+    device = "" if args.device == "cpu" else f"-{args.device}"
+    name = f"{runtime}-{manifest['precision']}{device}-t{args.threads}-b{args.batch}.json"
     record = build_record(
-        runtime=manifest["runtime"],
+        runtime=runtime,
         precision=manifest["precision"],
         artifact=str(args.artifact),
         args=args,
         timing=timing,
-        model_size_bytes=model_path.stat().st_size,
-        versions=package_versions(["numpy", manifest["runtime"], "edgedistill"]),
+        model_size_bytes=sum(p.stat().st_size for p in _model_files(model_path)),
+        versions=package_versions(["numpy", runtime, "edgedistill"]),
+        details=model.details,
     )
     write_record(record, args.out or args.artifact / "bench" / name)
     return 0
+
+
+def _model_files(model_path: Path) -> list[Path]:
+    """The model file and, for an OpenVINO IR, its weights (`.bin`)."""
+    weights = model_path.with_suffix(".bin")
+    return [model_path, weights] if model_path.suffix == ".xml" and weights.is_file() else [model_path]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from edgedistill.bench.record import (
     make_input,
     write_record,
 )
+from edgedistill.bench.runtimes import RuntimeOptions, TorchModel
 from edgedistill.bench.timing import Infer, Timing, measure
 from edgedistill.errors import BenchError
 
@@ -54,33 +55,26 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
         raise BenchError(f"--factory {spec}: {e}") from None
 
 
-def _build(args: argparse.Namespace) -> nn.Module:
+def _load(args: argparse.Namespace) -> TorchModel:
+    options = RuntimeOptions(threads=args.threads, device=args.device)
     if args.factory:
-        return load_factory(args.factory)()
+        return TorchModel(None, options, net=load_factory(args.factory)())
     if not args.subnet.is_file():
         raise BenchError(f"{args.subnet}: subnet file not found")
-    from edgedistill.models import load_subnet  # lazy: only the torch baseline needs the model zoo
-
-    return load_subnet(args.subnet)
+    return TorchModel(args.subnet, options)
 
 
-def _time(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[Timing, int]:
-    """Time the model; returns the timing and the bytes of its parameters and buffers."""
-    import torch
-
-    torch.set_num_threads(args.threads)
-    x = torch.from_numpy(make_input(args.input, shape))
-    built: list[nn.Module] = []
+def _time(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[Timing, TorchModel]:
+    """Time the model with the registry's `torch` runtime."""
+    x = make_input(args.input, shape)
+    built: list[TorchModel] = []
 
     def load() -> Infer:
-        built.append(_build(args).eval())
-        return partial(built[0], x)
+        built.append(_load(args))
+        return partial(built[0].run, x)
 
-    # Entered once, outside the loop, so the per-call cost of the context manager is not timed.
-    with torch.inference_mode():
-        timing = measure(load, warmup=args.warmup, runs=args.runs, min_time_s=args.min_time)
-    size = sum(t.numel() * t.element_size() for t in built[0].state_dict().values())
-    return timing, size
+    timing = measure(load, warmup=args.warmup, runs=args.runs, min_time_s=args.min_time, warmup_time_s=args.warmup_time)
+    return timing, built[0]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -99,8 +93,9 @@ def _main(argv: list[str] | None) -> int:
     args = _parse(argv)
     check_timing_args(args)
     shape = (args.batch, *args.input_shape[1:])
-    timing, size = _time(args, shape)
-    if args.factory:
+    timing, model = _time(args, shape)
+    if args.factory:  # bytes of the parameters and buffers
+        size = sum(t.numel() * t.element_size() for t in model.net.state_dict().values())
         artifact, out_dir = args.factory, Path("bench")
     else:
         artifact, size, out_dir = str(args.subnet), args.subnet.stat().st_size, args.subnet.parent / "bench"
@@ -112,6 +107,7 @@ def _main(argv: list[str] | None) -> int:
         timing=timing,
         model_size_bytes=size,
         versions=package_versions(["numpy", "torch", "edgedistill"]),
+        details=model.details,
     )
     write_record(record, args.out or out_dir / f"torch-fp32-t{args.threads}-b{args.batch}.json")
     return 0

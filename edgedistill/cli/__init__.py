@@ -32,9 +32,9 @@ app = typer.Typer(
 def _register() -> None:
     if app.registered_commands:  # main() may run more than once in a process (tests)
         return
-    from edgedistill.cli import bench, budgets, export, profile, search, teachers, train
+    from edgedistill.cli import bench, budgets, export, profile, report, search, teachers, train
 
-    for module in (train, export, bench, budgets, teachers, search, profile):
+    for module in (train, export, bench, budgets, teachers, search, profile, report):
         module.register(app)
 
 

@@ -13,30 +13,47 @@ def bench(
     artifact: Annotated[Path | None, typer.Option(help="an artifact folder (runs/NAME/export/TARGET)")] = None,
     budget: Annotated[Path | None, typer.Option(help="judge against this budget (default: the run's)")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="default: the budget's target.threads")] = None,
-    runs: Annotated[int, typer.Option(min=10, help="timed calls")] = 200,
+    runs: Annotated[int, typer.Option(min=10, help="minimum timed calls")] = 200,
+    min_time: Annotated[float, typer.Option(min=0, help="minimum seconds of timed calls")] = 1.0,
     warmup: Annotated[int, typer.Option(min=0, help="untimed calls first")] = 20,
+    warmup_time: Annotated[float, typer.Option(min=0, help="minimum seconds of untimed calls")] = 0.0,
     batch: Annotated[int | None, typer.Option(min=1, help="default: the budget's input.batch")] = None,
+    input: Annotated[
+        str, typer.Option(help="random | calibration (real target images; times pre/infer/post) | FILE.npy")
+    ] = "random",
+    device: Annotated[str, typer.Option(help="cpu | cuda | tensorrt (ONNX Runtime EPs) | gpu (OpenVINO)")] = "cpu",
     reference: Annotated[bool, typer.Option(help="also time FP32 ONNX and torch eager FP32")] = True,
+    widths: Annotated[bool, typer.Option(help="also time every uniform width of the bank (for the report)")] = False,
     fail_on_budget: Annotated[bool, typer.Option(help="exit 1 when the verdict is FAIL")] = False,
+    emit_runner: Annotated[
+        Path | None, typer.Option(help="instead of timing: write a folder to copy to the device (runner + artifact)")
+    ] = None,
 ) -> None:
     """Time the artifact in its own process (and references in theirs), print tails and the verdict."""
     from edgedistill.bench.table import latency_table, verdict_table
     from edgedistill.cli.console import console
-    from edgedistill.pipeline.bench import bench_run, checks_of
+    from edgedistill.pipeline.bench import BenchOptions, bench_run, checks_of
 
     if run is None and artifact is None:
         run = Path("runs/demo")
-    rec = bench_run(
-        run,
-        artifact=artifact,
-        budget=budget,
+    con = console()
+    if emit_runner is not None:
+        from edgedistill.pipeline.emit_runner import emit_runner as emit
+
+        folder = emit(emit_runner, run=run, artifact=artifact, budget=budget)
+        con.print(f"device runner: {folder}\n{(folder / 'README.md').read_text().splitlines()[2]}")
+        return
+    options = BenchOptions(
         threads=threads,
+        batch=batch,
         runs=runs,
         warmup=warmup,
-        batch=batch,
-        reference=reference,
+        min_time_s=min_time,
+        warmup_time_s=warmup_time,
+        input=input,
+        device=device,
     )
-    con = console()
+    rec = bench_run(run, artifact=artifact, budget=budget, options=options, reference=reference, widths=widths)
     acc = rec["accuracy"]
     con.print(
         f"accuracy on {acc['split']} ({acc['n']} images): FP32 {acc['fp32']:.2f}%"
@@ -45,6 +62,8 @@ def bench(
     con.print(
         latency_table(rec["results"], title=f"latency on this machine ({rec['results'][0]['machine'].get('cpu', '')})")
     )
+    for w in rec.get("widths", {}).get("widths", []):
+        con.print(f"width {w['width']:g}: top-1 {w['accuracy']:.2f}%, onnxruntime fp32 p50 {w['stats']['p50']:.3f} ms")
     con.print(verdict_table(checks_of(rec), title=f"budget {rec['budget']}"))
     color = "green" if rec["verdict"] == "PASS" else "red"
     con.print(f"verdict: [bold {color}]{rec['verdict']}[/]   report: {Path(rec['artifact']) / 'bench.json'}")

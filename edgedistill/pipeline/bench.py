@@ -3,22 +3,67 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgedistill.bench.launch import run_isolated
 from edgedistill.bench.verdict import LimitCheck, check_budget, overall
 from edgedistill.errors import BenchError
-from edgedistill.export.manifest import read_manifest
-from edgedistill.io import atomic_write_json, sha256_file
+from edgedistill.export.manifest import Manifest, read_manifest
+from edgedistill.io import atomic_write, atomic_write_json, sha256_file
 from edgedistill.pipeline.context import run_budget
 from edgedistill.pipeline.export import FP32_TARGET
 from edgedistill.pipeline.rundir import RunDir
 
 
-def _timing_args(threads: int, runs: int, warmup: int, batch: int) -> list[str]:
-    return ["--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup), "--batch", str(batch)]
+@dataclass(frozen=True)
+class BenchOptions:
+    """Timing options passed to every runner (see `python -m edgedistill.bench.runner --help`).
+
+    `threads`/`batch` None: the budget's. `input`: "random", "calibration" (real images from the run's
+    unlabeled pool; raw uint8 when at the model size, so pre/infer/post are timed) or a .npy path.
+    """
+
+    threads: int | None = None
+    batch: int | None = None
+    runs: int = 200
+    warmup: int = 20
+    min_time_s: float = 1.0
+    warmup_time_s: float = 0.0
+    input: str = "random"
+    device: str = "cpu"
+
+    def args(self, threads: int, batch: int, input_path: str) -> list[str]:
+        return [
+            *("--threads", str(threads), "--batch", str(batch), "--runs", str(self.runs)),
+            *("--warmup", str(self.warmup), "--min-time", str(self.min_time_s)),
+            *("--warmup-time", str(self.warmup_time_s), "--input", input_path),
+        ]
+
+
+CALIBRATION_IMAGES = 64
+
+
+def calibration_input(run: Path, manifest: Manifest, out: Path) -> Path:
+    """Save real calibration images for the runners: raw uint8 at the model size, else normalised float32."""
+    from edgedistill.pipeline.context import load_context  # lazy: loads the task data (and torch)
+
+    ctx = load_context(run)
+    raw = ctx.data.calibration(CALIBRATION_IMAGES, seed=0).images
+    if tuple(raw.shape[1:]) != tuple(manifest.input.shape[1:]):
+        import torch
+
+        raw = ctx.pre(torch.from_numpy(raw)).numpy().astype(np.float32)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to the temp name
+            np.save(f, raw, allow_pickle=False)
+
+    return atomic_write(out, write)
 
 
 def bench_run(
@@ -26,13 +71,14 @@ def bench_run(
     *,
     artifact: Path | None = None,
     budget: Path | None = None,
-    threads: int | None = None,
-    runs: int = 200,
-    warmup: int = 20,
-    batch: int | None = None,
+    options: BenchOptions | None = None,
     reference: bool = True,
+    widths: bool = False,
 ) -> dict[str, Any]:
     """Benchmark the budget's artifact (or `artifact`), plus FP32 ONNX and torch eager references.
+
+    The artifact runs on `options.device`; the references on the CPU. With `widths`, every uniform
+    width of the bank is also timed (`bench_widths`, for the report's accuracy-vs-latency plot).
 
     Returns:
         The record written to `<artifact>/bench.json`: results per runtime, checks and verdict.
@@ -45,10 +91,17 @@ def bench_run(
     if not (Path(target) / "manifest.json").is_file():
         raise BenchError(f"{target}: no exported artifact; run `edgedistill export --run {rd.root}` first")
     manifest = read_manifest(Path(target), verify=True)
-    t = threads or resolved.budget.target.threads
-    b = batch or resolved.budget.input.batch
-    args = _timing_args(t, runs, warmup, b)
-    results = [run_isolated("edgedistill.bench.runner", [str(target), *args], threads=t)]
+    opts = options or BenchOptions()
+    t = opts.threads or resolved.budget.target.threads
+    b = opts.batch or resolved.budget.input.batch
+    input_path = opts.input
+    if opts.input == "calibration":
+        input_path = str(calibration_input(rd.root, manifest, Path(target) / "bench" / "calibration-input.npy"))
+    args = opts.args(t, b, input_path)
+    device = ["--device", opts.device]
+    results = [run_isolated("edgedistill.bench.runner", [str(target), *args, *device], threads=t)]
+    if input_path.endswith(".npy") and np.load(input_path, mmap_mode="r").dtype == np.uint8:
+        args = opts.args(t, b, "random")  # the references take inputs without the pre-processing step
     if reference:
         fp32 = rd.export_dir(FP32_TARGET)
         if manifest.precision != "fp32" and (fp32 / "manifest.json").is_file():
@@ -82,6 +135,11 @@ def bench_run(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_json(Path(target) / "bench.json", record)
+    if widths:
+        from edgedistill.pipeline.bench_widths import bench_widths
+
+        inp = resolved.budget.input
+        record["widths"] = bench_widths(rd.root, (inp.channels, inp.height, inp.width), opts.args(t, 1, "random"), t)
     return record
 
 

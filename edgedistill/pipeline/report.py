@@ -1,0 +1,58 @@
+"""The `report` stage: merge a run's JSON into report.md + report.json + PNGs, with the budget verdict."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgedistill.io import atomic_write_json, atomic_write_text
+from edgedistill.report.markdown import render_markdown
+from edgedistill.report.merge import merge_run
+from edgedistill.report.plots import latency_plot, pareto_plot
+
+
+def _latency_limit(report: dict[str, Any]) -> tuple[str, float] | None:
+    """The budget's first latency limit (statistic, ms), for the plots' budget line."""
+    limits = ((report.get("budget") or {}).get("limits") or {}).get("latency_ms") or {}
+    set_limits = [(k, v) for k, v in limits.items() if v is not None]
+    return set_limits[0] if set_limits else None
+
+
+def write_report(run: Path, out: Path | None = None, budget: Path | None = None) -> dict[str, Any]:
+    """Write `report.md`, `report.json` and the plots to `out` (default `runs/NAME/report/`).
+
+    Returns:
+        The report dict (as in report.json) with `paths` of what was written.
+
+    Raises:
+        ConfigError: The run folder does not exist.
+    """
+    report = merge_run(run, budget)
+    out = Path(out) if out is not None else Path(run) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    limit = _latency_limit(report)
+    plots: dict[str, str] = {}
+    if latency_plot(report["latency"], out / "latency.png", limit) is not None:
+        plots["latency histogram and CDF per runtime"] = "latency.png"
+    if pareto_plot(report, out / "pareto.png", limit) is not None:
+        plots["accuracy vs latency: widths and precisions, budget line"] = "pareto.png"
+    for name, what in (("latency.png", "per-call latency plots"), ("pareto.png", "Pareto plot")):
+        if name not in plots.values():
+            report["missing"].append(f"{what} (no data: needs bench results with per-call times / accuracies)")
+            (out / name).unlink(missing_ok=True)  # never leave a stale figure from an earlier report
+    report["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["paths"] = {
+        "markdown": str(out / "report.md"),
+        "json": str(out / "report.json"),
+        "plots": [str(out / p) for p in plots.values()],
+    }
+    stored = {**report, "latency": [{k: v for k, v in r.items() if k != "times_ms"} for r in report["latency"]]}
+    if stored.get("widths"):
+        stored["widths"] = {
+            **stored["widths"],
+            "widths": [{k: v for k, v in w.items() if k != "times_ms"} for w in stored["widths"].get("widths", [])],
+        }
+    atomic_write_json(out / "report.json", stored)
+    atomic_write_text(out / "report.md", render_markdown(report, plots))
+    return stored

@@ -1,0 +1,164 @@
+"""`report.md` from a merged report dict (see `merge_run`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _verdict_lines(report: dict[str, Any]) -> list[str]:
+    budget = report.get("budget")
+    if budget is None:
+        return ["**Verdict: UNKNOWN** (no budget)", ""]
+    lines = [
+        f"**Verdict: {report['verdict']}** against budget `{budget['name']}` ({budget.get('description', '')}), "
+        f"artifact `{report['budget_target']}`.",
+        "",
+    ]
+    rows = []
+    for c in report["checks"]:
+        measured = "–" if c["value"] is None else f"{c['value']:.3f} {c['unit']}"
+        margin = "–" if c["margin_pct"] is None else f"{c['margin_pct']:+.1f}%"
+        verdict = ("PASS" if c["passed"] else "FAIL") + (f" ({c['note']})" if c["note"] else "")
+        rows.append([c["name"], f"{c['limit']:g} {c['unit']}", measured, margin, verdict])
+    return [*lines, *_table(["limit", "budget", "measured", "margin", "verdict"], rows), ""]
+
+
+def _train_lines(train: dict[str, Any] | None, search: dict[str, Any] | None) -> list[str]:
+    lines = ["## Training and search", ""]
+    if train is None:
+        return [*lines, "No training record (train.json).", ""]
+    data = train.get("data") or {}
+    lines.append(
+        f"Task `{train.get('task')}`, student `{train.get('family')}`, distiller `{train.get('distiller')}`, "
+        f"{train.get('steps')} steps in {_f(train.get('train_seconds'), 0)} s; {data.get('labeled')} labeled, "
+        f"{data.get('unlabeled')} unlabeled, {data.get('test')} test images."
+    )
+    lines.append("")
+    teachers = train.get("teachers") or []
+    if teachers:
+        rows = [
+            [f"`{t['source']}`", _f(t.get("score"), 3), _f(t.get("alpha"), 3), _f(t.get("test_accuracy"))]
+            for t in teachers
+        ]
+        lines += [*_table(["teacher", "score", "α", "test top-1 %"], rows), ""]
+    widths = train.get("width_accuracy") or {}
+    if widths:
+        lines += [*_table(["width", *widths], [["test top-1 %", *(_f(v) for v in widths.values())]]), ""]
+    chosen = (search or {}).get("chosen") or train.get("chosen")
+    if chosen:
+        lines.append(
+            f"Chosen subnet: widths {chosen.get('config')} (channels {chosen.get('channels')}), "
+            f"{chosen.get('macs', 0) / 1e6:.2f} M MACs, {chosen.get('params', 0) / 1e6:.3f} M params"
+            + (f"; {search['feasible']} of {search['evaluated']} configs fit." if search else ".")
+        )
+        lines.append("")
+    return lines
+
+
+def _export_lines(exports: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Exports", ""]
+    if not exports:
+        return [*lines, "No exported artifacts.", ""]
+    rows = []
+    for e in exports:
+        acc, cost, cal = e.get("accuracy") or {}, e.get("cost") or {}, e.get("calibration") or {}
+        rows.append(
+            [
+                e["target"],
+                _f(acc.get("fp32")),
+                _f(acc.get("quantized")),
+                _f(acc.get("drop_pts")),
+                _f(acc.get("agreement")),
+                _f(cost.get("macs", 0) / 1e6),
+                _f(cost.get("params", 0) / 1e6, 3),
+                str(cal.get("count", "–")),
+            ]
+        )
+    header = [
+        "artifact",
+        "FP32 top-1 %",
+        "quantized top-1 %",
+        "drop pts",
+        "agreement %",
+        "MACs M",
+        "params M",
+        "calibration images",
+    ]
+    return [*_table(header, rows), ""]
+
+
+def _latency_lines(latency: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Latency", ""]
+    if not latency:
+        return [*lines, "Not measured (run `edgedistill bench`).", ""]
+    rows = []
+    for r in latency:
+        s = r["stats"]
+        rows.append(
+            [
+                r["timed"],
+                r["label"],
+                f"{r.get('threads')}/{r.get('batch')}",
+                *(_f(s[k], 3) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")),
+                _f(s.get("throughput_ips"), 0),
+                _f(r.get("peak_rss_mb"), 0),
+                _f((r.get("model_size_bytes") or 0) / 1e6, 3),
+                f"{_f(r.get('load_ms'), 0)} + {_f(r.get('first_inference_ms'))}",
+            ]
+        )
+    header = [
+        "timed",
+        "runtime",
+        "threads/batch",
+        "p50",
+        "p90",
+        "p99",
+        "mean",
+        "std",
+        "min",
+        "max",
+        "img/s",
+        "peak RSS MB",
+        "size MB",
+        "load + first ms",
+    ]
+    lines += [*_table(header, rows), ""]
+    splits = [r for r in latency if r.get("split")]
+    if splits:
+        rows = [
+            [r["timed"], r["label"], *(_f(r["split"][k]["p50"], 3) for k in ("pre", "infer", "post"))] for r in splits
+        ]
+        lines += [
+            "Pre-processing / inference / post-processing, p50 ms:",
+            "",
+            *_table(["artifact", "runtime", "pre", "infer", "post"], rows),
+            "",
+        ]
+    machine = latency[0].get("machine") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in (latency[0].get("versions") or {}).items())
+    lines.append(
+        f"Machine: {machine.get('cpu')} ({machine.get('usable_cores')} usable cores, governor "
+        f"{machine.get('governor')}), {machine.get('platform')}; {versions}."
+    )
+    return [*lines, ""]
+
+
+def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
+    """The whole report.md; `plots` maps a caption to a PNG path relative to the report."""
+    lines = [f"# Report: {report['run']}", "", *_verdict_lines(report)]
+    lines += _train_lines(report.get("train"), report.get("search"))
+    lines += _export_lines(report.get("exports", []))
+    lines += _latency_lines(report.get("latency", []))
+    for caption, rel in plots.items():
+        lines += [f"![{caption}]({rel})", ""]
+    if report.get("missing"):
+        lines += ["## Missing parts", "", *(f"- {m}" for m in report["missing"]), ""]
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""Merge a run's JSON files (train, search, export manifests, bench records) into one report dict.
+
+Every part is optional: a missing or unreadable file is listed under `missing` and the rest is
+still reported. The budget verdict is recomputed from the budget in force and the bench record of
+the budget's artifact; a limit without a measurement fails (see `check_budget`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgedistill.bench.verdict import LimitCheck, check_budget, overall
+from edgedistill.budget.spec import ResolvedBudget
+from edgedistill.errors import ConfigError, EdgedistillError
+from edgedistill.pipeline.context import run_budget
+from edgedistill.pipeline.rundir import RunDir
+
+# Kept from train.json: everything but the loss history (long; the report plots latency, not training curves).
+TRAIN_KEYS = (
+    "task",
+    "budget",
+    "data",
+    "distiller",
+    "teachers",
+    "family",
+    "steps",
+    "train_seconds",
+    "width_accuracy",
+    "chosen",
+)
+
+
+def _read_json(path: Path, missing: list[str], what: str) -> Any:
+    """The parsed file, or None with a note in `missing`."""
+    if not path.is_file():
+        missing.append(f"{what} ({path.name} not found)")
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        missing.append(f"{what} ({path}: unreadable: {e})")
+        return None
+
+
+def _result_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """A runner result without its per-call times (those go to the plots only)."""
+    return {k: v for k, v in result.items() if k != "times_ms"}
+
+
+def _label(result: dict[str, Any]) -> str:
+    device = result.get("device", "cpu")
+    return f"{result['runtime']} {result['precision']}" + ("" if device == "cpu" else f" ({device})")
+
+
+def _exports(rd: RunDir, missing: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per artifact: manifest summary; and every latency result found (bench.json and device-runner files)."""
+    exports, latencies = [], []
+    folders = sorted(p for p in (rd.root / "export").glob("*") if p.is_dir()) if (rd.root / "export").is_dir() else []
+    if not folders:
+        missing.append("export (no runs/NAME/export/*/manifest.json)")
+    for folder in folders:
+        manifest = _read_json(folder / "manifest.json", missing, f"export {folder.name}")
+        if manifest is None:
+            continue
+        bench = _read_json(folder / "bench.json", [], "bench") if (folder / "bench.json").is_file() else None
+        exports.append(
+            {
+                "target": folder.name,
+                "runtime": manifest.get("runtime"),
+                "precision": manifest.get("precision"),
+                "accuracy": manifest.get("accuracy"),
+                "cost": manifest.get("cost"),
+                "calibration": manifest.get("calibration"),
+                "fallback": manifest.get("fallback"),
+                "bench": None if bench is None else {k: bench.get(k) for k in ("budget", "verdict", "command")},
+            }
+        )
+        results = list(bench["results"]) if bench else []
+        results += [r for r in (_read_json(p, [], "") for p in sorted((folder / "bench").glob("*.json"))) if r]
+        for r in results:
+            if isinstance(r, dict) and "stats" in r and "runtime" in r:
+                timed = Path(str(r.get("artifact", ""))).name  # the reference's own artifact or subnet file
+                latencies.append({"target": folder.name, "timed": timed, "label": _label(r), **r})
+    if folders and not latencies:
+        missing.append("bench (no bench.json; run `edgedistill bench`)")
+    return exports, latencies
+
+
+def _main_result(latencies: list[dict[str, Any]], target: str) -> dict[str, Any] | None:
+    """The budget artifact's own timing: first result of its bench.json (its runtime and precision)."""
+    own = [r for r in latencies if r["target"] == target and r["timed"] == target]
+    return own[0] if own else None
+
+
+def _checks(resolved: ResolvedBudget, exports: list[dict[str, Any]], main: dict[str, Any] | None) -> list[LimitCheck]:
+    target = resolved.recipe.target
+    cost = next((e["cost"] for e in exports if e["target"] == target and e.get("cost")), None)
+    return check_budget(
+        resolved.budget.limits,
+        latency=None if main is None else main["stats"],
+        macs=None if cost is None else cost.get("macs"),
+        params=None if cost is None else cost.get("params"),
+        peak_rss_mb=None if main is None else main.get("peak_rss_mb"),
+    )
+
+
+def merge_run(run: Path, budget: Path | None = None) -> dict[str, Any]:
+    """Collect everything known about `run` into one dict (see module docstring).
+
+    Returns:
+        Keys: run, budget, train, search, exports, latency (results with `times_ms`), widths, checks,
+        verdict ("PASS", "FAIL", or "UNKNOWN" without a budget), missing.
+
+    Raises:
+        ConfigError: `run` is not a directory.
+    """
+    rd = RunDir(Path(run))
+    if not rd.root.is_dir():
+        raise ConfigError(f"{rd.root}: run folder not found")
+    missing: list[str] = []
+    train = _read_json(rd.train_json, missing, "train")
+    search = _read_json(rd.search_json, missing, "search")
+    widths = _read_json(rd.root / "bench" / "widths.json", [], "widths") if (rd.root / "bench").is_dir() else None
+    exports, latencies = _exports(rd, missing)
+    resolved: ResolvedBudget | None = None
+    try:
+        resolved = run_budget(rd, budget)
+    except EdgedistillError as e:
+        missing.append(f"budget ({e})")
+    checks: list[LimitCheck] = []
+    main = None
+    if resolved is not None:
+        main = _main_result(latencies, resolved.recipe.target)
+        checks = _checks(resolved, exports, main)
+    return {
+        "run": str(rd.root),
+        "budget": None if resolved is None else resolved.budget.model_dump(mode="json"),
+        "budget_target": None if resolved is None else resolved.recipe.target,
+        "train": None if train is None else {k: train.get(k) for k in TRAIN_KEYS if k in train},
+        "search": search,
+        "exports": exports,
+        "latency": latencies,
+        "main_result": None if main is None else _result_summary(main),
+        "widths": widths,
+        "checks": [c.__dict__ for c in checks],
+        "verdict": "UNKNOWN" if resolved is None else ("PASS" if overall(checks) else "FAIL"),
+        "missing": missing,
+    }
