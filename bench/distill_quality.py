@@ -178,12 +178,15 @@ def cost(budget: Path, task: Path, steps: int, device: str) -> dict[str, Any]:
     }
 
 
-def free_budget(budget: Path) -> Path:
-    """`budget` without MAC/parameter limits, so that the full-width student is always the chosen net."""
+def free_budget(budget: Path, input_size: int | None) -> Path:
+    """`budget` without MAC/parameter limits, so that the full-width student is always the chosen net; the
+    student's input resized to `input_size` when given."""
     spec = yaml.safe_load(budget.read_text())
     spec["limits"] = {k: v for k, v in spec.get("limits", {}).items() if k not in {"macs_m", "params_m"}}
+    if input_size:
+        spec["input"] |= {"height": input_size, "width": input_size}
     spec["target"]["recipe"] = str((budget.parent / spec["target"]["recipe"]).resolve())
-    path = WORK / f"{budget.stem}-no-size-limits.yaml"
+    path = WORK / f"{budget.stem}-no-size-limits-{input_size or 'same'}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
@@ -194,7 +197,7 @@ def run(args: argparse.Namespace, save: Callable[[dict[str, Any]], None]) -> dic
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "runs").mkdir(exist_ok=True)
     if args.num_sampled == 1:
-        args.budget = free_budget(args.budget)
+        args.budget = free_budget(args.budget, args.input_size)
     res: dict[str, Any] = {"rows": [], "transfer": [], "cost": []}
     rows, transfer, costs = res["rows"], res["transfer"], res["cost"]
     tasks = [(None if str(t) == "demo" else t) for t in args.tasks]
@@ -294,6 +297,8 @@ def main() -> None:
     p.add_argument("--transfer-test", type=int, default=1000, help="test images for the teachers' transfer accuracy")
     p.add_argument("--cost", action="store_true", help="also time an epoch: cache vs plain CE vs online teachers")
     p.add_argument("--cost-steps", type=int, default=40)
+    p.add_argument("--input-size", type=int, default=None, help="student input side (default: the budget's)")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, help="only merge these result JSONs into --out")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "distill_quality")
     args = p.parse_args()
@@ -309,7 +314,14 @@ def main() -> None:
         args.out.with_suffix(".json").write_text(json.dumps({"command": command, "machine": machine} | res, indent=1))
         args.out.with_suffix(".md").write_text(markdown(res, command, machine))
 
-    print(markdown(run(args, save), command, machine))
+    if args.merge:
+        parts = [json.loads(f.read_text()) for f in args.merge]
+        res = {k: [x for part in parts for x in part[k]] for k in ("rows", "transfer", "cost")}
+        command = "; ".join(part["command"] for part in parts)
+        save(res)
+    else:
+        res = run(args, save)
+    print(markdown(res, command, machine))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ student:
   divisor: 8
   options: {base_channels: [16, 32, 64]}
 train: {steps: 60, num_sampled: 3, batch_labeled: 32, batch_unlabeled: 64, warmup_steps: 5,
-        checkpoint_every: 20, bn_calibration_images: 500, channels_last: true}
+        checkpoint_every: 20, bn_calibration_images: 500, channels_last: true, bank: {loss: inplace}}
 """
 
 

@@ -100,7 +100,7 @@ def bench_run(
     args = opts.args(t, b, input_path)
     device = ["--device", opts.device]
     results = [run_isolated("edgedistill.bench.runner", [str(target), *args, *device], threads=t)]
-    if input_path.endswith(".npy") and np.load(input_path, mmap_mode="r").dtype == np.uint8:
+    if input_path.endswith(".npy") and np.load(input_path, mmap_mode="r", allow_pickle=False).dtype == np.uint8:
         args = opts.args(t, b, "random")  # the references take inputs without the pre-processing step
     if reference:
         fp32 = rd.export_dir(FP32_TARGET)
