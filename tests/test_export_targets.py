@@ -181,7 +181,7 @@ class ConstantCalibration(ExportJob):
 
 
 def test_guard_catches_bad_calibration_and_fallback_fixes_it(job: Callable[..., ExportJob]) -> None:
-    with pytest.raises(ExportError, match=r"pts below FP32 .*max_int8_drop_pts 1\.0; try --fallback auto$"):
+    with pytest.raises(ExportError, match=rf"pts below FP32 .*max_int8_drop_pts {MAX_DROP}; try --fallback auto$"):
         _export(job, "onnxruntime-int8", cls=ConstantCalibration)
     m, out = _export(job, "onnxruntime-int8", cls=ConstantCalibration, fallback="auto")
     f = m.fallback
