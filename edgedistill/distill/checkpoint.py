@@ -28,6 +28,8 @@ def save_checkpoint(folder: Path, step: int, state: dict[str, Any], keep: int) -
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
         sidecar_path(old).unlink(missing_ok=True)
+    for stale in folder.glob(".step-*.tmp"):  # temp files of a process killed mid-write (only one writer per run)
+        stale.unlink(missing_ok=True)
     return path
 
 
