@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgedistill.distill.config import UdonConfig
+from edgedistill.errors import ConfigError
 from edgedistill.registry import Registry
 
 
@@ -67,3 +69,31 @@ class LossProportional(DomainSampler):
             return super().probabilities()
         d = self.num_domains
         return (1.0 - self.floor) * scores / scores.sum() + self.floor / d
+
+
+DOMAIN_LOSS_KEYS = ("kd", "seed", "seed_sub", "inplace_sub")
+"""Logged terms the domain sampler reads, first present: teacher-vs-student KD, else the bank's disagreement."""
+
+
+def domain_loss(logs: dict[str, float]) -> float:
+    """The loss a step reports to the domain sampler (see DOMAIN_LOSS_KEYS)."""
+    return next((logs[k] for k in DOMAIN_LOSS_KEYS if k in logs), 0.0)
+
+
+def domain_sampler(
+    cfg: UdonConfig, domains: np.ndarray | None, num_unlabeled: int
+) -> tuple[DomainSampler | None, list[torch.Tensor]]:
+    """The configured sampler and each domain's unlabeled-image indices; (None, []) without domains.
+
+    Raises:
+        ConfigError: `domains` is not one index >= 0 per unlabeled image, or a domain has no image.
+    """
+    if domains is None:
+        return None, []
+    domains = np.asarray(domains)
+    if domains.shape != (num_unlabeled,) or domains.min() < 0:
+        raise ConfigError(f"domains: need one index >= 0 per unlabeled image ({num_unlabeled}), got {domains.shape}")
+    pools = [torch.from_numpy(np.flatnonzero(domains == d)) for d in range(int(domains.max()) + 1)]
+    if any(len(p) == 0 for p in pools):
+        raise ConfigError("domains: every index 0..D-1 needs at least one unlabeled image")
+    return DOMAIN_SAMPLERS.get(cfg.sampler)(len(pools), cfg.beta, cfg.floor, cfg.window), pools

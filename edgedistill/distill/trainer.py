@@ -21,7 +21,7 @@ from edgedistill.distill.bank_loss import BANK_LOSSES, BankLoss, BankOutputs
 from edgedistill.distill.checkpoint import load_latest, save_checkpoint
 from edgedistill.distill.config import TrainConfig
 from edgedistill.distill.distillers import DISTILLERS, Distiller, StepBatch
-from edgedistill.distill.domains import DOMAIN_SAMPLERS, DomainSampler
+from edgedistill.distill.domains import domain_loss, domain_sampler
 from edgedistill.distill.losses import weighted_sum
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
@@ -194,7 +194,7 @@ def distill(
         raise ConfigError(f"train.bank.tri_head: distiller '{cfg.distiller}' has no bank loss to train C_a with")
     gen = torch.Generator().manual_seed(cfg.seed)
     sampler, pools = (
-        _domain_sampler(cfg, domains, len(data.unlabeled)) if _uses_unlabeled(distiller, cfg) else (None, [])
+        domain_sampler(cfg.udon, domains, len(data.unlabeled)) if _uses_unlabeled(distiller, cfg) else (None, [])
     )
     ckpt_dir = out_dir / "checkpoint"
     start, resumed_from, history = 0, None, []
@@ -255,7 +255,7 @@ def distill(
             scaler.update()
             sched.step()
             if sampler is not None and domain is not None:
-                sampler.update(domain, _domain_loss(logs))
+                sampler.update(domain, domain_loss(logs))
                 logs |= {f"p_domain{d}": float(p) for d, p in enumerate(sampler.probabilities())}
             for k, value in logs.items():
                 window.setdefault(k, []).append(value)
@@ -294,29 +294,6 @@ def distill(
 def _uses_unlabeled(distiller: Distiller, cfg: TrainConfig) -> bool:
     """Whether steps draw unlabeled images (and so can be drawn per domain)."""
     return distiller.uses_unlabeled and cfg.batch_unlabeled > 0
-
-
-DOMAIN_LOSS_KEYS = ("kd", "seed", "seed_sub", "inplace_sub")
-"""Logged terms the domain sampler reads, first present: teacher-vs-student KD, else the bank's disagreement."""
-
-
-def _domain_loss(logs: dict[str, float]) -> float:
-    return next((logs[k] for k in DOMAIN_LOSS_KEYS if k in logs), 0.0)
-
-
-def _domain_sampler(
-    cfg: TrainConfig, domains: np.ndarray | None, num_unlabeled: int
-) -> tuple[DomainSampler | None, list[torch.Tensor]]:
-    if domains is None:
-        return None, []
-    domains = np.asarray(domains)
-    if domains.shape != (num_unlabeled,) or domains.min() < 0:
-        raise ConfigError(f"domains: need one index >= 0 per unlabeled image ({num_unlabeled}), got {domains.shape}")
-    pools = [torch.from_numpy(np.flatnonzero(domains == d)) for d in range(int(domains.max()) + 1)]
-    if any(len(p) == 0 for p in pools):
-        raise ConfigError("domains: every index 0..D-1 needs at least one unlabeled image")
-    u = cfg.udon
-    return DOMAIN_SAMPLERS.get(u.sampler)(len(pools), u.beta, u.floor, u.window), pools
 
 
 def _progress(show: bool) -> Progress:
