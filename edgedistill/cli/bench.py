@@ -31,7 +31,7 @@ def bench(
 ) -> None:
     """Time the artifact in its own process (and references in theirs), print tails and the verdict."""
     from edgedistill.bench.table import latency_table, verdict_table
-    from edgedistill.cli.console import console
+    from edgedistill.cli.console import console, print_verdict
     from edgedistill.pipeline.bench import BenchOptions, bench_run, checks_of
 
     if run is None and artifact is None:
@@ -65,10 +65,7 @@ def bench(
     for w in rec.get("widths", {}).get("widths", []):
         con.print(f"width {w['width']:g}: top-1 {w['accuracy']:.2f}%, onnxruntime fp32 p50 {w['stats']['p50']:.3f} ms")
     con.print(verdict_table(checks_of(rec), title=f"budget {rec['budget']}"))
-    color = "green" if rec["verdict"] == "PASS" else "red"
-    con.print(f"verdict: [bold {color}]{rec['verdict']}[/]   report: {Path(rec['artifact']) / 'bench.json'}")
-    if fail_on_budget and rec["verdict"] != "PASS":
-        raise typer.Exit(1)
+    print_verdict(rec["verdict"], f"report: {Path(rec['artifact']) / 'bench.json'}", fail_on_budget)
 
 
 def register(app: typer.Typer) -> None:
