@@ -121,11 +121,9 @@ def teacher_transfer(task: Path, transfer_test: int, device: str) -> dict[str, A
     }
 
 
-def online_teacher_seconds(task: Path, active: list[str], batch: int, device: str, repeats: int = 5) -> float:
-    """Seconds per step to run the `active` teachers (those with α > 0) on a batch of unlabeled images."""
-    cfg, base = load_task(task)
-    data = build_task_data(cfg.data, base)
-    x = torch.from_numpy(data.unlabeled.images[:batch]).to(device)
+def online_teacher_seconds(images: np.ndarray, active: list[str], base: Path, device: str, repeats: int = 5) -> float:
+    """Seconds per step to run the `active` teachers (those with α > 0) on one batch of uint8 `images`."""
+    x = torch.from_numpy(images).to(device)
     teachers = [load_teacher(s, device, base) for s in active]
     for t in teachers:
         t.predict(x)  # warm-up
@@ -140,10 +138,10 @@ def cost(budget: Path, task: Path, steps: int, device: str) -> dict[str, Any]:
     """Time per epoch of the unlabeled pool (batch_unlabeled images per step): distill-weighted reading the cache,
     plain CE on a labeled batch of the same size (labeled + unlabeled images per step), and the cached step plus
     running the active teachers on every batch (online)."""
-    cfg, _ = load_task(task)
+    cfg, base = load_task(task)
     tr = cfg.train
-    n_u = len(build_task_data(cfg.data, load_task(task)[1]).unlabeled)
-    steps_per_epoch = n_u / tr.batch_unlabeled
+    unlabeled = build_task_data(cfg.data, base).unlabeled.images
+    steps_per_epoch = len(unlabeled) / tr.batch_unlabeled
     secs, active = {}, []
     for name, updates in {
         "distill-weighted (cache)": {"distiller": "distill-weighted"},
@@ -166,7 +164,7 @@ def cost(budget: Path, task: Path, steps: int, device: str) -> dict[str, Any]:
         secs[name] = s["train_seconds"] / steps
         active += [t["source"] for t in s["teachers"] if t["alpha"] > 0]
     secs["distill-weighted (online teachers)"] = secs["distill-weighted (cache)"] + online_teacher_seconds(
-        task, active, tr.batch_unlabeled, device
+        unlabeled[: tr.batch_unlabeled], active, base, device
     )
     base = secs["ce-only (same batch)"]
     return {
