@@ -168,8 +168,11 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=[*BANKS, "alone"], choices=[*BANKS, "alone"])
     p.add_argument("--steps", type=int, default=None, help="override the task's train.steps")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bank_quality")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     command = "python bench/bank_quality.py " + " ".join(sys.argv[1:])
     machine = machine_info()

@@ -298,9 +298,10 @@ def main() -> None:
     p.add_argument("--input-size", type=int, default=None, help="student input side (default: the budget's)")
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="only merge these result JSONs into --out")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (1: two benchmarks side by side)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "distill_quality")
     args = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     command = "python bench/distill_quality.py " + " ".join(sys.argv[1:])
     machine = (
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {platform.platform()}, "

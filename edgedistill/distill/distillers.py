@@ -181,12 +181,17 @@ class SingleKD(TeacherKD):
         return np.eye(len(scores))[i]
 
 
-@DISTILLERS.register("distill-nearest")
-class DistillNearest(TeacherKD):
-    """DistillNearest: KD + feature regression from the teacher with the highest task similarity."""
+class BorupKD(TeacherKD):
+    """Borup et al.'s distillers: KD on the teachers' target-head pseudo-labels + per-teacher feature regression;
+    subclasses only choose the teacher weights."""
 
     feature_loss = True
     pseudo_labels = "head"
+
+
+@DISTILLERS.register("distill-nearest")
+class DistillNearest(BorupKD):
+    """DistillNearest: KD + feature regression from the teacher with the highest task similarity."""
 
     @classmethod
     def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
@@ -194,11 +199,8 @@ class DistillNearest(TeacherKD):
 
 
 @DISTILLERS.register("distill-weighted")
-class DistillWeighted(TeacherKD):
+class DistillWeighted(BorupKD):
     """DistillWeighted: α = softmax(s / γ) over the top-k teachers by similarity; KD + feature regression."""
-
-    feature_loss = True
-    pseudo_labels = "head"
 
     @classmethod
     def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
