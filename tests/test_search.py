@@ -30,7 +30,7 @@ from edgedistill.search import (
 )
 from edgedistill.search.blocks import BlockKeys, blocks_of, distinct_blocks, plain_net
 from edgedistill.search.lut import bank_signature
-from edgedistill.search.upem import Outputs, Reference
+from edgedistill.search.upem import Outputs, Reference, ensemble_reference, uniform_configs
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (1, 1, 28, 28)
@@ -328,3 +328,21 @@ def test_config_outputs_expose_the_ostc_heads_of_a_tri_head_bank() -> None:
         torch.randn(6, 1, 28, 28),
     )
     assert plain((1.0, 1.0, 1.0)).heads is None
+
+
+def test_config_outputs_run_each_config_once() -> None:
+    """The ensemble reference's uniform configs are not run again when the search scores them."""
+    from edgedistill.search.upem import ConfigOutputs
+
+    torch.manual_seed(0)
+    bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 16, 16))
+    outputs = ConfigOutputs(bank, torch.randn(16, 1, 28, 28), torch.randn(12, 1, 28, 28))
+    calls = []
+    bank.classifier.register_forward_hook(lambda *_: calls.append(1))
+    ensemble_reference(outputs, uniform_configs(bank))
+    runs = len(calls)
+    first = outputs((0.5, 0.5, 0.5)).logits
+    assert len(calls) == runs and runs > 0  # a uniform config: kept from the reference
+    outputs((0.25, 1.0, 0.5))
+    assert len(calls) > runs
+    assert torch.equal(outputs((0.5, 0.5, 0.5)).logits, first)

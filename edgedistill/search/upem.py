@@ -81,6 +81,9 @@ def neg_discrepancy(out: Outputs, ref: Reference) -> float:
 class ConfigOutputs:
     """Outputs of any config of a bank on fixed unlabeled images, BatchNorm recalibrated per config.
 
+    Each config is run once: the outputs are kept (a few KB each), so the ensemble reference's uniform configs are
+    not run again when a strategy scores them.
+
     Args:
         bank: The slimmable bank (its active config and BN statistics are changed).
         bn_images: Normalised unlabeled images for BN recalibration.
@@ -94,8 +97,15 @@ class ConfigOutputs:
         self.bank = bank
         self.bn = [bn_images[i : i + batch] for i in range(0, len(bn_images), batch)]
         self.eval = [eval_images[i : i + batch] for i in range(0, len(eval_images), batch)]
+        self.seen: dict[tuple[float, ...], Outputs] = {}
 
     def __call__(self, config: Sequence[float]) -> Outputs:
+        key = tuple(config)
+        if key not in self.seen:
+            self.seen[key] = self._run(key)
+        return self.seen[key]
+
+    def _run(self, config: Sequence[float]) -> Outputs:
         recalibrate_bn(self.bank, self.bn, config=config, max_images=sum(len(b) for b in self.bn))
         self.bank.eval()
         logits, heads = [], []
