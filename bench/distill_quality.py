@@ -180,10 +180,10 @@ def cost(budget: Path, task: Path, steps: int, device: str) -> dict[str, Any]:
 
 
 def free_budget(budget: Path, input_size: int | None) -> Path:
-    """`budget` without MAC/parameter limits, so that the full-width student is always the chosen net; the
-    student's input resized to `input_size` when given."""
+    """`budget` without MAC, parameter and latency limits, so that the full-width student is always the chosen net
+    (and the search never times it); the student's input resized to `input_size` when given."""
     spec = yaml.safe_load(budget.read_text())
-    spec["limits"] = {k: v for k, v in spec.get("limits", {}).items() if k not in {"macs_m", "params_m"}}
+    spec["limits"] = {k: v for k, v in spec.get("limits", {}).items() if k not in {"macs_m", "params_m", "latency_ms"}}
     if input_size:
         spec["input"] |= {"height": input_size, "width": input_size}
     spec["target"]["recipe"] = str((budget.parent / spec["target"]["recipe"]).resolve())
