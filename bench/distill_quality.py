@@ -223,6 +223,13 @@ def run(args: argparse.Namespace, save: Callable[[dict[str, Any]], None]) -> dic
     return res
 
 
+def merged(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries of several result files, one per (task, labels, seed, method): a later file's entry replaces an
+    earlier one (a rerun replaces a partial or older run)."""
+    keyed = {tuple(e.get(k) for k in ("task", "labels_per_class", "seed", "method", "steps_timed")): e for e in entries}
+    return list(keyed.values())
+
+
 def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
@@ -319,7 +326,7 @@ def main() -> None:
 
     if args.merge:
         parts = [json.loads(f.read_text()) for f in args.merge]
-        res = {k: [x for part in parts for x in part[k]] for k in ("rows", "transfer", "cost")}
+        res = {k: merged([x for part in parts for x in part[k]]) for k in ("rows", "transfer", "cost")}
         command = "; ".join(part["command"] for part in parts)
         save(res)
     else:
