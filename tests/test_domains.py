@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,8 @@ def test_extra_domains_merge_into_one_pool_in_the_target_format() -> None:
     opt = d.unlabeled.images[d.domains == 1]
     assert opt[:, :, :4].max() == 0 and opt[:, :, -4:].max() == 0 and opt[:, :, :, :4].max() == 0
     assert opt[:, :, 4:24, 4:24].max() == 255 and 20 < opt.mean() < 80  # MNIST's pool mean is ~33
+    with pytest.raises(DataError, match="a name per domain"):
+        replace(d, domain_names=["mnist"])
     again = build_task_data(DataConfig(**MNIST, extra_unlabeled=extra))
     assert again.unlabeled.fingerprint() == d.unlabeled.fingerprint()  # seeded
     teacher_cache_key = build_task_data(DataConfig(**MNIST, extra_unlabeled=[])).unlabeled.fingerprint()
@@ -77,6 +80,17 @@ def test_imagefolder_domain_reads_any_depth_and_size(tmp_path: Path) -> None:
     assert len(d.skipped) == 1 and "broken.png" in d.skipped[0]
     with pytest.raises(DataError, match=r"broken\.png: cannot read image.*data\.extra_unlabeled\[0\]\.on_corrupt"):
         build_task_data(DataConfig(**MNIST, extra_unlabeled=[entry | {"on_corrupt": "error"}]), tmp_path)
+
+
+def test_run_copy_of_the_task_gets_absolute_domain_roots(tmp_path: Path) -> None:
+    from edgedistill.pipeline.train import _absolute_root
+    from edgedistill.task import TaskConfig
+
+    extra = [{"source": "imagefolder", "root": "photos"}, {"source": "optdigits"}]
+    cfg = TaskConfig(name="t", data=DataConfig(**MNIST, extra_unlabeled=extra))
+    fixed, _ = _absolute_root(cfg, tmp_path)
+    assert [d.root for d in fixed.data.extra_unlabeled] == [str((tmp_path / "photos").resolve()), None]
+    assert fixed.data.root is None and _absolute_root(fixed, REPO)[0] == fixed
 
 
 def test_imagefolder_domain_must_not_overlap_the_target_folder(tmp_path: Path) -> None:

@@ -63,7 +63,8 @@ class TaskData:
 
     def __post_init__(self) -> None:
         if self.domains is not None and (
-            self.domains.shape != (len(self.unlabeled),) or len(self.domain_names) != int(self.domains.max()) + 1
+            self.domains.shape != (len(self.unlabeled),)
+            or len(self.domain_names) != int(self.domains.max(initial=-1)) + 1
         ):
             raise DataError(
                 f"domains: need one index per unlabeled image ({len(self.unlabeled)}) and a name per domain, got "
