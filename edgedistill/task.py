@@ -72,6 +72,7 @@ def check_names(cfg: TaskConfig, source: str) -> TaskConfig:
     Raises:
         ConfigError: `source: field.path: unknown ... did you mean ...`, before any work starts.
     """
+    from edgedistill.data.domains import UNLABELED_SOURCES
     from edgedistill.data.targets import TARGETS
     from edgedistill.distill.distillers import DISTILLERS
     from edgedistill.distill.multisource import PSEUDO_LABELS
@@ -83,6 +84,10 @@ def check_names(cfg: TaskConfig, source: str) -> TaskConfig:
         raise ConfigError(f"{source}: data.root: required for source 'imagefolder' (train/<class>/, test/<class>/)")
     ms = cfg.train.multisource
     checks: list[tuple[str, Registry[Any], str]] = [("data.source", TARGETS, cfg.data.source)]
+    for i, d in enumerate(cfg.data.extra_unlabeled):
+        checks.append((f"data.extra_unlabeled[{i}].source", UNLABELED_SOURCES, d.source))
+        if d.source == "imagefolder" and not d.root:
+            raise ConfigError(f"{source}: data.extra_unlabeled[{i}].root: required for source 'imagefolder'")
     if cfg.student.family != "auto":
         checks.append(("student.family", STUDENTS, cfg.student.family))
     checks.append(("train.distiller", DISTILLERS, cfg.train.distiller))

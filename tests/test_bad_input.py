@@ -167,6 +167,30 @@ TASK_CASES: dict[str, tuple[str, list[str]]] = {
         ["data.labels_per_class"],
     ),
     "task is a list": ("- name: x\n", ["t.yaml", "expected a mapping"]),
+    **{
+        f"extra domain: {case}": (
+            f"name: x\ndata: {{source: optdigits, labels_per_class: 2, extra_unlabeled: [{entry}]}}\n",
+            needles,
+        )
+        for case, (entry, needles) in {
+            "unknown source": ("{source: mnst}", ["t.yaml", "data.extra_unlabeled[0].source", "did you mean 'mnist'"]),
+            "imagefolder without root": ("{source: imagefolder}", ["t.yaml", "data.extra_unlabeled[0].root"]),
+            "root not found": ("{source: imagefolder, root: nowhere}", ["data.extra_unlabeled[0].root", "not found"]),
+            "zero images": ("{source: mnist, images: 0}", ["t.yaml", "data.extra_unlabeled[0].images"]),
+            "more images than the source": (
+                "{source: usps-samples, images: 5}",
+                ["data.extra_unlabeled[0].images", "5 asked", "has 4"],
+            ),
+            "the target's own data": ("{source: optdigits}", ["data.extra_unlabeled[0].source", "target's own"]),
+            "box larger than the frame": ("{source: mnist, box: 20}", ["data.extra_unlabeled[0].box", "8x8"]),
+            "duplicate name": ("{source: mnist, name: optdigits}", ["data.extra_unlabeled[0].name", "domain 0"]),
+            "unknown key": ("{source: mnist, size: 3}", ["t.yaml", "data.extra_unlabeled[0].size", "unknown key"]),
+        }.items()
+    },
+    "extra domains not a list": (
+        "name: x\ndata: {source: optdigits, extra_unlabeled: usps}\n",
+        ["t.yaml", "data.extra_unlabeled", "valid list"],
+    ),
 }
 
 

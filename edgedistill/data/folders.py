@@ -6,6 +6,7 @@ the run naming the file, or (`data.on_corrupt: skip`) are skipped and returned i
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,14 +31,14 @@ class _Unreadable(Exception):
     """An image file PIL cannot decode (message: why)."""
 
 
-def _read(path: Path, channels: int, size: int | None) -> np.ndarray:
+def _read(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as raw:
             im = raw.convert("L" if channels == 1 else "RGB")  # forces the full decode: truncation shows here
-            if size is not None and im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
+            if size is not None and im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
     # PIL reports broken files as OSError, SyntaxError (some plugins), ValueError or a decompression bomb.
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -70,6 +71,27 @@ def load_image_folder(
         if not in_class:
             raise DataError(f"{root / name}: class folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         files += [(f, label) for f in in_class]
+    images, labels, skipped = decode_images(files, channels, None if size is None else (size, size), on_corrupt)
+    for label, name in enumerate(found):
+        if not (labels == label).any():
+            raise DataError(f"{root / name}: every image in this class is unreadable (see data.on_corrupt)")
+    return FolderImages(ImageSet(images, labels), found, skipped)
+
+
+def decode_images(
+    files: list[tuple[Path, int]],
+    channels: int,
+    size: tuple[int, int] | None,
+    on_corrupt: str = "error",
+    field: str = "data",
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode (file, label) pairs into uint8 (N, C, H, W) and int64 labels; also the skipped files ("path\treason").
+
+    Args:
+        size: (height, width) to resize to; without it, images of different sizes are an error naming one.
+        on_corrupt: "error" (fail naming the file) or "skip".
+        field: the config section named in the errors' hints (`data`, `data.extra_unlabeled[0]`).
+    """
     images: np.ndarray | None = None  # one preallocated array: decoded size, no list-then-stack copy
     labels = np.empty(len(files), dtype=np.int64)
     skipped: list[str] = []
@@ -79,12 +101,12 @@ def load_image_folder(
             arr = _read(f, channels, size)
         except _Unreadable as e:
             if on_corrupt != "skip":
-                hint = "fix or delete it, or set data.on_corrupt: skip"
+                hint = f"fix or delete it, or set {field}.on_corrupt: skip"
                 raise DataError(f"{f}: cannot read image ({e}); {hint}") from None
             skipped.append(f"{f}\t{e}")
             continue
         if images is None:
-            images = _allocate(root, len(files), arr.shape)
+            images = _allocate(Path(os.path.commonpath([p for p, _ in files])), len(files), arr.shape)
         if arr.shape != images.shape[1:]:
             raise DataError(
                 f"{f}: image is {arr.shape[2]}x{arr.shape[1]}, others are {images.shape[3]}x{images.shape[2]}; "
@@ -92,11 +114,9 @@ def load_image_folder(
             )
         images[n], labels[n] = arr, label
         n += 1
-    for label, name in enumerate(found):
-        if not (labels[:n] == label).any():
-            raise DataError(f"{root / name}: every image in this class is unreadable (see data.on_corrupt)")
-    assert images is not None
-    return FolderImages(ImageSet(images[:n], labels[:n]), found, skipped)
+    if images is None:
+        images = np.empty((0, channels, *(size or (0, 0))), dtype=np.uint8)
+    return images[:n], labels[:n], skipped
 
 
 def _allocate(root: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -111,3 +131,23 @@ def _allocate(root: Path, n: int, shape: tuple[int, ...]) -> np.ndarray:
             f"{free / 2**20:.0f} MiB of memory is available; set a smaller data.image_size or use fewer images"
         )
     return np.empty((n, *shape), dtype=np.uint8)
+
+
+def load_unlabeled_folder(
+    root: Path, channels: int, size: tuple[int, int] | None, on_corrupt: str = "error", field: str = "data"
+) -> FolderImages:
+    """Every image under `root` at any depth, unlabeled (sub-folder names are ignored).
+
+    Args:
+        size: (height, width) to resize to.
+        field: the config section named in the errors' hints.
+    """
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{root}: no images in it or below it ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    images, _, skipped = decode_images([(f, 0) for f in files], channels, size, on_corrupt, field)
+    if not len(images):
+        raise DataError(f"{root}: every image is unreadable (see {field}.on_corrupt)")
+    return FolderImages(ImageSet(images), [], skipped)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -43,7 +44,9 @@ class ImageSet:
 class TaskData:
     """A target task: few labeled images, an unlabeled pool and a held-out test split.
 
-    Calibration and BN-recalibration images come from the unlabeled pool, never from test.
+    With extra unlabeled domains (`data.extra_unlabeled`), `unlabeled` is the merged pool and `domains` gives each
+    image's domain (0 = the target's own pool, named `domain_names[0]`). Calibration and BN-recalibration images
+    come from the target's own unlabeled images (`target_unlabeled`), never from test or another domain.
     """
 
     name: str
@@ -55,6 +58,18 @@ class TaskData:
     std: tuple[float, ...]
     notes: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # unreadable source files left out ("path\treason")
+    domains: np.ndarray | None = None  # domain index of every unlabeled image; None: one domain
+    domain_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.domains is not None and (
+            self.domains.shape != (len(self.unlabeled),)
+            or len(self.domain_names) != int(self.domains.max(initial=-1)) + 1
+        ):
+            raise DataError(
+                f"domains: need one index per unlabeled image ({len(self.unlabeled)}) and a name per domain, got "
+                f"{self.domains.shape} indices and {len(self.domain_names)} names"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -64,12 +79,20 @@ class TaskData:
     def channels(self) -> int:
         return int(self.labeled.images.shape[1])
 
+    @cached_property
+    def target_unlabeled(self) -> ImageSet:
+        """The target's own unlabeled images (domain 0; the whole pool when there is one domain)."""
+        if self.domains is None:
+            return self.unlabeled
+        return self.unlabeled.subset(np.flatnonzero(self.domains == 0))
+
     def calibration(self, n: int, seed: int = 0) -> ImageSet:
-        """`n` images drawn without replacement from the unlabeled pool (seeded)."""
-        if n > len(self.unlabeled):
-            raise DataError(f"asked for {n} calibration images, the unlabeled pool has {len(self.unlabeled)}")
-        idx = np.sort(np.random.default_rng(seed).choice(len(self.unlabeled), size=n, replace=False))
-        return self.unlabeled.subset(idx)
+        """`n` images drawn without replacement from the target's own unlabeled images (seeded)."""
+        pool = self.target_unlabeled
+        if n > len(pool):
+            raise DataError(f"asked for {n} calibration images, the target's unlabeled pool has {len(pool)}")
+        idx = np.sort(np.random.default_rng(seed).choice(len(pool), size=n, replace=False))
+        return pool.subset(idx)
 
     def summary(self) -> dict[str, object]:
         """Sizes and identity, for run records."""
@@ -83,4 +106,11 @@ class TaskData:
             "labeled_sha256": self.labeled.fingerprint(),
             "skipped_images": len(self.skipped),
             **self.notes,
-        }
+        } | ({"domains": self.domain_counts()} if self.domains is not None else {})
+
+    def domain_counts(self) -> list[dict[str, object]]:
+        """Name and unlabeled-image count of every domain (domain 0 first); [] with one domain."""
+        if self.domains is None:
+            return []
+        counts = np.bincount(self.domains, minlength=len(self.domain_names))
+        return [{"name": n, "images": int(c)} for n, c in zip(self.domain_names, counts, strict=True)]

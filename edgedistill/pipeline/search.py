@@ -52,7 +52,7 @@ def search_paths(rd: RunDir, budget_name: str, run_budget: str | None) -> Search
 
 def unlabeled_images(data: TaskData, pre: Preprocess, device: torch.device, n: int = SEARCH_IMAGES) -> UnlabeledImages:
     """Two disjoint, seeded draws of normalised unlabeled-pool images (never test or labels)."""
-    n = min(n, len(data.unlabeled))
+    n = min(n, len(data.target_unlabeled))
     x = pre(torch.from_numpy(data.calibration(n, seed=3).images).to(device))
     return UnlabeledImages(bn=x[: n // 2], eval=x[n // 2 :])
 
@@ -128,7 +128,7 @@ def choose_subnet(
     if measure_fn is None:
         result.notes.append(f"latency not measured: {why_not or 'measurement turned off'}")
     paths = search_paths(rd, b.name, run_budget)
-    calib = data.calibration(min(bn_images, len(data.unlabeled)), 0).images
+    calib = data.calibration(min(bn_images, len(data.target_unlabeled)), 0).images
     batches = [pre(torch.from_numpy(calib[i : i + 500]).to(dev)) for i in range(0, len(calib), 500)]
     recalibrate_bn(bank, batches, config=result.chosen.config)
     subnet = extract(bank, result.chosen.config)

@@ -40,7 +40,7 @@ def calibration_batches(
     data: TaskData, pre: Preprocess, n: int, device: torch.device, seed: int = 0, batch: int = 500
 ) -> list[torch.Tensor]:
     """Normalised unlabeled-pool images for BN recalibration."""
-    imgs = data.calibration(min(n, len(data.unlabeled)), seed).images
+    imgs = data.calibration(min(n, len(data.target_unlabeled)), seed).images
     return [pre(torch.from_numpy(imgs[i : i + batch]).to(device)) for i in range(0, len(imgs), batch)]
 
 
@@ -86,10 +86,13 @@ def _resolve_inputs(
 
 
 def _absolute_root(cfg: TaskConfig, base: Path) -> tuple[TaskConfig, Path]:
-    """The task with `data.root` made absolute, so the run's copy of the task finds the data from anywhere."""
-    if cfg.data.root is None or Path(cfg.data.root).is_absolute():
-        return cfg, base
-    data = cfg.data.model_copy(update={"root": str((base / cfg.data.root).resolve())})
+    """The task with `data.root` (and extra domains' roots) absolute, so the run's copy finds the data from anywhere."""
+
+    def absolute(root: str | None) -> str | None:
+        return root if root is None or Path(root).is_absolute() else str((base / root).resolve())
+
+    extra = [d.model_copy(update={"root": absolute(d.root)}) for d in cfg.data.extra_unlabeled]
+    data = cfg.data.model_copy(update={"root": absolute(cfg.data.root), "extra_unlabeled": extra})
     return cfg.model_copy(update={"data": data}), base
 
 
@@ -153,7 +156,9 @@ def train_run(
         pre = preprocess_for(resolved, data)
         bank = build_student(cfg, resolved, data.num_classes)
         with deterministic(cfg.train.deterministic):
-            state = distill(bank, data, pre, cfg.train, rd.root, dev, targets, resume=resume, show_progress=show)
+            state = distill(
+                bank, data, pre, cfg.train, rd.root, dev, targets, resume, show_progress=show, domains=data.domains
+            )
         if not dd.is_main:  # rank 0 evaluates, searches and writes the run folder
             return {"rank": dd.rank, "run": str(rd.root), "steps": state.steps}
     return _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev, dd.world, show_progress)
@@ -222,6 +227,15 @@ def _finish(
         "search": {"strategy": result.strategy, "upem": result.upem, "seconds": round(result.seconds, 2)},
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "history": state.history,
-    }
+    } | _domain_sampling(cfg, data, state)
     atomic_write_json(rd.train_json, summary)
     return summary
+
+
+def _domain_sampling(cfg: TaskConfig, data: TaskData, state: TrainState) -> dict[str, Any]:
+    """The domain sampler's final probability per domain, for multi-domain pools whose steps drew from it."""
+    if state.domain_probabilities is None:
+        return {}
+    probs = dict(zip(data.domain_names, state.domain_probabilities, strict=True))
+    udon = cfg.train.udon
+    return {"domain_sampling": {"sampler": udon.sampler, "floor": udon.floor, "probabilities": probs}}
