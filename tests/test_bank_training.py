@@ -96,7 +96,7 @@ class _FakeTeachers:
 
 def _ostc_grads(**weights: float) -> dict[str, bool]:
     """Which heads get a non-zero gradient from one step of a tri-head bank with the given loss weights."""
-    bank_w = {k: weights.pop(k) for k in ("lambda_seed", "lambda_pseudo") if k in weights}
+    bank_w = {k: weights.pop(k) for k in ("lambda_seed", "lambda_pseudo", "pseudo_threshold") if k in weights}
     cfg = TrainConfig(bank=BankConfig(tri_head=True, **bank_w), **weights)
     torch.manual_seed(0)
     bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 16, 16), tri_head=True)
@@ -125,7 +125,9 @@ def test_ostc_gradients_reach_only_the_intended_heads() -> None:
     only_seed = {"lambda_sup": 0.0, "lambda_kd": 0.0, "lambda_pseudo": 0.0}
     assert _ostc_grads(**only_seed) == {"a": True, "s": False, "t": False}  # SEED → C_a only
     only_pseudo = {"lambda_sup": 0.0, "lambda_kd": 0.0, "lambda_seed": 0.0}
-    assert _ostc_grads(**only_pseudo) == {"a": False, "s": False, "t": True}  # ensemble pseudo-labels → C_t
+    no_heads = {"a": False, "s": False, "t": False}
+    assert _ostc_grads(**only_pseudo) == no_heads  # a fresh bank's ensemble is never 95% sure: no pseudo-labels
+    assert _ostc_grads(**only_pseudo, pseudo_threshold=0.0) == no_heads | {"t": True}  # ensemble pseudo-labels → C_t
     assert _ostc_grads() == {"a": True, "s": True, "t": True}
 
 
@@ -415,3 +417,19 @@ def test_two_steps_with_two_domains(tiny_data: TaskData, tmp_path: Path) -> None
     assert len(ckpt["domains"]["losses"]) == 2
     with pytest.raises(ConfigError, match="domains"):
         distill(bank, data, pre, cfg, tmp_path / "b", torch.device("cpu"), teachers, domains=domains[:3])
+
+
+def test_pseudo_labels_only_where_the_ensemble_is_confident() -> None:
+    """Golden value: rows under the threshold contribute 0, the mean is over all rows."""
+    from edgedistill.distill.bank_loss import confident_pseudo_label_ce
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    target = torch.tensor([[0.97, 0.03], [0.4, 0.6], [0.01, 0.99]])
+    ce = [math.log(1 + math.exp(-2.0)), None, math.log(2.0)]  # row 1 is under 0.95: masked
+    got = confident_pseudo_label_ce(logits, target, 0.95)
+    assert math.isclose(float(got), (ce[0] + ce[2]) / 3, rel_tol=1e-6)
+    assert math.isclose(
+        float(confident_pseudo_label_ce(logits, target, 0.0)),
+        (ce[0] + math.log(1 + math.exp(-1.0)) + ce[2]) / 3,
+        rel_tol=1e-6,
+    )

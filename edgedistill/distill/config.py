@@ -42,6 +42,13 @@ class BankConfig(StrictModel):
     lambda_seed: float = Field(1.0, ge=0, description="weight of the SEED term")
     tri_head: bool = Field(False, description="OSTC: adaptation heads C_s, C_t; the deployed C_a gets only SEED")
     lambda_pseudo: float = Field(1.0, ge=0, description="tri_head: weight of C_t's ensemble pseudo-label CE")
+    pseudo_threshold: float = Field(
+        0.95,
+        ge=0,
+        le=1,
+        description="tri_head: an unlabeled image gets the ensemble's pseudo-label only where its top probability "
+        "is at least this (0 = every image)",
+    )
     bn: Literal["recalibrate", "switchable"] = Field(
         "recalibrate",
         description="recalibrate: shared BN, re-estimated per config after training; switchable: also a private "
