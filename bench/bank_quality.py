@@ -169,6 +169,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="override the task's train.steps")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only merge these result JSONs into --out (a later file's row replaces one with the same variant, seed "
+        "and width)",
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bank_quality")
     args = p.parse_args()
     if args.threads:
@@ -184,7 +192,13 @@ def main() -> None:
         atomic_write_json(args.out.with_suffix(".json"), payload | {"rows": rows})
         atomic_write_text(args.out.with_suffix(".md"), _markdown(rows, command, machine, task))
 
-    run(args, write)
+    if args.merge:
+        parts = [json.loads(f.read_text()) for f in args.merge]
+        command = "; ".join(part["command"] for part in parts)
+        rows = {(r["variant"], r["seed"], *r["width_accuracy"]): r for part in parts for r in part["rows"]}
+        write(list(rows.values()))
+    else:
+        run(args, write)
     print(args.out.with_suffix(".md").read_text())
 
 
