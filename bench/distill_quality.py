@@ -328,6 +328,7 @@ def main() -> None:
         parts = [json.loads(f.read_text()) for f in args.merge]
         res = {k: merged([x for part in parts for x in part[k]]) for k in ("rows", "transfer", "cost")}
         command = "; ".join(part["command"] for part in parts)
+        machine = "; ".join(dict.fromkeys(part["machine"] for part in parts))
         save(res)
     else:
         res = run(args, save)
