@@ -141,7 +141,7 @@ def _markdown(rows: list[dict[str, Any]], command: str, machine: dict[str, Any],
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine.get('cpu')}, {machine.get('usable_cores')} usable cores, {machine.get('platform')}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads  ",
+        f"torch {torch.__version__}, {machine.get('torch_threads')} threads  ",
         f"Task: {task}",
         "",
         *_table(rows, widths),
@@ -183,7 +183,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     command = "python bench/bank_quality.py " + " ".join(sys.argv[1:])
-    machine = machine_info()
+    machine = machine_info() | {"torch_threads": torch.get_num_threads()}
     task = str(args.task or "embedded demo-mnist")
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -195,6 +195,7 @@ def main() -> None:
     if args.merge:
         parts = [json.loads(f.read_text()) for f in args.merge]
         command = "; ".join(part["command"] for part in parts)
+        machine = parts[-1]["machine"]
         rows = {(r["variant"], r["seed"], *r["width_accuracy"]): r for part in parts for r in part["rows"]}
         write(list(rows.values()))
     else:
