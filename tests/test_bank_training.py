@@ -421,7 +421,7 @@ def test_two_steps_with_two_domains(tiny_data: TaskData, tmp_path: Path) -> None
 
 def test_pseudo_labels_only_where_the_ensemble_is_confident() -> None:
     """Golden value: rows under the threshold contribute 0, the mean is over all rows."""
-    from edgedistill.distill.bank_loss import confident_pseudo_label_ce
+    from edgedistill.distill.losses import confident_pseudo_label_ce
 
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     target = torch.tensor([[0.97, 0.03], [0.4, 0.6], [0.01, 0.99]])

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.distill.config import TrainConfig
-from edgedistill.distill.losses import LOSSES
+from edgedistill.distill.losses import LOSSES, confident_pseudo_label_ce
 from edgedistill.distill.multisource import TeacherTargets, softmax_weights
 from edgedistill.errors import ConfigError
 from edgedistill.registry import Registry
@@ -89,10 +89,7 @@ class CEOnly(Distiller):
 def fixmatch_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float) -> torch.Tensor:
     """FixMatch: CE of the strong view against the weak view's hard pseudo-label, only where the weak view's
     confidence reaches `threshold`; averaged over the whole unlabeled batch (masked rows count 0)."""
-    probs = torch.softmax(weak_logits.detach().float(), dim=1)
-    conf, pseudo = probs.max(dim=1)
-    per_image = F.cross_entropy(strong_logits.float(), pseudo, reduction="none")
-    return (per_image * (conf >= threshold).float()).mean()
+    return confident_pseudo_label_ce(strong_logits, torch.softmax(weak_logits.detach().float(), dim=1), threshold)
 
 
 @DISTILLERS.register("fixmatch")
