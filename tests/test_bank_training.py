@@ -19,7 +19,8 @@ from edgedistill.distill.distillers import DISTILLERS, StepBatch
 from edgedistill.distill.domains import DOMAIN_SAMPLERS
 from edgedistill.distill.losses import LOSSES
 from edgedistill.distill.multisource import TeacherTargets
-from edgedistill.distill.trainer import distill, step_loss
+from edgedistill.distill.step import step_loss
+from edgedistill.distill.trainer import distill
 from edgedistill.errors import ConfigError
 from edgedistill.models import SlimBatchNorm2d, build_bank, extract, load_bank, recalibrate_bn, save_bank
 from edgedistill.models.slimmable import COSINE_SCALE, CosineLinear

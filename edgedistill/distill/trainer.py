@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,17 +15,17 @@ from edgedistill.data.augment import affine_draws, random_affine, strong_augment
 from edgedistill.data.images import TaskData
 from edgedistill.data.preprocess import Preprocess
 from edgedistill.distill import distributed
-from edgedistill.distill.amp import amp_dtype, autocast
-from edgedistill.distill.bank_loss import BANK_LOSSES, BankLoss, BankOutputs
+from edgedistill.distill.amp import amp_dtype
+from edgedistill.distill.bank_loss import BANK_LOSSES
 from edgedistill.distill.checkpoint import load_latest, save_checkpoint
 from edgedistill.distill.config import TrainConfig
-from edgedistill.distill.distillers import DISTILLERS, Distiller, StepBatch
+from edgedistill.distill.distillers import DISTILLERS, Distiller
 from edgedistill.distill.domains import domain_loss, domain_sampler
-from edgedistill.distill.losses import weighted_sum
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
+from edgedistill.distill.step import step_loss
 from edgedistill.errors import CheckpointError, ConfigError
-from edgedistill.models import SlimmableBank, WidthConfig
+from edgedistill.models import SlimmableBank
 from edgedistill.models.serialize import check_tensors
 
 
@@ -89,70 +88,6 @@ class _Batches:
             probs, feats = self.teachers.batch(iu.numpy(), temperature, self.xu.device)
         dev = self.xl.device
         return self.xl[il.to(dev)], self.yl[il.to(dev)], self.xu[iu.to(dev)], probs, feats
-
-
-Forward = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-
-
-def step_loss(
-    bank: SlimmableBank,
-    forward: Forward,
-    distiller: Distiller,
-    bank_loss: BankLoss | None,
-    configs: list[WidthConfig],
-    x: torch.Tensor,
-    labels: torch.Tensor,
-    num_unlabeled: int,
-    teacher_probs: list[torch.Tensor] | None,
-    teacher_feats: list[torch.Tensor] | None,
-    amp: tuple[torch.device, torch.dtype | None],
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """One sandwich step's loss over the sampled `configs` (first = largest) and its per-term logs.
-
-    Every sampled width runs forward first (its graph kept), so the bank loss can use the ensemble of all
-    of them; the caller backpropagates the returned total once. `x` holds the labeled images, then
-    `num_unlabeled` unlabeled ones, then (FixMatch) their strongly augmented copies. Per width: the
-    distiller's terms on the adaptation logits (C_a, or C_s on labeled / C_t on unlabeled images with OSTC)
-    plus the bank loss's terms; the total is their weighted sum averaged over the K widths.
-    """
-    n = len(labels)
-    feats, adapt, deployed, pseudo = [], [], [], []
-    for config in configs:
-        bank.set_config(config)
-        with autocast(*amp):
-            f, heads = forward(x)
-        heads = {k: v.float() for k, v in heads.items()}
-        feats.append(f.float())
-        deployed.append(heads["a"])
-        if "s" in heads:
-            adapt.append(torch.cat([heads["s"][:n], heads["t"][n:]]))
-            pseudo.append(heads["t"][n:])
-        else:
-            adapt.append(heads["a"])
-    bank_terms: list[dict[str, torch.Tensor]] = [{} for _ in configs]
-    if bank_loss is not None:
-        bank_terms = bank_loss.terms(BankOutputs(adapt, deployed, pseudo or None, n))
-    weights = distiller.weights | (bank_loss.weights if bank_loss is not None else {})
-    u = n + num_unlabeled  # rows after `u`: the strong view of the unlabeled images (FixMatch)
-    largest = torch.softmax(adapt[0][:u].detach(), dim=1)
-    total = torch.zeros((), device=x.device)
-    logs: dict[str, float] = {}
-    for i, z in enumerate(adapt):
-        b = StepBatch(
-            z[:n],
-            labels,
-            z[n:u] if num_unlabeled else None,
-            largest if i else None,
-            feats[i][n:u] if num_unlabeled else None,
-            teacher_probs,
-            teacher_feats,
-            z[u:] if len(z) > u else None,
-        )
-        terms = distiller.terms(i, b) | bank_terms[i]
-        total = total + weighted_sum(terms, weights) / len(configs)
-        for k, v in terms.items():
-            logs[f"{k}{'' if i == 0 else '_sub'}"] = logs.get(k, 0.0) + float(v.detach())
-    return total, logs
 
 
 def distill(
