@@ -56,17 +56,14 @@ WORK = REPO / "runs" / "distill-quality"
 CACHE = WORK / "teacher-cache"  # shared by every run: entries are keyed by teacher, images and preprocessing
 
 
-def task_file(task: Path | None, seed: int, labels: int, num_sampled: int, augment: bool = True) -> Path:
+def task_file(task: Path | None, seed: int, labels: int, num_sampled: int) -> Path:
     """The task with data.seed, data.labels_per_class, train.seed and train.num_sampled replaced; with
-    num_sampled 1 the student is the bank's full width alone (width_choices [1.0]). Without `augment` the
-    trainer's augmentation is off and the task is renamed `NAME-noaug`."""
+    num_sampled 1 the student is the bank's full width alone (width_choices [1.0])."""
     cfg, base = load_task(task)
-    if not augment:
-        cfg = cfg.model_copy(update={"name": f"{cfg.name}-noaug"})
     data = cfg.data.model_copy(update={"seed": seed, "labels_per_class": labels})
     if getattr(data, "root", None):
         data = data.model_copy(update={"root": str((base / data.root).resolve())})
-    train = cfg.train.model_copy(update={"seed": seed, "num_sampled": num_sampled, "augment": augment})
+    train = cfg.train.model_copy(update={"seed": seed, "num_sampled": num_sampled})
     student = cfg.student.model_copy(update={"width_choices": [1.0]}) if num_sampled == 1 else cfg.student
     cfg = cfg.model_copy(update={"data": data, "train": train, "student": student})
     path = WORK / f"{cfg.name}-s{seed}-l{labels}.yaml"
@@ -205,7 +202,7 @@ def run(args: argparse.Namespace, save: Callable[[dict[str, Any]], None]) -> dic
     for labels in args.labels if args.methods else []:  # `--methods` with no names: only the cost
         for task_path in tasks:
             for seed in args.seeds:
-                tf = task_file(task_path, seed, labels, args.num_sampled, not args.no_augment)
+                tf = task_file(task_path, seed, labels, args.num_sampled)
                 name = load_task(tf)[0].name
                 tt = teacher_transfer(tf, args.transfer_test, args.device)
                 transfer.append({"task": name, "labels_per_class": labels, "seed": seed} | tt)
@@ -307,7 +304,6 @@ def main() -> None:
     p.add_argument("--cost-steps", type=int, default=40)
     p.add_argument("--input-size", type=int, default=None, help="student input side (default: the budget's)")
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="only merge these result JSONs into --out")
-    p.add_argument("--no-augment", action="store_true", help="train without augmentation (a weaker CE baseline)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (1: two benchmarks side by side)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "distill_quality")
