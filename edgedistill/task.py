@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from edgedistill.config import StrictModel, load_yaml_model, validate_as
+from edgedistill.config import SafeName, StrictModel, load_yaml_model, parse_yaml, validate_as
 from edgedistill.data.targets import DataConfig
 from edgedistill.distill.config import TrainConfig
 from edgedistill.errors import ConfigError, EdgedistillError
@@ -40,7 +40,7 @@ class TeacherRef(StrictModel):
 class TaskConfig(StrictModel):
     """A task file (`tasks/*.yaml`); the embedded demo task is used when none is given."""
 
-    name: str
+    name: SafeName
     data: DataConfig
     teachers: list[TeacherRef] = Field(default_factory=list)
     student: StudentConfig = Field(default_factory=StudentConfig)
@@ -58,10 +58,9 @@ def load_task(path: str | Path | None) -> tuple[TaskConfig, Path]:
     """
     if path is None:
         text = resources.files("edgedistill.resources.tasks").joinpath(f"{DEMO_TASK}.yaml").read_text()
-        import yaml
 
         source = f"<packaged {DEMO_TASK}.yaml>"
-        return check_names(validate_as(TaskConfig, yaml.safe_load(text), source), source), Path(".")
+        return check_names(validate_as(TaskConfig, parse_yaml(text, source), source), source), Path(".")
     p = Path(path)
     return check_names(load_yaml_model(p, TaskConfig), str(p)), p.parent
 

@@ -211,7 +211,8 @@ TEACHER_CASES: dict[str, tuple[str, list[str]]] = {
     "weights truncated": ("timm:test_resnet?weights=trunc.safetensors", ["trunc.safetensors", "cannot read"]),
     "weights pickled code": ("timm:test_resnet?weights=evil.pth", ["evil.pth", "holds pickled Python objects"]),
     "weights of another model": ("timm:test_resnet?weights=other.safetensors", ["other.safetensors", "do not fit"]),
-    "not torchscript": ("checkpoint:junk.pt", ["junk.pt", "not TorchScript"]),
+    "not torchscript": ("checkpoint:junk.pt?trust_code=yes", ["junk.pt", "not TorchScript"]),
+    "torchscript without opt-in": ("checkpoint:junk.pt", ["junk.pt", "trust_code=yes"]),
 }
 
 
@@ -634,7 +635,10 @@ def test_no_unsafe_loaders_in_the_package() -> None:
             for m in re.finditer(r"^\s*(import pickle|from pickle|import dill)", text, re.M)
         ]
         bad += [
-            f"{path.name}: {m.group(0)}" for m in re.finditer(r"allow_pickle=True|yaml\.load\(|yaml\.unsafe_load", text)
+            f"{path.name}: {m.group(0)}"
+            for m in re.finditer(
+                r"allow_pickle=True|yaml\.load\((?!text, Loader=_StrictLoader)|yaml\.unsafe_load", text
+            )
         ]
         bad += [
             f"{path.name}: {m.group(0)}" for m in re.finditer(r"np\.load\((?![^)]*allow_pickle=False)[^)]*\)", text)

@@ -84,14 +84,16 @@ def test_checkpoint_source_state_dict_and_torchscript(tiny_timm: tuple[nn.Module
     torch.save({"model": model}, pickled)  # a pickled module: refused by weights_only
     with pytest.raises(CheckpointError, match="cannot read teacher weights"):
         load_teacher(f"checkpoint:{pickled}?arch=test_resnet")
-    with pytest.raises(CheckpointError, match="not TorchScript"):
+    with pytest.raises(ConfigError, match="trust_code=yes"):  # TorchScript runs code: opt-in only
         load_teacher(f"checkpoint:{pth}")
+    with pytest.raises(CheckpointError, match="not TorchScript"):
+        load_teacher(f"checkpoint:{pth}?trust_code=yes")
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)).eval()
     ts = tmp_path / "net.pt"
     with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.14 but still loads
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(torch.jit.script(net), str(ts))
-        t = load_teacher(f"checkpoint:{ts}?size=32&mean=0.5&std=0.5")
+        t = load_teacher(f"checkpoint:{ts}?size=32&mean=0.5&std=0.5&trust_code=yes")
     feats, logits = t.predict(torch.from_numpy(_u8(3)))
     assert t.num_classes == 5 and t.input.size == 32 and torch.equal(feats, logits)  # no hook: logits as features
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edgedistill.config import StrictModel
+from edgedistill.config import SafeName, StrictModel
 from edgedistill.export.recipe import Precision, Recipe, Runtime, check_runtime_precision
 
 Percentile = Literal["p50", "p90", "p99", "mean"]
@@ -79,7 +79,7 @@ class AccuracyPolicy(StrictModel):
 class Budget(StrictModel):
     """A device budget file (`budgets/*.yaml`)."""
 
-    name: str = Field(min_length=1)
+    name: SafeName
     description: str = ""
     device: Device
     target: Target

@@ -96,8 +96,12 @@ def decode_images(
     labels = np.empty(len(files), dtype=np.int64)
     skipped: list[str] = []
     n = 0
+    if size is not None and files:  # the decoded size is known: check memory before the first (resized) image
+        images = _allocate(Path(os.path.commonpath([p for p, _ in files])), len(files), (channels, *size))
     for f, label in files:
         try:
+            if not f.is_file():  # a named pipe or device would block or never end; a dangling link fails anyway
+                raise _Unreadable("not a regular file")
             arr = _read(f, channels, size)
         except _Unreadable as e:
             if on_corrupt != "skip":

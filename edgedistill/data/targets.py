@@ -26,7 +26,9 @@ class DataConfig(StrictModel):
     source: str = Field("mnist", description="registered target: mnist | optdigits | imagefolder")
     root: str | None = Field(None, description="ImageFolder root (imagefolder only)")
     channels: Literal[1, 3] = 3
-    image_size: int | None = Field(None, gt=0, description="ImageFolder: resize images to this square size on load")
+    image_size: int | None = Field(
+        None, gt=0, le=4096, description="ImageFolder: resize images to this square size on load"
+    )
     labels_per_class: int = Field(10, ge=1)
     unlabeled: int | None = Field(None, ge=1, description="subsample the target's unlabeled pool to this many images")
     test: int | None = Field(None, ge=1, description="subsample the test split")
@@ -71,7 +73,16 @@ def _split(
     notes: dict[str, str],
 ) -> TaskData:
     assert train.labels is not None
+    if len(classes) < 2:
+        raise DataError(f"{name}: {len(classes)} class ({', '.join(classes)}); a classification task needs at least 2")
     lab, rest = few_label_split(train.labels, cfg.labels_per_class, cfg.seed)
+    if not len(rest):
+        raise DataError(
+            f"{name}: data.labels_per_class {cfg.labels_per_class} takes every training image ({len(train)}); "
+            "the unlabeled pool would be empty: lower data.labels_per_class or add images"
+        )
+    if not len(test):
+        raise DataError(f"{name}: the test split has no images")
     pool = subsample(rest, cfg.unlabeled, cfg.seed + 1)
     test_idx = subsample(np.arange(len(test)), cfg.test, cfg.seed + 2)
     return TaskData(

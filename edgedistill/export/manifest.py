@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edgedistill.config import StrictModel, format_validation_error
+from edgedistill.config import SafeName, StrictModel, format_validation_error
 from edgedistill.errors import ExportError
 from edgedistill.export.recipe import Precision, Runtime
 from edgedistill.io import atomic_write_json, sha256_file, sha256_problem
@@ -128,7 +128,7 @@ class Manifest(StrictModel):
     """`manifest.json` of one artifact directory."""
 
     format_version: Literal[1] = 1
-    name: str = Field(min_length=1)
+    name: SafeName
     runtime: Runtime
     precision: Precision
     model_file: str
@@ -198,8 +198,8 @@ def read_manifest(artifact_dir: Path, verify: bool = True) -> Manifest:
     path = artifact_dir / MANIFEST_NAME
     if not artifact_dir.is_dir():
         raise ExportError(f"{artifact_dir}: artifact directory not found")
-    if not path.is_file():
-        raise ExportError(f"{path}: manifest not found")
+    if path.is_symlink() or not path.is_file():
+        raise ExportError(f"{path}: manifest not found (or not a regular file)")
     try:
         manifest = Manifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except ValueError as e:  # JSONDecodeError and pydantic's ValidationError are both ValueErrors
@@ -209,7 +209,23 @@ def read_manifest(artifact_dir: Path, verify: bool = True) -> Manifest:
         raise ExportError(f"{path}: no sha256 recorded for the model file {manifest.model_file}")
     if verify:
         for name, expected in manifest.files.items():
-            problem = sha256_problem(artifact_dir / name, expected)
+            problem = regular_file_problem(artifact_dir, name) or sha256_problem(artifact_dir / name, expected)
             if problem:
                 raise ExportError(problem)
+        from edgedistill.export.inspect import check_artifact_content
+
+        check_artifact_content(artifact_dir, manifest)
     return manifest
+
+
+def regular_file_problem(artifact_dir: Path, name: str) -> str | None:
+    """Why `artifact_dir/name` is not a regular file inside the artifact folder (a symlink, a pipe), or None."""
+    path = Path(artifact_dir) / name
+    for p in [path, *path.parents]:
+        if p == Path(artifact_dir):
+            break
+        if p.is_symlink():
+            return f"{p}: is a symbolic link; artifact files must be regular files inside {artifact_dir}"
+    if path.exists() and not path.is_file():
+        return f"{path}: not a regular file; artifact files must be regular files"
+    return None

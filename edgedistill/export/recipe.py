@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edgedistill.config import StrictModel, load_yaml_model
+from edgedistill.config import SafeName, StrictModel, load_yaml_model
 
 Runtime = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
@@ -69,7 +69,7 @@ class TensorRTBuild(StrictModel):
 class Recipe(StrictModel):
     """One export recipe (`export/onnxruntime-int8.yaml`, ...)."""
 
-    name: str
+    name: SafeName
     runtime: Runtime
     precision: Precision
     variant: str | None = Field(

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 
 from edgedistill.budget import Budget, ResolvedBudget, load_budget
-from edgedistill.config import load_yaml_model, read_json
+from edgedistill.config import load_yaml_model
 from edgedistill.data import Preprocess, TaskData, build_task_data
 from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.export.recipe import Recipe, load_recipe
 from edgedistill.models import SlimmableBank, load_bank, load_subnet
 from edgedistill.pipeline.rundir import RunDir
-from edgedistill.pipeline.search import choose_subnet, stored_choice
+from edgedistill.pipeline.search import choose_subnet, read_choice, stored_choice
 from edgedistill.pipeline.train import preprocess_for
 from edgedistill.task import load_task
 
@@ -77,15 +77,21 @@ def load_context(run: Path, budget: Path | None = None) -> RunContext:
     task, base = load_task(rd.require(rd.task, "edgedistill train"))
     data = build_task_data(task.data, base)
     pre = preprocess_for(resolved, data)
-    trained_for = read_json(rd.require(rd.search_json, "edgedistill train")).get("budget")
+    trained_for = read_choice(rd.require(rd.search_json, "edgedistill train"))["budget"]
     name = resolved.budget.name
     stored = stored_choice(rd, name, trained_for)
     if stored is None and (budget is None or name == trained_for):
-        stored = read_json(rd.search_json) | {"subnet": str(rd.require(rd.subnet, "edgedistill train"))}
+        stored = read_choice(rd.search_json) | {"subnet": str(rd.require(rd.subnet, "edgedistill train"))}
     if stored is not None:
         chosen = stored["chosen"]
         path = Path(str(stored.get("subnet") or rd.subnet))
-        return RunContext(rd, resolved, data, pre, load_subnet(path), path, chosen["config"], chosen["channels"])
+        subnet = load_subnet(path)
+        if len(chosen["config"]) != subnet.num_stages:
+            raise ConfigError(
+                f"{rd.search_json}: chosen.config has {len(chosen['config'])} widths, the subnet {path.name} has "
+                f"{subnet.num_stages} stages; rerun `edgedistill search`"
+            )
+        return RunContext(rd, resolved, data, pre, subnet, path, chosen["config"], chosen["channels"])
     bank = load_bank(rd.require(rd.bank, "edgedistill train"))
     if bank.in_chans != resolved.budget.input.channels:
         raise BudgetError(f"{resolved.path}: input.channels: the bank was trained for {bank.in_chans} channels")

@@ -13,6 +13,7 @@ from pathlib import Path
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import MANIFEST_NAME, read_manifest
 from edgedistill.io import atomic_write_text
+from edgedistill.outputs import check_output_dir, claim_dir, remove_owned_dir
 from edgedistill.pipeline.context import run_budget
 from edgedistill.pipeline.rundir import RunDir
 
@@ -87,14 +88,14 @@ def emit_runner(
     if not (Path(artifact) / MANIFEST_NAME).is_file():
         raise BenchError(f"{artifact}: no exported artifact; run `edgedistill export --run {rd.root}` first")
     dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise BenchError(f"{dest}: exists and is not empty; give a new folder")
-    manifest = read_manifest(Path(artifact), verify=True)
-    dest.mkdir(parents=True, exist_ok=True)
+    check_output_dir(dest, "--emit-runner", replace=True, kinds=("runner",))
+    manifest = read_manifest(Path(artifact), verify=True)  # regular files, hashes and content, before any write
+    remove_owned_dir(dest, "--emit-runner")  # an earlier runner folder of edgedistill's is replaced whole
+    claim_dir(dest, "runner")
     _copy_runner(dest)
     for name in [MANIFEST_NAME, *manifest.files]:
         (dest / "artifact" / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(Path(artifact) / name, dest / "artifact" / name)
+        shutil.copyfile(Path(artifact) / name, dest / "artifact" / name, follow_symlinks=False)
     device_args = "--device gpu " if manifest.runtime == "tensorrt" else ""
     run_sh = dest / "run.sh"
     atomic_write_text(run_sh, RUN_SH.format(name=manifest.name, args=device_args))

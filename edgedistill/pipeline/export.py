@@ -10,6 +10,7 @@ from edgedistill.export.accuracy import Accuracy, onnx_accuracy
 from edgedistill.export.manifest import AccuracyInfo, Manifest, write_manifest
 from edgedistill.export.recipe import RUNTIME_PRECISIONS, Recipe, check_runtime_precision, load_recipe
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
+from edgedistill.outputs import check_output_dir, inside
 from edgedistill.pipeline.context import RunContext, find_recipe, load_context
 from edgedistill.pipeline.export_job import FP32_TARGET, MIN_CALIBRATION, ExportJob, Fallback, build_manifest
 from edgedistill.pipeline.exporters import EXPORTERS
@@ -80,6 +81,10 @@ def export_run(
     if fallback == "auto" and chosen.precision != "int8":
         raise ConfigError(f"--fallback auto needs an int8 target, not {chosen.target}")
     exporter = EXPORTERS.get(chosen.target) if chosen.target != FP32_TARGET else None
+    for target in {FP32_TARGET, chosen.target}:  # artifact folders are the run's own: never a link out of it
+        d = ctx.rd.export_dir(target)
+        check_output_dir(d, "--run")
+        inside(ctx.rd.root, d, "an artifact folder")
     fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
     if exporter is None:
         return [fp32_manifest]

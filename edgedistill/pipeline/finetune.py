@@ -12,6 +12,7 @@ from edgedistill.data import build_task_data
 from edgedistill.distill.finetune import finetune_teacher
 from edgedistill.errors import ConfigError
 from edgedistill.io import atomic_write_json
+from edgedistill.outputs import check_replace, json_marked
 from edgedistill.task import load_task
 from edgedistill.teachers.rank import rank_teachers
 
@@ -46,13 +47,17 @@ def finetune_run(
 ) -> dict[str, Any]:
     """Fine-tune one teacher of `task` on its labeled split and test it; written to `out` (JSON) when given."""
     dev = torch.device(device)
+    if out is not None:
+        check_replace(out, "--out", json_marked("created_by", "edgedistill"))
     cfg, base = load_task(task)
     source, score = pick_teacher(task, teacher, cache, dev)
     updates = {k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}
     train = cfg.train.model_copy(update=updates)
     data = build_task_data(cfg.data, base)
     result = finetune_teacher(source, data, train, dev, base)
-    summary = {"task": cfg.name, "data": data.summary(), "similarity": score} | asdict(result)
+    summary = {"created_by": "edgedistill", "task": cfg.name, "data": data.summary(), "similarity": score} | asdict(
+        result
+    )
     if out is not None:
         atomic_write_json(out, summary)
     return summary

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.io import atomic_write_json, atomic_write_text
+from edgedistill.outputs import check_output_dir, check_replace, claim_dir, forget_file, record_files
 from edgedistill.report.markdown import render_markdown
 from edgedistill.report.merge import merge_run
 from edgedistill.report.plots import latency_plot, pareto_plot
+
+REPORT_FILES = ("report.md", "report.json", "latency.png", "pareto.png")
 
 
 def _latency_limit(report: dict[str, Any]) -> tuple[str, float] | None:
@@ -30,7 +33,10 @@ def write_report(run: Path, out: Path | None = None, budget: Path | None = None)
     """
     report = merge_run(run, budget)
     out = Path(out) if out is not None else Path(run) / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, "--out")
+    for name in REPORT_FILES:  # every file this report would replace is checked before the first write
+        check_replace(out / name, "--out")
+    claim_dir(out, "report")
     limit = _latency_limit(report)
     plots: dict[str, str] = {}
     if latency_plot(report["latency"], out / "latency.png", limit) is not None:
@@ -40,7 +46,7 @@ def write_report(run: Path, out: Path | None = None, budget: Path | None = None)
     for name, what in (("latency.png", "per-call latency plots"), ("pareto.png", "Pareto plot")):
         if name not in plots.values():
             report["missing"].append(f"{what} (no data: needs bench results with per-call times / accuracies)")
-            (out / name).unlink(missing_ok=True)  # never leave a stale figure from an earlier report
+            forget_file(out, name)  # never leave a stale figure from an earlier report
     report["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report["paths"] = {
         "markdown": str(out / "report.md"),
@@ -55,4 +61,5 @@ def write_report(run: Path, out: Path | None = None, budget: Path | None = None)
         }
     atomic_write_json(out / "report.json", stored)
     atomic_write_text(out / "report.md", render_markdown(report, plots))
+    record_files(out, "report", ["report.json", "report.md", *plots.values()])
     return stored

@@ -6,7 +6,6 @@ Used by `train` (the run's budget), by `search` and by `export --budget` (any ot
 from __future__ import annotations
 
 import importlib.util
-import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +14,12 @@ from typing import Any, Literal
 import torch
 
 from edgedistill.budget import ResolvedBudget
+from edgedistill.config import read_json_mapping
 from edgedistill.data import Preprocess, TaskData
 from edgedistill.errors import ConfigError
 from edgedistill.io import atomic_write_json, sha256_file
 from edgedistill.models import SlimmableBank, extract, recalibrate_bn, save_subnet
+from edgedistill.outputs import check_safe_name, inside
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.search.lut import LatencyLUT, lut_name
 from edgedistill.search.measure import ARTIFACT_BUILDERS, Timing, time_module
@@ -44,10 +45,28 @@ def search_paths(rd: RunDir, budget_name: str, run_budget: str | None) -> Search
     """The run's own budget: top-level files; another: `searches/NAME.json|.png` and `subnets/NAME.safetensors`."""
     if budget_name == run_budget:
         return SearchPaths(rd.search_json, rd.subnet, rd.root / "pareto.png")
+    name = check_safe_name(budget_name, "budget name")
     d = rd.root / "searches"
-    return SearchPaths(
-        d / f"{budget_name}.json", rd.root / "subnets" / f"{budget_name}.safetensors", d / f"{budget_name}.png"
-    )
+    paths = SearchPaths(d / f"{name}.json", rd.root / "subnets" / f"{name}.safetensors", d / f"{name}.png")
+    for p in (paths.json, paths.subnet, paths.plot):
+        inside(rd.root, p, "a stored search")
+    return paths
+
+
+def read_choice(path: Path) -> dict[str, Any]:
+    """A stored search record (`search.json`, `searches/NAME.json`), checked for the keys later stages read.
+
+    Raises:
+        ConfigError: Not JSON, a key missing, or a chosen config whose widths and channels do not pair up.
+    """
+    record = read_json_mapping(path, ("budget", "chosen"), "edgedistill search")
+    chosen = record["chosen"]
+    ok = isinstance(chosen, dict) and all(isinstance(chosen.get(k), list) for k in ("config", "channels"))
+    if not ok or not all(isinstance(w, (int, float)) and 0 < w <= 1 for w in chosen["config"]):
+        raise ConfigError(f"{path}: chosen: needs 'config' (width multipliers in (0, 1]) and 'channels' lists")
+    if not all(isinstance(c, int) and c > 0 for c in chosen["channels"]) or not chosen["config"]:
+        raise ConfigError(f"{path}: chosen.channels: needs positive channel counts, one config entry per stage")
+    return record
 
 
 def unlabeled_images(data: TaskData, pre: Preprocess, device: torch.device, n: int = SEARCH_IMAGES) -> UnlabeledImages:
@@ -150,7 +169,7 @@ def stored_choice(rd: RunDir, budget_name: str, run_budget: str | None) -> dict[
     paths = search_paths(rd, budget_name, run_budget)
     if not paths.json.is_file() or not paths.subnet.is_file():
         return None
-    record = json.loads(paths.json.read_text(encoding="utf-8"))
+    record = read_choice(paths.json)
     if record.get("budget") != budget_name:
         return None
     sha = record.get("subnet_sha256")

@@ -11,11 +11,12 @@ from edgedistill.data import build_task_data
 from edgedistill.errors import BudgetError
 from edgedistill.export.recipe import RUNTIME_PRECISIONS
 from edgedistill.models import SlimmableBank, load_bank
+from edgedistill.outputs import check_replace, json_marked
 from edgedistill.pipeline.context import find_recipe, run_budget
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.pipeline.search import MeasureMode, SearchPaths, choose_subnet
 from edgedistill.pipeline.train import preprocess_for
-from edgedistill.search.lut import LatencyLUT, lut_name
+from edgedistill.search.lut import LUT_FORMAT, LatencyLUT, lut_name
 from edgedistill.search.measure import ARTIFACT_BUILDERS, Timing
 from edgedistill.search.profile import profile_bank
 from edgedistill.search.select import SearchResult
@@ -86,6 +87,7 @@ def profile_run(
     bank = _bank(rd)
     shape = (batch, bank.in_chans, height, width)
     path = out or rd.root / "latency" / lut_name(runtime, precision, shape, threads)
+    check_replace(path, "--out", json_marked("format", LUT_FORMAT))
     torch.set_num_threads(1)  # keep this process quiet while the runner processes time the blocks
     lut = profile_bank(bank, recipe, shape, Timing(threads=threads, batch=batch), path, show_progress)
     return lut, path

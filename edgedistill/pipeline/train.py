@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,13 @@ from edgedistill.distill.evaluate import accuracy
 from edgedistill.distill.multisource import TeacherReport, TeacherTargets, prepare_teachers
 from edgedistill.distill.trainer import TrainState, distill
 from edgedistill.errors import ConfigError, RegistryError
-from edgedistill.io import atomic_write_json, atomic_write_text
+from edgedistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from edgedistill.models import SlimmableBank, build_bank, recalibrate_bn, save_bank
+from edgedistill.outputs import check_output_dir, claim_dir, marker_kind, remove_owned_dir
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.pipeline.search import choose_subnet
 from edgedistill.task import TaskConfig, choose_family, load_task
+from edgedistill.teachers.sources import load_teacher
 
 
 def preprocess_for(resolved: ResolvedBudget, data: TaskData) -> Preprocess:
@@ -62,14 +63,19 @@ def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) 
         raise ConfigError(f"task '{task.name}': student.options {s.options}: {family}: {e}") from None
 
 
-def _prepare_dir(rd: RunDir, resume: bool, overwrite: bool) -> None:
-    if rd.root.exists() and not rd.root.is_dir():
-        raise ConfigError(f"{rd.root}: --out is a file; expected a run folder")
-    if rd.root.exists() and any(rd.root.iterdir()) and not (resume or overwrite):
-        raise ConfigError(f"{rd.root}: run folder exists; pass --resume to continue it or --overwrite to replace it")
-    if overwrite and rd.root.exists():
-        shutil.rmtree(rd.root)
-    rd.root.mkdir(parents=True, exist_ok=True)
+def _check_out(rd: RunDir, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is read or written, a `--out` whose files would be lost or replaced."""
+    check_output_dir(rd.root, "--out", replace=overwrite, kinds=("run",) if resume else ())
+    if rd.root.is_dir() and any(rd.root.iterdir()) and not (resume or overwrite):
+        what = "run folder exists" if marker_kind(rd.root) == "run" else "folder exists and is not empty"
+        raise ConfigError(f"{rd.root}: {what}; pass --resume to continue it or --overwrite to replace it")
+
+
+def _prepare_dir(rd: RunDir, overwrite: bool) -> None:
+    """After every input was checked: delete an edgedistill run folder for `--overwrite`, create and mark `--out`."""
+    if overwrite:
+        remove_owned_dir(rd.root, "--out")
+    claim_dir(rd.root, "run")
 
 
 def _resolve_inputs(
@@ -94,6 +100,13 @@ def _absolute_root(cfg: TaskConfig, base: Path) -> tuple[TaskConfig, Path]:
     extra = [d.model_copy(update={"root": absolute(d.root)}) for d in cfg.data.extra_unlabeled]
     data = cfg.data.model_copy(update={"root": absolute(cfg.data.root), "extra_unlabeled": extra})
     return cfg.model_copy(update={"data": data}), base
+
+
+def _check_teachers(cfg: TaskConfig, base: Path) -> None:
+    """Load every teacher once on the CPU, so that a bad source or weights file fails before the disk is touched."""
+    if DISTILLERS.get(cfg.train.distiller).uses_teachers:
+        for t in cfg.teachers:  # loaded and dropped: the cache step loads them again on the training device
+            load_teacher(t.source, "cpu", base)
 
 
 def _teachers(
@@ -136,9 +149,7 @@ def train_run(
     """
     with distributed.joined(resolve_device(device)) as (dd, dev):
         rd = RunDir(out)
-        with dd.main_first():
-            if dd.is_main:
-                _prepare_dir(rd, resume, overwrite)
+        _check_out(rd, resume, overwrite)  # every input is read and checked before the disk is touched
         resolved, cfg, base = _resolve_inputs(rd, budget, task, resume)
         updates = {k: v for k, v in {"steps": steps, "distiller": distiller}.items() if v is not None}
         if updates:
@@ -148,8 +159,11 @@ def train_run(
         except RegistryError as e:
             raise ConfigError(f"--distiller: {e}") from None
         data = build_task_data(cfg.data, base)
-        if dd.is_main:
-            _write_inputs(rd, cfg, resolved, data)
+        _check_teachers(cfg, base)
+        with dd.main_first():
+            if dd.is_main:
+                _prepare_dir(rd, overwrite)
+                _write_inputs(rd, cfg, resolved, data)
         show = show_progress and dd.is_main
         with dd.main_first():  # rank 0 fills the teacher cache; the others read it
             targets, reports = _teachers(cfg, data, teacher_cache or rd.teachers, dev, base, show)
@@ -167,7 +181,7 @@ def train_run(
 def _write_inputs(rd: RunDir, cfg: TaskConfig, resolved: ResolvedBudget, data: TaskData) -> None:
     """Resolved copies of the task, budget and recipe, and the list of skipped images, in the run folder."""
     atomic_write_text(rd.task, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    shutil.copyfile(resolved.path, rd.budget)
+    atomic_write_bytes(rd.budget, Path(resolved.path).read_bytes())
     atomic_write_text(rd.recipe, yaml.safe_dump(resolved.recipe.model_dump(mode="json"), sort_keys=False))
     if data.skipped:
         atomic_write_text(rd.skipped_images, "".join(f"{line}\n" for line in data.skipped))

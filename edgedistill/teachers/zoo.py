@@ -126,12 +126,18 @@ def _torchvision(name: str, opts: dict[str, str], base: Path) -> Teacher:
 def _checkpoint(name: str, opts: dict[str, str], base: Path) -> Teacher:
     """A state dict for a timm `arch=`, or a TorchScript file (ImageNet input unless `size`/`mean`/`std`)."""
     source = f"checkpoint:{name}"
-    own, inp_opts = _split(opts, {"arch", "size", "mean", "std"}, source)
+    own, inp_opts = _split(opts, {"arch", "size", "mean", "std", "trust_code"}, source)
     path = _path(name, base, source)
     if "arch" in own:
         return _timm_teacher(own["arch"], read_weights(path), path, inp_opts, source)
     if not path.is_file():
         raise CheckpointError(f"{path}: teacher checkpoint not found")
+    if own.get("trust_code", "").lower() not in {"1", "true", "yes"}:
+        raise ConfigError(
+            f"teacher source '{source}': {path.name} would be loaded as TorchScript, a program that runs its own code "
+            "when loaded; add '?trust_code=yes' to the source if you trust the file, or give a state dict with "
+            "'?arch=<timm model>'"
+        )
     try:
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception:
