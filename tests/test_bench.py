@@ -323,6 +323,7 @@ def test_emit_runner_folder_runs_alone_without_torch(artifact: Path, tmp_path: P
     dest = emit_runner(tmp_path / "device", artifact=artifact, threads=1)
     files = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
     assert files == {
+        ".edgedistill.json",
         "README.md",
         "run.sh",
         "requirements.txt",

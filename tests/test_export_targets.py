@@ -180,17 +180,14 @@ class ConstantCalibration(ExportJob):
         return black, CalibrationInfo(count=10, sha256="0" * 64, method="minmax", source="constant (test)")
 
 
-def test_guard_catches_bad_calibration_and_fallback_fixes_it(job: Callable[..., ExportJob]) -> None:
+def test_guard_catches_bad_calibration_and_fallback_never_ships_a_float_model(job: Callable[..., ExportJob]) -> None:
+    """Black calibration images break every activation range: no partly-float model fits the drop limit, and the
+    all-float one that does is no INT8 model, so `--fallback auto` says so instead of shipping it as INT8."""
     with pytest.raises(ExportError, match=rf"pts below FP32 .*max_int8_drop_pts {MAX_DROP}; try --fallback auto$"):
         _export(job, "onnxruntime-int8", cls=ConstantCalibration)
-    m, out = _export(job, "onnxruntime-int8", cls=ConstantCalibration, fallback="auto")
-    f = m.fallback
-    assert f is not None and f.fixed and f.drop_before_pts > 1.0 and f.drop_after_pts <= 1.0, f
-    assert 0 < len(f.layers_in_fp) <= f.quantizable_layers and set(f.layers_in_fp) <= set(f.sensitivity) | set(
-        f.layers_in_fp
-    )
-    assert set(f.latency_p50_ms) == {"int8", "mixed"}, f.latency_note
-    assert read_manifest(out).fallback == f
+    with pytest.raises(ExportError, match="leaves nothing in INT8") as e:
+        _export(job, "onnxruntime-int8", cls=ConstantCalibration, fallback="auto")
+    assert "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize(

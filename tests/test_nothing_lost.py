@@ -461,12 +461,13 @@ def test_emit_runner_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert_refused(capsys, tmp_path, *args, needles=needles)
 
 
-def test_emit_runner_replaces_its_own_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_emit_runner_never_replaces_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not even its own: results and notes the user keeps beside the runner would go with it."""
     d = onnx_artifact(tmp_path / "run" / "export" / "art", "int8")
     args = ["bench", "--artifact", d, "--budget", BUDGET, "--emit-runner", tmp_path / "device"]
     assert run_cli(capsys, *args)[0] == 0
     assert (tmp_path / "device" / MARKER).is_file() and (tmp_path / "device" / "run.sh").is_file()
-    assert run_cli(capsys, *args)[0] == 0  # edgedistill's own runner folder: replaced whole
+    assert_refused(capsys, tmp_path, *args, needles=("device", "not empty"))
 
 
 def test_torchscript_teacher_needs_opt_in(world: Path, capsys: pytest.CaptureFixture[str]) -> None:

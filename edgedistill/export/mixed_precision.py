@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.bench.launch import run_isolated
-from edgedistill.errors import EdgedistillError
+from edgedistill.errors import EdgedistillError, ExportError
+from edgedistill.export.inspect import MODEL_READERS
 from edgedistill.export.manifest import FallbackInfo, Manifest, write_manifest
 from edgedistill.export.onnx2ort_int8 import preprocess_onnx, quantize_onnxruntime
 from edgedistill.export.recipe import Quantization
@@ -59,10 +60,17 @@ def ort_mixed_precision(
             cand = Path(tmp) / f"mixed-{len(excluded)}.onnx"
             quantize_onnxruntime(fp32, cand, calibration, quant, nodes_to_exclude=excluded, for_tensorrt=for_tensorrt)
             drop = drop_of(cand)
-            return drop, drop <= max_drop
+            return drop, drop <= max_drop and MODEL_READERS.get(".onnx")(cand).quantized  # a float model is no fix
 
         best, _ = greedy_fallback(list(scores), check)
         chosen = Path(tmp) / f"mixed-{len(best.excluded)}.onnx"
+        if not MODEL_READERS.get(".onnx")(chosen).quantized:
+            raise ExportError(
+                f"{out}: --fallback auto: with {len(best.excluded)} of {len(scores)} layers in float the quantizer "
+                f"leaves nothing in INT8 (drop {drop_before:.2f} pts before), so no INT8 model meets "
+                "accuracy.max_int8_drop_pts; check the calibration images (--calibration-samples, the recipe's "
+                "quantization settings), or export a float precision"
+            )
         atomic_write(out, lambda p: shutil.copyfile(chosen, p))
     return FallbackInfo(
         method="sensitivity: local relative error per layer, greedy 1, 2, 4, ... layers in float",

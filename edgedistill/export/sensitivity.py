@@ -98,14 +98,16 @@ def greedy_fallback(
         check: Builds the model with those layers in float and returns (value, passed), e.g. (drop, drop ≤ max).
 
     Returns:
-        The first passing attempt (or the last one, all layers in float), and every attempt made.
+        The first passing attempt (or the last one), and every attempt made. At least one layer stays quantized:
+        a model with every layer in float is not an INT8 model, whatever its manifest would say.
     """
     tried: list[FallbackResult] = []
+    most = max(1, len(ranked) - 1)
     k = 1
     while True:
-        excluded = list(ranked[: min(k, len(ranked))])
+        excluded = list(ranked[: min(k, most)])
         value, passed = check(excluded)
         tried.append(FallbackResult(excluded, value, passed))
-        if passed or k >= len(ranked):
+        if passed or k >= most:
             return tried[-1], tried
         k *= 2

@@ -13,7 +13,7 @@ from pathlib import Path
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import MANIFEST_NAME, read_manifest
 from edgedistill.io import atomic_write_text
-from edgedistill.outputs import check_output_dir, claim_dir, remove_owned_dir
+from edgedistill.outputs import check_output_dir, claim_dir
 from edgedistill.pipeline.context import run_budget
 from edgedistill.pipeline.rundir import RunDir
 
@@ -88,9 +88,10 @@ def emit_runner(
     if not (Path(artifact) / MANIFEST_NAME).is_file():
         raise BenchError(f"{artifact}: no exported artifact; run `edgedistill export --run {rd.root}` first")
     dest = Path(dest)
-    check_output_dir(dest, "--emit-runner", replace=True, kinds=("runner",))
+    check_output_dir(dest, "--emit-runner")
+    if dest.is_dir() and any(dest.iterdir()):  # even an earlier runner folder: results and notes may live there
+        raise BenchError(f"{dest}: --emit-runner folder exists and is not empty; give a new folder")
     manifest = read_manifest(Path(artifact), verify=True)  # regular files, hashes and content, before any write
-    remove_owned_dir(dest, "--emit-runner")  # an earlier runner folder of edgedistill's is replaced whole
     claim_dir(dest, "runner")
     _copy_runner(dest)
     for name in [MANIFEST_NAME, *manifest.files]:

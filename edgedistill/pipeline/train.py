@@ -149,7 +149,8 @@ def train_run(
     """
     with distributed.joined(resolve_device(device)) as (dd, dev):
         rd = RunDir(out)
-        _check_out(rd, resume, overwrite)  # every input is read and checked before the disk is touched
+        if dd.is_main:  # the other ranks would see rank 0's new folder; every input is checked before any write
+            _check_out(rd, resume, overwrite)
         resolved, cfg, base = _resolve_inputs(rd, budget, task, resume)
         updates = {k: v for k, v in {"steps": steps, "distiller": distiller}.items() if v is not None}
         if updates:
