@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,7 @@ def test_latency_plot_tick_labels_do_not_overlap(span: tuple[float, float]) -> N
     try:
         for labels in _visible_labels(fig):
             assert len(labels) >= 2, "a log axis needs at least two labelled ticks to be read"
-            for (a, text_a), (b, text_b) in zip(labels, labels[1:]):
+            for (a, text_a), (b, text_b) in pairwise(labels):
                 assert a.x1 <= b.x0, f"tick labels {text_a!r} and {text_b!r} overlap"
             assert all("times" not in text and "^" not in text for _, text in labels)  # plain numbers, no 2×10^-1
     finally:
