@@ -344,3 +344,63 @@ def test_emit_runner_folder_runs_alone_without_torch(artifact: Path, tmp_path: P
     assert json.loads((dest / "result.json").read_text())["stats"]["n"] >= 25
     with pytest.raises(BenchError, match="not empty"):
         emit_runner(dest, artifact=artifact)
+
+
+BUDGET_YAML = """name: tiny-device
+description: a budget the tiny model passes on p50 and params and cannot pass on p99
+device: {{family: x86}}
+target: {{runtime: onnxruntime, precision: fp32, recipe: {recipe}, threads: 1}}
+input: {{height: 28, width: 28, channels: 1}}
+limits:
+  latency_ms: {{p50: 10000, p99: 0.000001}}
+  params_m: 1
+"""
+
+
+def test_emitted_run_sh_prints_the_latency_table_and_the_verdict(artifact: Path, tmp_path: Path) -> None:
+    from edgedistill.bench.plain import LATENCY_COLUMNS
+    from edgedistill.pipeline.emit_runner import emit_runner
+
+    recipe = Path(__file__).resolve().parents[1] / "export" / "onnx-fp32.yaml"
+    (tmp_path / "budget.yaml").write_text(BUDGET_YAML.format(recipe=recipe))
+    dest = emit_runner(tmp_path / "device", artifact=artifact, budget=tmp_path / "budget.yaml")
+    assert json.loads((dest / "budget.json").read_text())["limits"]["latency_ms"]["p99"] == 0.000001
+    assert "--budget budget.json" in (dest / "run.sh").read_text()
+    assert "PASS/FAIL of every limit of the budget `tiny-device`" in (dest / "README.md").read_text()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHON": sys.executable}
+    proc = subprocess.run(
+        ["./run.sh", *FAST], cwd=dest, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == " ".join(LATENCY_COLUMNS).split()
+    row = lines[1].split()
+    assert row[:4] == ["onnxruntime", "fp32", "1", "1"] and int(row[-1]) >= 25 and float(row[4]) > 0
+    checks = {line.split()[0] + " " + line.split()[1]: line for line in lines if line.startswith("latency ")}
+    assert checks["latency p50"].rstrip().endswith("PASS") and "%" in checks["latency p50"]
+    assert checks["latency p99"].rstrip().endswith("FAIL")
+    assert any(line.startswith("params") and line.rstrip().endswith("PASS") for line in lines)
+    assert "verdict: FAIL   budget tiny-device" in lines
+    assert lines[-1] == "bench-tiny.json"  # the result path stays the last line
+    record = json.loads((dest / "bench-tiny.json").read_text())
+    assert record["budget"]["verdict"] == "FAIL" and [c["name"] for c in record["budget"]["checks"]] == [
+        "latency p50",
+        "latency p99",
+        "params",
+    ]
+    assert record["torch_imported"] is False
+
+
+def test_runner_refuses_a_bad_budget_json(artifact: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "budget.json"
+    for text, message in [
+        ("{", "unreadable budget JSON"),
+        ('{"limits": {"latency": {"p90": 1}}}', "unknown limits latency"),
+        ('{"limits": {"latency_ms": {"p90": -1}}}', "finite number > 0"),
+        ('{"limits": {"params_m": "1"}}', "finite number > 0"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(BenchError, match=message):
+            run_isolated(RUNNER, [str(artifact), *FAST, "--budget", str(bad)])
+    with pytest.raises(BenchError, match="budget file not found"):
+        run_isolated(RUNNER, [str(artifact), *FAST, "--budget", str(tmp_path / "missing.json")])

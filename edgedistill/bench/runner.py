@@ -2,20 +2,22 @@
 
     python -m edgedistill.bench.runner ARTIFACT_DIR [--runtime NAME] [--device cpu|cuda|tensorrt|gpu]
         [--hint f32|f16|bf16] [--threads N] [--batch N] [--warmup N] [--warmup-time S] [--runs N]
-        [--min-time S] [--input random|inputs.npy|images_uint8.npy] [--out FILE]
+        [--min-time S] [--input random|inputs.npy|images_uint8.npy] [--budget budget.json] [--out FILE]
 
 Needs only the standard library, numpy and the artifact's runtime, so it can be copied to a device
 with the artifact. The manifest is read as plain JSON (no pydantic) and the model file's sha256 is
 checked before timing. Runtimes: onnxruntime, openvino, tensorrt (see `runtimes.py`). Raw uint8
 images as `--input` are pre-processed per call with the manifest's preprocessing, and the result
 splits pre-processing, inference and post-processing (softmax, top-1). Run one runtime per process:
-several runtimes in one process distort few-thread latency.
+several runtimes in one process distort few-thread latency. It prints the latency table and, with
+`--budget` (the JSON `bench --emit-runner` writes), the PASS/FAIL of every limit, then the result path.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from functools import partial
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.bench.machine import package_versions
+from edgedistill.bench.plain import latency_text, verdict_text
 from edgedistill.bench.prepost import make_preprocess, postprocess
 from edgedistill.bench.record import (
     add_timing_args,
@@ -35,10 +38,13 @@ from edgedistill.bench.record import (
 )
 from edgedistill.bench.runtimes import RUNTIMES, Model, RuntimeOptions
 from edgedistill.bench.timing import Stages, Timing, measure, measure_stages
+from edgedistill.bench.verdict import check_limits, overall
 from edgedistill.errors import BenchError
 from edgedistill.io import sha256_problem
 
 REQUIRED_KEYS = ("runtime", "precision", "model_file", "files", "input")
+LIMIT_KEYS = {"latency_ms", "params_m", "macs_m", "peak_memory_mb"}
+LATENCY_KEYS = {"p50", "p90", "p99", "mean"}
 
 
 def load_artifact(artifact_dir: Path) -> tuple[dict[str, Any], Path]:
@@ -95,11 +101,39 @@ def model_file_for(runtime: str, manifest: dict[str, Any], artifact_dir: Path, m
     return path
 
 
+def load_budget_limits(path: Path) -> tuple[str, dict[str, Any]]:
+    """The budget name and limits from a budget JSON: `{"name": ..., "limits": {"latency_ms": {"p90": 2.0}, ...}}`.
+
+    Raises:
+        BenchError: Missing or unreadable file, unknown keys, or a limit that is not a finite number > 0 (or null).
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchError(f"{path}: budget file not found") from None
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{path}: unreadable budget JSON ({e})") from None
+    limits = data.get("limits") if isinstance(data, dict) else None
+    latency = (limits.get("latency_ms") or {}) if isinstance(limits, dict) else None
+    if not isinstance(limits, dict) or not isinstance(latency, dict):
+        raise BenchError(
+            f"{path}: expected {{'name': ..., 'limits': {{'latency_ms': {{'p90': MS}}, 'params_m': ...}}}}"
+        )
+    unknown = sorted(set(limits) - LIMIT_KEYS) + sorted(set(latency) - LATENCY_KEYS)
+    if unknown:
+        raise BenchError(f"{path}: unknown limits {', '.join(unknown)}")
+    values = [*latency.values(), *(v for k, v in limits.items() if k != "latency_ms")]
+    if any(v is not None and (type(v) not in (int, float) or not math.isfinite(v) or v <= 0) for v in values):
+        raise BenchError(f"{path}: every limit must be a finite number > 0, or null")
+    return str(data.get("name", path.stem)), limits
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m edgedistill.bench.runner", description=__doc__.splitlines()[0])
     parser.add_argument("artifact", type=Path, help="artifact directory with manifest.json")
     parser.add_argument("--runtime", default=None, help="time with this runtime (default: the manifest's)")
     parser.add_argument("--hint", default=None, help="OpenVINO inference precision: f32 | f16 | bf16")
+    parser.add_argument("--budget", type=Path, default=None, help="budget JSON: print PASS/FAIL of every limit")
     add_timing_args(parser)
     return parser.parse_args(argv)
 
@@ -130,6 +164,7 @@ def _timing(args: argparse.Namespace, manifest: dict[str, Any], runtime: str, mo
 def _main(argv: list[str] | None) -> int:
     args = _parse(argv)
     check_timing_args(args)
+    budget = None if args.budget is None else load_budget_limits(args.budget)  # a bad file fails before timing
     manifest, model_path = load_artifact(args.artifact)
     runtime = args.runtime or manifest["runtime"]
     model_path = model_file_for(runtime, manifest, args.artifact, model_path)
@@ -146,8 +181,21 @@ def _main(argv: list[str] | None) -> int:
         versions=package_versions(["numpy", runtime, "edgedistill"]),
         details=model.details,
     )
+    print(latency_text([record]))
+    if budget is not None:
+        print(_judge(record, manifest, *budget))
     write_record(record, args.out or args.artifact / "bench" / name)
     return 0
+
+
+def _judge(record: dict[str, Any], manifest: dict[str, Any], budget: str, limits: dict[str, Any]) -> str:
+    """Check the budget's limits, add the checks and verdict to `record` under "budget"; returns the verdict text."""
+    cost = manifest.get("cost") or {}
+    measured = {"macs": cost.get("macs"), "params": cost.get("params"), "peak_rss_mb": record["peak_rss_mb"]}
+    checks = check_limits(limits, latency=record["stats"], **measured)
+    verdict = "PASS" if overall(checks) else "FAIL"
+    record["budget"] = {"name": budget, "checks": [c.__dict__ for c in checks], "verdict": verdict}
+    return verdict_text(checks, budget)
 
 
 def _model_files(model_path: Path) -> list[Path]:

@@ -1,12 +1,16 @@
-"""Compare measurements with a budget's limits: one `LimitCheck` per set limit."""
+"""Compare measurements with a budget's limits: one `LimitCheck` per set limit.
+
+Standard library only (the budget model is a type hint), so the torch-free device runner judges too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgedistill.budget.spec import Limits
+if TYPE_CHECKING:
+    from edgedistill.budget.spec import Limits
 
 
 @dataclass(frozen=True)
@@ -62,17 +66,30 @@ def check_budget(
     Returns:
         One check per set limit, latency percentiles first.
     """
+    return check_limits(limits.model_dump(), latency=latency, macs=macs, params=params, peak_rss_mb=peak_rss_mb)
+
+
+def check_limits(
+    limits: Mapping[str, Any],
+    *,
+    latency: dict[str, Any] | None,
+    macs: int | None,
+    params: int | None,
+    peak_rss_mb: float | None,
+) -> list[LimitCheck]:
+    """`check_budget` on the plain form of the limits (`Limits.model_dump()`, e.g. read back from JSON)."""
     checks = []
-    latency_limits = limits.latency_ms.items() if limits.latency_ms else []
+    latency_limits = [(k, v) for k, v in (limits.get("latency_ms") or {}).items() if v is not None]
     for stat, limit in latency_limits:
         value = None if latency is None else latency.get(stat)
         checks.append(_check(f"latency {stat}", limit, value, "ms", "latency was not measured"))
-    if limits.params_m is not None:
-        checks.append(_check("params", limits.params_m, _millions(params), "M", "parameter count unknown"))
-    if limits.macs_m is not None:
-        checks.append(_check("macs", limits.macs_m, _millions(macs), "M", "MAC count unknown"))
-    if limits.peak_memory_mb is not None:
-        checks.append(_check("peak memory", limits.peak_memory_mb, peak_rss_mb, "MB", "peak memory was not measured"))
+    if limits.get("params_m") is not None:
+        checks.append(_check("params", limits["params_m"], _millions(params), "M", "parameter count unknown"))
+    if limits.get("macs_m") is not None:
+        checks.append(_check("macs", limits["macs_m"], _millions(macs), "M", "MAC count unknown"))
+    if limits.get("peak_memory_mb") is not None:
+        memory = limits["peak_memory_mb"]
+        checks.append(_check("peak memory", memory, peak_rss_mb, "MB", "peak memory was not measured"))
     return checks
 
 

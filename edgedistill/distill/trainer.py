@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from edgedistill.data.augment import affine_draws, random_affine, strong_augment
 from edgedistill.data.images import TaskData
@@ -27,6 +26,7 @@ from edgedistill.distill.step import step_loss
 from edgedistill.errors import CheckpointError, ConfigError
 from edgedistill.models import SlimmableBank
 from edgedistill.models.serialize import check_tensors
+from edgedistill.progress import progress
 
 
 @dataclass
@@ -167,8 +167,7 @@ def distill(
     batches = _Batches(data, teachers, device, dd)
     bu = cfg.batch_unlabeled if distiller.uses_unlabeled else 0
     t0 = time.perf_counter()
-    with _progress(show_progress) as progress:
-        task = progress.add_task("train", total=cfg.steps, completed=start, info="")
+    with progress("train", cfg.steps, show=show_progress, unit="step", completed=start) as bar:
         bank.train()
         for step in range(start, cfg.steps):
             domain = sampler.sample(gen) if sampler is not None else None
@@ -206,7 +205,7 @@ def distill(
                 history.append(row)
                 window.clear()
                 info = " ".join(f"{k}={v:.3f}" for k, v in row.items() if k not in {"step", "lr"})
-                progress.update(task, completed=done, info=info)
+                bar.update(completed=done, info=info)
             if (done % cfg.checkpoint_every == 0 or done == cfg.steps) and dd.is_main:
                 state = {
                     "bank": bank.state_dict(),
@@ -236,15 +235,3 @@ def distill(
 def _uses_unlabeled(distiller: Distiller, cfg: TrainConfig) -> bool:
     """Whether steps draw unlabeled images (and so can be drawn per domain)."""
     return distiller.uses_unlabeled and cfg.batch_unlabeled > 0
-
-
-def _progress(show: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        disable=not show,
-    )

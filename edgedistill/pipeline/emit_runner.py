@@ -1,8 +1,9 @@
 """`bench --emit-runner DIR`: a self-contained folder to copy to a device and time the artifact there.
 
 The folder holds the torch-free runner (the few stdlib + numpy modules of `edgedistill.bench` it
-imports), the artifact with its manifest (and TensorRT build script), a `run.sh`, a requirements
-file with the runtime versions the artifact was exported with, and a README.
+imports), the artifact with its manifest (and TensorRT build script), the budget's limits as plain
+JSON (when there is a budget), a `run.sh` that prints the latency table and the PASS/FAIL of every
+limit, a requirements file with the runtime versions the artifact was exported with, and a README.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import MANIFEST_NAME, read_manifest
-from edgedistill.io import atomic_write_text
+from edgedistill.io import atomic_write_json, atomic_write_text
 from edgedistill.outputs import check_output_dir, claim_dir
 from edgedistill.pipeline.context import run_budget
 from edgedistill.pipeline.rundir import RunDir
@@ -31,12 +32,16 @@ RUNNER_MODULES = (
     "bench/timing.py",
     "bench/runtimes.py",
     "bench/prepost.py",
+    "bench/verdict.py",
+    "bench/plain.py",
 )
+BUDGET_JSON = "budget.json"
 # pip package of each runtime (the device's own build of it may differ, e.g. onnxruntime-gpu, JetPack's tensorrt).
 RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
 
 RUN_SH = """#!/bin/sh
-# Times the artifact with the torch-free runner; extra arguments go to the runner (--threads, --runs, ...).
+# Times the artifact with the torch-free runner, prints the latency table (and with budget.json the PASS/FAIL
+# of every limit) and writes the result JSON; extra arguments go to the runner (--threads, --runs, ...).
 set -e
 cd "$(dirname "$0")"
 exec "${{PYTHON:-python3}}" -m edgedistill.bench.runner artifact --out "${{OUT:-bench-{name}.json}}" {args}"$@"
@@ -46,10 +51,12 @@ README = """# Device runner for `{name}` ({runtime} {precision})
 
 On the device: `pip install -r requirements.txt && ./run.sh --threads {threads}` (writes bench-{name}.json)
 
+It prints the p50/p90/p99 latency table{judged}.
+
 - `artifact/`: the exported model, its `manifest.json` (sha256 of every file, checked before timing){engine}.
 - `edgedistill/`: the torch-free runner (standard library, numpy and the runtime only); `python -m
   edgedistill.bench.runner --help` lists the options (`--runs`, `--min-time`, `--warmup`, `--batch`, `--device`).
-- `run.sh`: runs it from this folder; `PYTHON=` picks the interpreter, `OUT=` the result file.
+{budget}- `run.sh`: runs it from this folder; `PYTHON=` picks the interpreter, `OUT=` the result file.
 - Copy the result JSON back and read it with `edgedistill report` next to the run, or as plain JSON.
 """
 
@@ -72,6 +79,9 @@ def emit_runner(
 ) -> Path:
     """Write the device-runner folder for the budget's artifact of `run` (or for `artifact`).
 
+    The budget (`budget`, else the run's when there is one) goes along as `budget.json`, so `run.sh` judges
+    its limits on the device; MACs and parameters come from the manifest.
+
     Returns:
         `dest`.
 
@@ -81,10 +91,13 @@ def emit_runner(
     if run is None and artifact is None:
         raise BenchError("give --run RUN (emits the budget's artifact) or --artifact DIR")
     rd = RunDir(run if run is not None else Path(artifact).parent.parent)  # type: ignore[arg-type]
-    if artifact is None:
+    resolved = None
+    if artifact is None or budget is not None or rd.budget.is_file():
         resolved = run_budget(rd, budget)
-        artifact = rd.export_dir(resolved.recipe.target)
         threads = threads or resolved.budget.target.threads
+    if artifact is None:
+        assert resolved is not None
+        artifact = rd.export_dir(resolved.recipe.target)
     if not (Path(artifact) / MANIFEST_NAME).is_file():
         raise BenchError(f"{artifact}: no exported artifact; run `edgedistill export --run {rd.root}` first")
     dest = Path(dest)
@@ -98,6 +111,12 @@ def emit_runner(
         (dest / "artifact" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(artifact) / name, dest / "artifact" / name, follow_symlinks=False)
     device_args = "--device gpu " if manifest.runtime == "tensorrt" else ""
+    judged = ""
+    if resolved is not None:
+        limits = {"name": resolved.budget.name, "limits": resolved.budget.limits.model_dump(mode="json")}
+        atomic_write_json(dest / BUDGET_JSON, limits)
+        device_args = f"--budget {BUDGET_JSON} {device_args}"
+        judged = f" and the PASS/FAIL of every limit of the budget `{resolved.budget.name}`"
     run_sh = dest / "run.sh"
     atomic_write_text(run_sh, RUN_SH.format(name=manifest.name, args=device_args))
     run_sh.chmod(0o755)
@@ -116,6 +135,8 @@ def emit_runner(
             precision=manifest.precision,
             threads=threads or 1,
             engine=engine,
+            judged=judged,
+            budget=f"- `{BUDGET_JSON}`: the budget's limits, judged by `run.sh`.\n" if resolved is not None else "",
         ),
     )
     return dest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,49 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def log_ticks(lo: float, hi: float, max_ticks: int = 7) -> list[float]:
+    """Tick positions for a log axis over [lo, hi] whose labels cannot crowd: at most `max_ticks` of them.
+
+    The densest of 1-2-3-5, 1-2-5 and decade steps that fits (every k-th decade when even those are too many);
+    a span too narrow for three 1-2-3-5 ticks gets evenly spaced round numbers instead.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    ticks: list[float] = []
+    for i, mantissas in enumerate(((1.0, 2.0, 3.0, 5.0), (1.0, 2.0, 5.0), (1.0,))):
+        ticks = [t for t in (m * 10.0**e for e in range(first, last + 1) for m in mantissas) if lo <= t <= hi]
+        if i == 0 and len(ticks) < 3:
+            return [float(t) for t in MaxNLocator(nbins=4).tick_values(lo, hi) if lo <= t <= hi]
+        if len(ticks) <= max_ticks:
+            return ticks
+    return ticks[:: math.ceil(len(ticks) / max_ticks)]
+
+
+def _log_x(ax: Any) -> None:
+    """Log-scale the x axis with plain-number labels at `log_ticks`, minor ticks unlabelled (after plotting)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    ax.xaxis.set_major_locator(FixedLocator(log_ticks(lo, hi)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(lo, hi)
+
+
 def latency_plot(latency: list[dict[str, Any]], path: Path, limit: tuple[str, float] | None) -> Path | None:
     """Histogram (left) and empirical CDF (right) of per-call latency, one series per result with times.
 
     Returns:
         `path`, or None when no result has per-call times.
     """
+    fig = latency_figure(latency, limit)
+    return None if fig is None else _save(fig, path)
+
+
+def latency_figure(latency: list[dict[str, Any]], limit: tuple[str, float] | None) -> Any:
+    """The figure of `latency_plot` (a matplotlib Figure; the caller closes it), or None without per-call times."""
     series = [(f"{r['timed']}: {r['label']}", np.asarray(r["times_ms"])) for r in latency if r.get("times_ms")]
     if not series:
         return None
@@ -49,6 +87,7 @@ def latency_plot(latency: list[dict[str, Any]], path: Path, limit: tuple[str, fl
         ax.set_xlabel("latency per call (ms, log scale)")
         if limit is not None:
             ax.axvline(limit[1], color="red", linestyle="--", label=f"budget {limit[0]} ≤ {limit[1]:g} ms")
+        _log_x(ax)
     ax_h.set_ylabel("calls")
     ax_c.set_ylabel("fraction of calls ≤ x")
     for q in (0.5, 0.9, 0.99):
@@ -56,7 +95,7 @@ def latency_plot(latency: list[dict[str, Any]], path: Path, limit: tuple[str, fl
     ax_h.set_title("latency histogram")
     ax_c.set_title("latency CDF (p50 / p90 / p99 lines)")
     ax_c.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return fig
 
 
 def pareto_points(report: dict[str, Any], stat: str) -> list[dict[str, Any]]:

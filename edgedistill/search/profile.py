@@ -6,12 +6,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from edgedistill.bench.machine import machine_info, package_versions
 from edgedistill.export.recipe import Recipe
 from edgedistill.models import SlimmableBank
+from edgedistill.progress import progress
 from edgedistill.search.blocks import distinct_blocks, materialize, plain_net
 from edgedistill.search.lut import Anchor, LatencyLUT, LatencyPredictor, bank_signature, fit_calibration
 from edgedistill.search.measure import Timing, time_module
@@ -47,14 +47,13 @@ def profile_bank(
     blocks = distinct_blocks(bank, input_shape)
     anchors = anchor_configs(bank, n_random_anchors)
     measured: dict[str, dict[str, float]] = {}
-    columns = (TextColumn("profile {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not show_progress, transient=True) as bar:
-        task = bar.add_task(f"{recipe.target} {'x'.join(map(str, input_shape))}", total=len(blocks) + 1 + len(anchors))
+    label = f"profile {recipe.target} {'x'.join(map(str, input_shape))}"
+    with progress(label, len(blocks) + 1 + len(anchors), show=show_progress, unit="model", transient=True) as bar:
         overhead = time_module(nn.ReLU(), input_shape, recipe.model_copy(update={"quantization": None}), timing)
-        bar.advance(task)
+        bar.advance()
         for key, block in blocks.items():
             measured[key] = time_module(block.module, block.input_shape, recipe, timing)
-            bar.advance(task)
+            bar.advance()
         lut = LatencyLUT(
             runtime=recipe.runtime,
             precision=recipe.precision,
@@ -74,7 +73,7 @@ def profile_bank(
         for config in anchors:
             m = time_module(materialize(plain_net(bank, config)), input_shape, recipe, timing)
             lut.anchors.append(Anchor(config=list(config), measured_ms=m, block_sum_ms=predictor.block_sum(config)))
-            bar.advance(task)
+            bar.advance()
     # One fit, on the median: tail statistics of a few anchors are too noisy to fit alone (a p90 scale of 5.6 on a
     # loaded machine), so every statistic's block sum gets the median's scale and offset.
     fit = fit_calibration([a.block_sum_ms["p50"] for a in lut.anchors], [a.measured_ms["p50"] for a in lut.anchors])

@@ -11,11 +11,11 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from edgedistill.config import StrictModel
+from edgedistill.progress import Tracker, progress
 from edgedistill.registry import Registry
 
 Config = tuple[float, ...]
@@ -72,9 +72,8 @@ Strategy = Callable[[Problem, SearchSettings], None]
 SEARCH_STRATEGIES: Registry[Strategy] = Registry("search strategy")
 
 
-def _bar(problem: Problem, name: str, total: int) -> Progress:
-    columns = (TextColumn(f"search ({name})"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return Progress(*columns, disable=not problem.show_progress, transient=True)
+def _bar(problem: Problem, name: str, total: int, unit: str = "config") -> AbstractContextManager[Tracker]:
+    return progress(f"search ({name})", total, show=problem.show_progress, unit=unit, transient=True)
 
 
 @SEARCH_STRATEGIES.register("exhaustive")
@@ -82,10 +81,9 @@ def exhaustive(problem: Problem, settings: SearchSettings) -> None:
     """Every feasible config of the space."""
     feasible = [c for c in itertools.product(*problem.choices) if problem.ok(c)]
     with _bar(problem, "exhaustive", len(feasible)) as bar:
-        task = bar.add_task("", total=len(feasible))
         for config in feasible:
             problem.evaluate(config)
-            bar.advance(task)
+            bar.advance()
 
 
 def _random_feasible(problem: Problem, rng: random.Random, tries: int) -> Config | None:
@@ -113,7 +111,6 @@ def evolutionary(problem: Problem, settings: SearchSettings) -> None:
     rng = random.Random(settings.seed)
     budget = min(settings.evaluations, problem.space)
     with _bar(problem, "evolutionary", budget) as bar:
-        task = bar.add_task("", total=budget)
         population: list[Config] = []
         while len(population) < settings.population and len(problem.scores) < budget:
             config = _random_feasible(problem, rng, settings.max_rejections)
@@ -121,7 +118,7 @@ def evolutionary(problem: Problem, settings: SearchSettings) -> None:
                 break
             if config not in problem.scores:
                 problem.evaluate(config)
-                bar.advance(task)
+                bar.advance()
             population.append(config)
         stale = 0
         while population and len(problem.scores) < budget and stale < settings.max_rejections:
@@ -134,7 +131,7 @@ def evolutionary(problem: Problem, settings: SearchSettings) -> None:
                 continue
             stale = 0
             problem.evaluate(child)
-            bar.advance(task)
+            bar.advance()
             population = [*ranked[: settings.population - 1], child]
 
 
@@ -149,8 +146,7 @@ def greedy(problem: Problem, settings: SearchSettings) -> None:
     config: Config = tuple(c[-1] for c in problem.choices)
     steps = sum(len(c) - 1 for c in problem.choices)
     scored: dict[Config, float] = {}
-    with _bar(problem, "greedy", steps) as bar:
-        task = bar.add_task("", total=steps)
+    with _bar(problem, "greedy", steps, unit="step") as bar:
         while not problem.feasible(config):
             neighbours = []
             for i, c in enumerate(problem.choices):
@@ -163,7 +159,7 @@ def greedy(problem: Problem, settings: SearchSettings) -> None:
                 if n not in scored:
                     scored[n] = problem.score(n)
             config = max(neighbours, key=lambda n: scored[n])
-            bar.advance(task)
+            bar.advance()
     if problem.ok(config):
         problem.evaluate(config)
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edgedistill.data.images import ImageSet
 from edgedistill.io import atomic_write, atomic_write_json, require_disk
+from edgedistill.progress import progress
 from edgedistill.teachers.sources import Teacher, load_teacher
 
 CACHE_VERSION = 1
@@ -166,17 +166,11 @@ def cache_teachers(
                 todo.append((t, c, name, images, entry))
             else:
                 c.sets[name] = hit
-    with Progress(
-        TextColumn("[bold]teachers[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not show_progress or not todo,
-    ) as progress:
-        bar = progress.add_task("", total=sum(len(item[3]) for item in todo))
+    total = sum(len(item[3]) for item in todo)
+    with progress("teachers", total, show=show_progress and bool(todo), unit="image") as bar:
         for t, c, name, images, entry in todo:
-            progress.update(bar, description=f"{t.name}/{name}")
-            _compute_entry(t, images, entry, batch, lambda n: progress.advance(bar, n))
+            bar.update(description=f"{t.name}/{name}")
+            _compute_entry(t, images, entry, batch, bar.advance)
             loaded = _load_entry(entry, len(images))
             assert loaded is not None, f"{entry}: cache entry unreadable right after writing"
             c.sets[name], c.computed = loaded, [*c.computed, name]
