@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.errors import BackendUnavailable, ConfigError, ExportError
-from edgedistill.export.recipe import Quantization
+from edgedistill.recipe import Quantization
 
 MODEL_XML = "model.xml"
 MODEL_BIN = "model.bin"

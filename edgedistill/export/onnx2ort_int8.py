@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from edgedistill.errors import BackendUnavailable, ExportError
-from edgedistill.export.recipe import Quantization
 from edgedistill.io import atomic_write
+from edgedistill.recipe import Quantization
 
 # TensorRT's Q/DQ placement rules: Q/DQ on every input of weighted ops (Conv, Gemm, MatMul) and not on their
 # outputs; one dedicated pair per consumer (TensorRT cannot share a pair); Q/DQ pairs on float weights (accepted by

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from edgedistill.errors import BackendUnavailable, ExportError
 from edgedistill.export.manifest import EngineInfo
-from edgedistill.export.recipe import Precision, TensorRTBuild
 from edgedistill.io import atomic_write_bytes, atomic_write_text
+from edgedistill.recipe import TensorRTBuild
+from edgedistill.runtimes import Precision
 
 BUILD_SCRIPT = "build_engine.sh"
 ENGINE_FILE = "model.engine"

@@ -10,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from edgedistill.bench.machine import machine_info, package_versions
-from edgedistill.export.recipe import Recipe
 from edgedistill.models import SlimmableBank
+from edgedistill.recipe import Recipe
 from edgedistill.search.blocks import distinct_blocks, materialize, plain_net
 from edgedistill.search.lut import Anchor, LatencyLUT, LatencyPredictor, bank_signature, fit_calibration
 from edgedistill.search.measure import Timing, time_module
