@@ -1,14 +1,17 @@
 """What edgedistill knows about each inference runtime, in one table (standard library only).
 
-The device runner reads it too, so it imports nothing but the standard library. Adding a runtime means a row
-here, its model class in `bench/runtimes.py` (timing), and, when it has an artifact, its exporters in
-`export/exporters.py` (`EXPORTERS`) and, when search can time it, its builder in `search/measure.py`.
+The device runner reads it too, so it imports nothing but the standard library and `edgedistill.errors`.
+Adding a runtime means a row here, its model class in `bench/runtimes.py` (timing), and, when it has an
+artifact, its exporters in `export/exporters.py` (`EXPORTERS`) and, when search can time it, its builder in
+`search/measure.py` (`ARTIFACT_BUILDERS`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from edgedistill.errors import BackendUnavailable
 
 Runtime = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
@@ -110,6 +113,12 @@ def check_runtime_precision(runtime: str, precision: str) -> None:
     allowed = runtime_spec(runtime).precisions
     if precision not in allowed:
         raise ValueError(f"runtime '{runtime}' has no {precision} support (supported: {', '.join(sorted(allowed))})")
+
+
+def not_installed(runtime: str, package: str | None = None) -> BackendUnavailable:
+    """The error for a missing runtime (or `package`, one it needs), naming the extra that installs it."""
+    spec = runtime_spec(runtime)
+    return BackendUnavailable.for_extra(package or spec.package, spec.extra)
 
 
 def distributions(package: str) -> tuple[str, ...]:

@@ -6,7 +6,14 @@ from typing import get_args
 
 import pytest
 
-from edgedistill.runtimes import DEVICE_RUNNER, RUNTIME_SPECS, Runtime, check_runtime_precision, versioned_packages
+from edgedistill.runtimes import (
+    DEVICE_RUNNER,
+    RUNTIME_SPECS,
+    Runtime,
+    check_runtime_precision,
+    not_installed,
+    versioned_packages,
+)
 
 
 def test_table_names_every_runtime_of_the_literal() -> None:
@@ -35,3 +42,8 @@ def test_precision_check_and_versions() -> None:
     with pytest.raises(ValueError, match="unknown runtime 'tflite'"):
         check_runtime_precision("tflite", "int8")
     assert versioned_packages() == ("numpy", "torch", "onnx", "onnxruntime", "openvino", "nncf", "edgedistill")
+    assert str(not_installed("openvino")) == "openvino is not installed: pip install edgedistill[openvino]"
+    assert (
+        str(not_installed("tensorrt", "cuda-python"))
+        == "cuda-python is not installed: pip install edgedistill[tensorrt]"
+    )

@@ -27,6 +27,7 @@ import numpy as np
 
 from edgedistill.errors import BackendUnavailable, BenchError
 from edgedistill.registry import Registry
+from edgedistill.runtimes import not_installed
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def ort_session(model_path: str | Path, threads: int = 1, device: str = "cpu") -
     try:
         import onnxruntime as ort
     except ImportError:
-        raise BackendUnavailable.for_extra("onnxruntime") from None
+        raise not_installed("onnxruntime") from None
     if device not in ORT_PROVIDERS:
         raise _unsupported("onnxruntime", device, ORT_PROVIDERS)
     providers = ORT_PROVIDERS[device]
@@ -146,7 +147,7 @@ class OpenVinoModel:
         try:
             import openvino as ov
         except ImportError:
-            raise BackendUnavailable.for_extra("openvino") from None
+            raise not_installed("openvino") from None
         if options.device not in OPENVINO_DEVICES:
             raise _unsupported("openvino", options.device, OPENVINO_DEVICES)
         core = ov.Core()
@@ -179,7 +180,7 @@ def _cuda_runtime() -> Any:
         try:
             from cuda import cudart  # type: ignore[no-redef]
         except ImportError:
-            raise BackendUnavailable.for_extra("cuda-python", "tensorrt") from None
+            raise not_installed("tensorrt", "cuda-python") from None
     return cudart
 
 
@@ -198,7 +199,7 @@ class TensorRtModel:
         try:
             import tensorrt as trt
         except ImportError:
-            raise BackendUnavailable.for_extra("tensorrt") from None
+            raise not_installed("tensorrt") from None
         if options.device not in ("gpu", "cuda"):
             raise _unsupported("tensorrt", options.device, ["gpu"])
         self.cudart = _cuda_runtime()
