@@ -36,6 +36,7 @@ lint: venv
 	$(BIN)/ruff check edgedistill tests bench
 	$(BIN)/ruff format --check edgedistill tests bench
 	$(BIN)/mypy edgedistill --ignore-missing-imports
+	$(BIN)/lint-imports
 
 bench: venv
 	$(BIN)/python bench/demo_vs_ce.py --seeds 0 1 2

@@ -39,9 +39,10 @@ from edgedistill.distill.distillers import DISTILLERS  # noqa: E402
 from edgedistill.distill.evaluate import accuracy  # noqa: E402
 from edgedistill.distill.multisource import prepare_teachers  # noqa: E402
 from edgedistill.distill.trainer import distill  # noqa: E402
+from edgedistill.inputs import calibration_batches, preprocess_for  # noqa: E402
 from edgedistill.io import atomic_write_json, atomic_write_text  # noqa: E402
 from edgedistill.models import recalibrate_bn  # noqa: E402
-from edgedistill.pipeline.train import build_student, calibration_batches, preprocess_for  # noqa: E402
+from edgedistill.pipeline.train import build_student  # noqa: E402
 from edgedistill.task import TaskConfig, load_task  # noqa: E402
 
 BANKS: dict[str, dict[str, Any]] = {

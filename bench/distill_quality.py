@@ -49,7 +49,7 @@ from edgedistill.pipeline.train import train_run  # noqa: E402
 from edgedistill.task import load_task  # noqa: E402
 from edgedistill.teachers import load_teacher  # noqa: E402
 from edgedistill.teachers.cache import cache_teachers  # noqa: E402
-from edgedistill.teachers.rank import similarity_scores  # noqa: E402
+from edgedistill.teachers.similarity import similarity_scores  # noqa: E402
 
 METRICS = ["knn", "linear", "logme", "leep"]
 WORK = REPO / "runs" / "distill-quality"

@@ -18,10 +18,10 @@ import torch
 
 from edgedistill.export.onnx2openvino import convert_openvino, quantize_openvino
 from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
-from edgedistill.export.recipe import load_recipe
 from edgedistill.export.torch2onnx import torch_to_onnx
 from edgedistill.models import build_bank, count_cost, extract, load_bank, recalibrate_bn, save_subnet
 from edgedistill.pipeline.bench_widths import write_bench_manifest
+from edgedistill.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -38,10 +38,10 @@ from edgedistill.budget import load_budget  # noqa: E402
 from edgedistill.data import build_task_data  # noqa: E402
 from edgedistill.distill.evaluate import accuracy  # noqa: E402
 from edgedistill.errors import ConfigError  # noqa: E402
+from edgedistill.inputs import preprocess_for  # noqa: E402
 from edgedistill.models import extract, load_bank, recalibrate_bn  # noqa: E402
-from edgedistill.pipeline.rundir import RunDir  # noqa: E402
 from edgedistill.pipeline.search import latency_table, measurer, unlabeled_images  # noqa: E402
-from edgedistill.pipeline.train import preprocess_for  # noqa: E402
+from edgedistill.run import RunDir  # noqa: E402
 from edgedistill.search import UPEMS, CostEstimator, CostInputs, LatencyLUT, SearchSettings, over_limits  # noqa: E402
 from edgedistill.search import search_widths as run_search  # noqa: E402
 from edgedistill.search.measure import Timing, time_module  # noqa: E402

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from edgedistill.config import SafeName, StrictModel, load_yaml_model, parse_yaml, validate_as
-from edgedistill.data.targets import DataConfig
+from edgedistill.data.config import DataConfig
 from edgedistill.distill.config import TrainConfig
 from edgedistill.errors import ConfigError, EdgedistillError
 from edgedistill.registry import Registry

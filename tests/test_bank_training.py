@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from edgedistill.data import Preprocess, build_task_data
+from edgedistill.data.config import DataConfig
 from edgedistill.data.images import ImageSet, TaskData
-from edgedistill.data.targets import DataConfig
 from edgedistill.distill.bank_loss import BANK_LOSSES, CONFIDENCE, BankOutputs, ensemble, sharpen
 from edgedistill.distill.config import BankConfig, TrainConfig, UdonConfig
 from edgedistill.distill.distillers import DISTILLERS, StepBatch

@@ -11,7 +11,7 @@ import yaml
 
 from edgedistill.budget import find_budgets, load_budget
 from edgedistill.errors import BudgetError, ConfigError
-from edgedistill.export.recipe import load_recipe
+from edgedistill.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "budgets").glob("*.yaml"))

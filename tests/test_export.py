@@ -28,10 +28,10 @@ from edgedistill.export.manifest import (
     write_manifest,
 )
 from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
-from edgedistill.export.recipe import Calibration, Quantization
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
 from edgedistill.export.versions import runtime_versions
 from edgedistill.io import sha256_file
+from edgedistill.recipe import Calibration, Quantization
 
 SHAPE = (1, 3, 32, 32)
 CLASSES = 10

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from edgedistill.errors import ConfigError, ExportError
+from edgedistill.export.job import RunContext
 from edgedistill.export.manifest import CalibrationInfo, Manifest, read_manifest
-from edgedistill.pipeline.context import RunContext, find_recipe, load_context
+from edgedistill.pipeline.context import load_context
 from edgedistill.pipeline.export import EXPORTERS, ExportJob, export_fp32, export_run
+from edgedistill.run import find_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "export"
@@ -45,7 +47,7 @@ def job(ctx_ref: tuple[RunContext, object]) -> Callable[..., ExportJob]:
     def make(recipe: str, cls: type[ExportJob] = ExportJob, **kw: object) -> ExportJob:
         r = find_recipe(*recipe.split("-")[:2], RECIPES) if recipe.count("-") == 1 else None
         if r is None:
-            from edgedistill.export.recipe import load_recipe
+            from edgedistill.recipe import load_recipe
 
             r = load_recipe(RECIPES / f"{recipe}.yaml")
         fp32 = ctx.rd.export_dir("onnxruntime-fp32") / "model.onnx"
@@ -156,7 +158,7 @@ def test_engine_recorded_or_built(trt_int8: tuple[Manifest, Path]) -> None:
 def test_tensorrt_engine_build_api(trt_int8: tuple[Manifest, Path], tmp_path: Path) -> None:
     pytest.importorskip("tensorrt")
     from edgedistill.export.onnx2tensorrt import build_engine
-    from edgedistill.export.recipe import TensorRTBuild
+    from edgedistill.recipe import TensorRTBuild
 
     _, out = trt_int8
     engine = build_engine(

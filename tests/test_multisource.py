@@ -21,12 +21,11 @@ from edgedistill.data.packages import pkg_dir
 from edgedistill.distill.config import MultiSourceConfig, TrainConfig
 from edgedistill.distill.distillers import DISTILLERS, StepBatch
 from edgedistill.distill.losses import weighted_sum
-from edgedistill.distill.multisource import softmax_weights
 from edgedistill.errors import CheckpointError, ConfigError
 from edgedistill.teachers import cache as cache_mod
 from edgedistill.teachers import load_teacher
 from edgedistill.teachers.cache import cache_teachers
-from edgedistill.teachers.similarity import SIMILARITY, logme_evidence, logme_fixed_point
+from edgedistill.teachers.similarity import SIMILARITY, logme_evidence, logme_fixed_point, softmax_weights
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -347,7 +346,7 @@ def test_own_imagefolder_with_local_timm_teacher_trains(
     weights, trained with distill-weighted from the CLI."""
     from edgedistill.cli import main
     from edgedistill.data import build_task_data
-    from edgedistill.data.targets import DataConfig
+    from edgedistill.data.config import DataConfig
 
     digits = build_task_data(DataConfig(source="mnist", labels_per_class=1, unlabeled=10, test=200, seed=0))
     assert digits.test.labels is not None

@@ -133,7 +133,7 @@ def test_lut_round_trip_and_predictor(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_profile_builds_a_real_table_for_a_tiny_bank(tmp_path: Path) -> None:
-    from edgedistill.export.recipe import load_recipe
+    from edgedistill.recipe import load_recipe
     from edgedistill.search.measure import Timing
     from edgedistill.search.profile import profile_bank
 

@@ -25,21 +25,17 @@ from edgedistill.bench.machine import package_versions
 from edgedistill.bench.record import cli_main, make_input, peak_rss_mb, write_record
 from edgedistill.bench.runner import batch_shape, load_artifact
 from edgedistill.bench.runtimes import RUNTIMES, RuntimeOptions
+from edgedistill.bench.torch_model import TorchModel  # noqa: F401  (registers the torch reference)
 from edgedistill.errors import BenchError
 
 
-def _bare_call(runtime: str, model: Any, x: Any) -> Callable[[], object]:
-    """The runtime's own call, without the `Model.run` wrapper."""
-    if runtime == "onnxruntime":
-        session, feed = model.session, {model.input_name: x}
-        return lambda: session.run(None, feed)
-    if runtime == "openvino":
-        request = model.request
-        return lambda: request.infer({0: x})
-    if runtime == "torch":
-        net, xt = model.net, model.torch.from_numpy(x)
-        return lambda: net(xt)
-    raise BenchError(f"no bare loop for runtime '{runtime}'; known: onnxruntime, openvino, torch")
+def _bare_call(runtime: str, path: Path, options: RuntimeOptions, x: Any) -> Callable[[], object]:
+    """The runtime's own call, without the `Model.run` wrapper (its model class's `bare`)."""
+    factory = RUNTIMES.get(runtime)
+    if not hasattr(factory, "bare"):
+        known = [n for n in RUNTIMES.names() if hasattr(RUNTIMES.get(n), "bare")]
+        raise BenchError(f"no bare loop for runtime '{runtime}'; known: {', '.join(known)}")
+    return factory(path, options).bare(x)  # type: ignore[attr-defined,no-any-return]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -74,7 +70,7 @@ def _main(argv: list[str] | None) -> int:
         options = RuntimeOptions(threads=args.threads, precision=manifest["precision"])
         shape = batch_shape(manifest["input"]["shape"], args.batch)
     x = make_input(args.input, shape)
-    call = _bare_call(runtime, RUNTIMES.get(runtime)(path, options), x)
+    call = _bare_call(runtime, path, options, x)
     for _ in range(args.warmup):
         call()
     calls, elapsed_ns, blocks = 0, 0, []

@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edgedistill.runtimes import distributions
+
 
 def _read(path: str) -> str | None:
     try:
@@ -123,14 +125,6 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-# A package may ship under several distribution names (onnxruntime-gpu, opencv-python-headless, ...).
-DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
-    "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
-    "openvino": ("openvino", "openvino-nightly"),
-}
-
-
 def package_versions(packages: list[str] | tuple[str, ...]) -> dict[str, str]:
     """Installed versions of `packages` (plus python) from package metadata, without importing them.
 
@@ -138,7 +132,7 @@ def package_versions(packages: list[str] | tuple[str, ...]) -> dict[str, str]:
     """
     out = {"python": platform.python_version()}
     for pkg in packages:
-        for dist in DISTRIBUTIONS.get(pkg, (pkg,)):
+        for dist in distributions(pkg):  # a runtime may ship under several names (onnxruntime-gpu, ...)
             try:
                 out[pkg] = metadata.version(dist)
                 break

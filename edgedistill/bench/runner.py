@@ -6,7 +6,7 @@
 
 Needs only the standard library, numpy and the artifact's runtime, so it can be copied to a device
 with the artifact. The manifest is read as plain JSON (no pydantic) and the model file's sha256 is
-checked before timing. Runtimes: onnxruntime, openvino, tensorrt (see `runtimes.py`). Raw uint8
+checked before timing. Runtimes: onnxruntime, openvino, tensorrt (see `runtimes.py`; torch is refused). Raw uint8
 images as `--input` are pre-processed per call with the manifest's preprocessing, and the result
 splits pre-processing, inference and post-processing (softmax, top-1). Run one runtime per process:
 several runtimes in one process distort few-thread latency. It prints the latency table and, with
@@ -41,6 +41,7 @@ from edgedistill.bench.timing import Stages, Timing, measure, measure_stages
 from edgedistill.bench.verdict import check_limits, overall
 from edgedistill.errors import BenchError
 from edgedistill.io import sha256_problem
+from edgedistill.runtimes import DEVICE_RUNNER, RUNTIME_SPECS
 
 REQUIRED_KEYS = ("runtime", "precision", "model_file", "files", "input")
 LIMIT_KEYS = {"latency_ms", "params_m", "macs_m", "peak_memory_mb"}
@@ -84,6 +85,20 @@ def batch_shape(manifest_shape: list[int], batch: int) -> tuple[int, ...]:
     if fixed not in (-1, None, batch):
         raise BenchError(f"the model has a fixed batch of {fixed}; got --batch {batch}")
     return (batch, *manifest_shape[1:])
+
+
+def check_runtime(runtime: str) -> None:
+    """Refuse a runtime this runner does not time (torch: it would import torch here).
+
+    Raises:
+        BenchError: naming the runner that times it.
+    """
+    spec = RUNTIME_SPECS.get(runtime)
+    if spec is not None and spec.bench_runner != DEVICE_RUNNER:
+        raise BenchError(
+            f"--runtime {runtime}: the device runner is torch-free and does not time {runtime}; "
+            f"use python -m {spec.bench_runner}"
+        )
 
 
 def model_file_for(runtime: str, manifest: dict[str, Any], artifact_dir: Path, model_path: Path) -> Path:
@@ -167,6 +182,7 @@ def _main(argv: list[str] | None) -> int:
     budget = None if args.budget is None else load_budget_limits(args.budget)  # a bad file fails before timing
     manifest, model_path = load_artifact(args.artifact)
     runtime = args.runtime or manifest["runtime"]
+    check_runtime(runtime)
     model_path = model_file_for(runtime, manifest, args.artifact, model_path)
     timing, model = _timing(args, manifest, runtime, model_path)
     device = "" if args.device == "cpu" else f"-{args.device}"

@@ -1,22 +1,24 @@
 """Inference runtimes the benchmark runners can time, by name (torch-free at import).
 
-Each entry is a class built from (model file, `RuntimeOptions`) with a `run(x)` method and a
-`details` dict (providers, device, precision hint) that goes into the result JSON. Every backend
+Each entry is a class built from (model file, `RuntimeOptions`) with a `run(x)` method, a
+`details` dict (providers, device, precision hint) that goes into the result JSON and, where the
+bare-loop timing (`bench/bare.py`) supports it, a `bare(x)` call without the wrapper. Every backend
 package is imported inside `__init__`, so importing this module costs nothing and the device
-runner imports only the runtime it times:
+runner imports only the runtime it times. What else is known about each runtime (precisions,
+packages, exporters) is in `edgedistill/runtimes.py`.
 
-- `torch`: eager FP32 of a subnet `.safetensors` (the reference; the only entry importing torch).
 - `onnxruntime`: CPU execution provider; `cuda` and `tensorrt` execution providers on request.
 - `openvino`: CPU, or GPU when present; an explicit inference precision (OpenVINO's CPU default is
   bf16 on CPUs that have it, which would time a different model than the one exported).
 - `tensorrt`: a serialized engine (`model.engine`) with CUDA buffers from `cuda-python`.
 
-A device or provider that is not present raises `BackendUnavailable`; nothing falls back silently.
+The torch eager reference (`torch`) registers from `bench/torch_runner.py`, which the device runner never
+imports. A device or provider that is not present raises `BackendUnavailable`; nothing falls back silently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +27,7 @@ import numpy as np
 
 from edgedistill.errors import BackendUnavailable, BenchError
 from edgedistill.registry import Registry
+from edgedistill.runtimes import not_installed
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def ort_session(model_path: str | Path, threads: int = 1, device: str = "cpu") -
     try:
         import onnxruntime as ort
     except ImportError:
-        raise BackendUnavailable.for_extra("onnxruntime") from None
+        raise not_installed("onnxruntime") from None
     if device not in ORT_PROVIDERS:
         raise _unsupported("onnxruntime", device, ORT_PROVIDERS)
     providers = ORT_PROVIDERS[device]
@@ -114,6 +117,11 @@ class OnnxRuntimeModel:
     def run(self, x: np.ndarray) -> Any:
         return self.session.run(None, {self.input_name: x})
 
+    def bare(self, x: np.ndarray) -> Callable[[], object]:
+        """The session's own call on `x`, without this wrapper."""
+        session, feed = self.session, {self.input_name: x}
+        return lambda: session.run(None, feed)
+
 
 OPENVINO_DEVICES = {"cpu": "CPU", "gpu": "GPU"}
 
@@ -139,7 +147,7 @@ class OpenVinoModel:
         try:
             import openvino as ov
         except ImportError:
-            raise BackendUnavailable.for_extra("openvino") from None
+            raise not_installed("openvino") from None
         if options.device not in OPENVINO_DEVICES:
             raise _unsupported("openvino", options.device, OPENVINO_DEVICES)
         core = ov.Core()
@@ -159,6 +167,11 @@ class OpenVinoModel:
         self.request.infer({0: x})
         return self.request.get_output_tensor(0).data
 
+    def bare(self, x: np.ndarray) -> Callable[[], object]:
+        """The infer request's own call on `x`, without this wrapper."""
+        request = self.request
+        return lambda: request.infer({0: x})
+
 
 def _cuda_runtime() -> Any:
     try:  # cuda-python >= 12.6 names it cuda.bindings; older releases cuda.cudart
@@ -167,7 +180,7 @@ def _cuda_runtime() -> Any:
         try:
             from cuda import cudart  # type: ignore[no-redef]
         except ImportError:
-            raise BackendUnavailable.for_extra("cuda-python", "tensorrt") from None
+            raise not_installed("tensorrt", "cuda-python") from None
     return cudart
 
 
@@ -186,7 +199,7 @@ class TensorRtModel:
         try:
             import tensorrt as trt
         except ImportError:
-            raise BackendUnavailable.for_extra("tensorrt") from None
+            raise not_installed("tensorrt") from None
         if options.device not in ("gpu", "cuda"):
             raise _unsupported("tensorrt", options.device, ["gpu"])
         self.cudart = _cuda_runtime()
@@ -232,34 +245,3 @@ class TensorRtModel:
             _cuda_check(cudart.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, d2h, self.stream))
         _cuda_check(cudart.cudaStreamSynchronize(self.stream))
         return [self.host_out[o] for o in self.outputs]
-
-
-@RUNTIMES.register("torch")
-class TorchModel:
-    """Torch eager FP32 of a subnet `.safetensors` (the reference), or of a given `net`; autograd off."""
-
-    def __init__(self, model_path: Path | None, options: RuntimeOptions, net: Any = None) -> None:
-        try:
-            import torch
-        except ImportError:
-            raise BackendUnavailable("torch is not installed: pip install edgedistill") from None
-        if options.device not in ("cpu", "cuda"):
-            raise _unsupported("torch", options.device, ["cpu", "cuda"])
-        if options.device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailable("torch sees no CUDA device here")
-        torch.set_num_threads(options.threads)
-        # A runner process is this model's alone: no autograd anywhere, without a per-call context manager.
-        torch.set_grad_enabled(False)
-        if net is None:
-            from edgedistill.models import load_subnet  # lazy: only the torch reference needs the model zoo
-
-            net = load_subnet(model_path)  # type: ignore[arg-type]
-        self.torch, self.device = torch, torch.device(options.device)
-        self.net = net.eval().to(self.device)
-        self.details = {"device": options.device, "torch_threads": torch.get_num_threads()}
-
-    def run(self, x: np.ndarray) -> Any:
-        out = self.net(self.torch.from_numpy(x).to(self.device))
-        if self.device.type == "cuda":
-            self.torch.cuda.synchronize()
-        return out

@@ -26,8 +26,9 @@ from edgedistill.bench.record import (
     make_input,
     write_record,
 )
-from edgedistill.bench.runtimes import RuntimeOptions, TorchModel
+from edgedistill.bench.runtimes import RuntimeOptions
 from edgedistill.bench.timing import Infer, Timing, measure
+from edgedistill.bench.torch_model import TorchModel
 from edgedistill.errors import BenchError
 
 if TYPE_CHECKING:

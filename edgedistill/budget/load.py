@@ -7,7 +7,7 @@ from pathlib import Path
 from edgedistill.budget.spec import Budget, ResolvedBudget
 from edgedistill.config import load_yaml_model
 from edgedistill.errors import BudgetError, ConfigError
-from edgedistill.export.recipe import load_recipe
+from edgedistill.recipe import load_recipe
 
 DEFAULT_BUDGET = Path("budgets/demo-cpu.yaml")
 

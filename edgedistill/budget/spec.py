@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from edgedistill.config import SafeName, StrictModel
-from edgedistill.export.recipe import Precision, Recipe, Runtime, check_runtime_precision
+from edgedistill.recipe import Recipe
+from edgedistill.runtimes import Precision, Runtime, check_runtime_precision
 
 Percentile = Literal["p50", "p90", "p99", "mean"]
 

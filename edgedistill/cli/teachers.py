@@ -25,7 +25,7 @@ def rank(
 ) -> None:
     """Rank the task's teachers by task similarity, with distill-weighted's weight α for each."""
     from edgedistill.distill.amp import resolve_device
-    from edgedistill.teachers.rank import rank_teachers
+    from edgedistill.pipeline.rank import rank_teachers
 
     metrics = metric or ["knn", "linear", "logme", "leep"]
     name, rows = rank_teachers(task, metrics, cache, resolve_device(device), show_progress=progress)

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from edgedistill.config import StrictModel
+from edgedistill.data.config import DataConfig, DomainConfig
 from edgedistill.data.digits import load_ccexam_samples, load_mnist, load_optdigits
 from edgedistill.data.folders import load_unlabeled_folder
 from edgedistill.data.images import ImageSet, TaskData
@@ -26,26 +24,7 @@ from edgedistill.data.splits import subsample
 from edgedistill.errors import ConfigError, RegistryError
 from edgedistill.registry import Registry
 
-if TYPE_CHECKING:
-    from edgedistill.data.targets import DataConfig
-
 Frame = tuple[int, int, int]  # (channels, height, width) of the target's images
-
-
-class DomainConfig(StrictModel):
-    """One more unlabeled domain (an entry of `data.extra_unlabeled`)."""
-
-    source: str = Field(
-        description="registered unlabeled source: mnist | optdigits | usps-samples | svhn-samples | imagefolder"
-    )
-    name: str | None = Field(None, description="name in run records (default: the source; imagefolder:<folder>)")
-    root: str | None = Field(None, description="imagefolder: folder searched at any depth for images (no labels)")
-    images: int | None = Field(None, ge=1, description="seeded subsample of this many images (None = all)")
-    box: int | None = Field(
-        None, ge=1, description="resize into a box×box square centred in the target's frame (None = the whole frame)"
-    )
-    invert: bool = Field(False, description="255 − pixels, to match the target's polarity")
-    on_corrupt: Literal["error", "skip"] = Field("error", description="imagefolder: unreadable image fails, or skip")
 
 
 UnlabeledSource = Callable[[DomainConfig, Path, Frame, str], tuple[np.ndarray, list[str]]]

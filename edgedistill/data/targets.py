@@ -5,54 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from edgedistill.config import StrictModel
+from edgedistill.data.config import DataConfig
 from edgedistill.data.digits import DIGITS, load_mnist, load_optdigits
-from edgedistill.data.domains import DomainConfig, add_domains
+from edgedistill.data.domains import add_domains
 from edgedistill.data.folders import load_image_folder
 from edgedistill.data.images import ImageSet, TaskData
 from edgedistill.data.splits import few_label_split, subsample
 from edgedistill.errors import DataError
 from edgedistill.registry import Registry
-
-
-class DataConfig(StrictModel):
-    """Which target data to use and how to split it."""
-
-    source: str = Field("mnist", description="registered target: mnist | optdigits | imagefolder")
-    root: str | None = Field(None, description="ImageFolder root (imagefolder only)")
-    channels: Literal[1, 3] = 3
-    image_size: int | None = Field(
-        None, gt=0, le=4096, description="ImageFolder: resize images to this square size on load"
-    )
-    labels_per_class: int = Field(10, ge=1)
-    unlabeled: int | None = Field(None, ge=1, description="subsample the target's unlabeled pool to this many images")
-    test: int | None = Field(None, ge=1, description="subsample the test split")
-    seed: int = 0
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    on_corrupt: Literal["error", "skip"] = Field(
-        "error", description="ImageFolder: an unreadable image fails the run, or is skipped and listed"
-    )
-    extra_unlabeled: list[DomainConfig] = Field(
-        default_factory=list,
-        description="more unlabeled domains (UDON): the target's pool is domain 0, entry i is domain i + 1",
-    )
-
-    @model_validator(mode="after")
-    def _stats_per_channel(self) -> DataConfig:
-        for name in ("mean", "std"):
-            values = getattr(self, name)
-            if values is not None and len(values) not in (1, self.channels):
-                raise ValueError(f"{name}: needs 1 or {self.channels} values (data.channels), got {values}")
-        if self.std is not None and min(self.std, default=1.0) <= 0:
-            raise ValueError("std: values must be > 0")
-        return self
-
 
 TARGETS: Registry[Callable[[DataConfig, Path], TaskData]] = Registry("target dataset")
 

@@ -18,9 +18,10 @@ from torch import nn
 
 from edgedistill.distill.config import TrainConfig
 from edgedistill.distill.losses import LOSSES, confident_pseudo_label_ce
-from edgedistill.distill.multisource import TeacherTargets, softmax_weights
+from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.errors import ConfigError
 from edgedistill.registry import Registry
+from edgedistill.teachers.similarity import softmax_weights
 
 
 @dataclass

@@ -18,7 +18,7 @@ from edgedistill.distill.config import MultiSourceConfig
 from edgedistill.errors import ConfigError
 from edgedistill.registry import Registry
 from edgedistill.teachers.cache import CachedTeacher, ShardedArray, cache_teachers
-from edgedistill.teachers.rank import similarity_scores
+from edgedistill.teachers.similarity import similarity_scores
 
 
 @dataclass
@@ -41,16 +41,6 @@ class TeacherTargets:
         probs = [torch.softmax(torch.from_numpy(lg[idx]) / temperature, 1).to(device) for lg in self.logits]
         feats = [torch.from_numpy(f[idx]).to(device) for f in self.features]
         return probs, feats
-
-
-def softmax_weights(scores: np.ndarray, gamma: float, top_k: int | None = None) -> np.ndarray:
-    """α = softmax(s / γ) over the `top_k` best scores (0 for the rest); sums to 1."""
-    s = np.asarray(scores, dtype=np.float64)
-    keep = np.argsort(-s, kind="stable")[: top_k or len(s)]
-    z = (s[keep] - s[keep].max()) / gamma
-    alpha = np.zeros_like(s)
-    alpha[keep] = np.exp(z) / np.exp(z).sum()
-    return alpha
 
 
 PseudoLabelFn = Callable[[CachedTeacher, np.ndarray, MultiSourceConfig, str], np.ndarray]

@@ -10,8 +10,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgedistill.config import SafeName, StrictModel, format_validation_error
 from edgedistill.errors import ExportError
-from edgedistill.export.recipe import Precision, Runtime
 from edgedistill.io import atomic_write_json, sha256_file, sha256_problem
+from edgedistill.runtimes import Precision, Runtime
 
 MANIFEST_NAME = "manifest.json"
 

@@ -18,9 +18,9 @@ from edgedistill.errors import EdgedistillError, ExportError
 from edgedistill.export.inspect import MODEL_READERS
 from edgedistill.export.manifest import FallbackInfo, Manifest, write_manifest
 from edgedistill.export.onnx2ort_int8 import preprocess_onnx, quantize_onnxruntime
-from edgedistill.export.recipe import Quantization
 from edgedistill.export.sensitivity import greedy_fallback, layer_sensitivity
 from edgedistill.io import atomic_write
+from edgedistill.recipe import Quantization
 
 DropOf = Callable[[Path], float]
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.errors import BackendUnavailable, ConfigError, ExportError
-from edgedistill.export.recipe import Quantization
+from edgedistill.errors import ConfigError, ExportError
+from edgedistill.recipe import Quantization
+from edgedistill.runtimes import not_installed
 
 MODEL_XML = "model.xml"
 MODEL_BIN = "model.bin"
@@ -38,7 +39,7 @@ def _openvino() -> Any:
     try:
         import openvino as ov
     except ImportError:
-        raise BackendUnavailable.for_extra("openvino") from None
+        raise not_installed("openvino") from None
     return ov
 
 
@@ -46,7 +47,7 @@ def _nncf() -> Any:
     try:
         import nncf
     except ImportError:
-        raise BackendUnavailable.for_extra("openvino") from None
+        raise not_installed("openvino") from None
     return nncf
 
 

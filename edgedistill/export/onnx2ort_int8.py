@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.errors import BackendUnavailable, ExportError
-from edgedistill.export.recipe import Quantization
+from edgedistill.errors import ExportError
 from edgedistill.io import atomic_write
+from edgedistill.recipe import Quantization
+from edgedistill.runtimes import not_installed
 
 # TensorRT's Q/DQ placement rules: Q/DQ on every input of weighted ops (Conv, Gemm, MatMul) and not on their
 # outputs; one dedicated pair per consumer (TensorRT cannot share a pair); Q/DQ pairs on float weights (accepted by
@@ -36,7 +37,7 @@ def preprocess_onnx(fp32_path: Path, out_path: Path) -> Path:
     try:
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
-        raise BackendUnavailable.for_extra("onnxruntime") from None
+        raise not_installed("onnxruntime") from None
     quant_pre_process(str(fp32_path), str(out_path))
     return Path(out_path)
 
@@ -114,7 +115,7 @@ def quantize_onnxruntime(
             quantize_static,
         )
     except ImportError:
-        raise BackendUnavailable.for_extra("onnxruntime") from None
+        raise not_installed("onnxruntime") from None
     import onnx
 
     calibration = _check_calibration(calibration)

@@ -11,10 +11,11 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgedistill.errors import BackendUnavailable, ExportError
+from edgedistill.errors import ExportError
 from edgedistill.export.manifest import EngineInfo
-from edgedistill.export.recipe import Precision, TensorRTBuild
 from edgedistill.io import atomic_write_bytes, atomic_write_text
+from edgedistill.recipe import TensorRTBuild
+from edgedistill.runtimes import Precision, not_installed
 
 BUILD_SCRIPT = "build_engine.sh"
 ENGINE_FILE = "model.engine"
@@ -155,7 +156,7 @@ def build_engine(
     try:
         import tensorrt as trt
     except ImportError:
-        raise BackendUnavailable.for_extra("tensorrt") from None
+        raise not_installed("tensorrt") from None
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     major = int(str(trt.__version__).split(".")[0])

@@ -15,9 +15,7 @@ from edgedistill.bench.verdict import LimitCheck, check_budget, overall
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import Manifest, read_manifest
 from edgedistill.io import atomic_write, atomic_write_json, sha256_file
-from edgedistill.pipeline.context import run_budget
-from edgedistill.pipeline.export import FP32_TARGET
-from edgedistill.pipeline.rundir import RunDir
+from edgedistill.run import FP32_TARGET, RunDir, run_budget
 
 
 @dataclass(frozen=True)

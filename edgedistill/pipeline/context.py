@@ -1,68 +1,17 @@
-"""Everything a post-training stage needs from a run folder: budget, recipe, task data, subnet."""
+"""Everything a post-training stage needs from a run folder: budget, task data, the subnet for the budget."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from edgedistill.budget import Budget, ResolvedBudget, load_budget
-from edgedistill.config import load_yaml_model
-from edgedistill.data import Preprocess, TaskData, build_task_data
+from edgedistill.data import build_task_data
 from edgedistill.errors import BudgetError, ConfigError
-from edgedistill.export.recipe import Recipe, load_recipe
-from edgedistill.models import SlimmableBank, load_bank, load_subnet
-from edgedistill.pipeline.rundir import RunDir
-from edgedistill.pipeline.search import choose_subnet, read_choice, stored_choice
-from edgedistill.pipeline.train import preprocess_for
+from edgedistill.export.job import RunContext
+from edgedistill.inputs import preprocess_for
+from edgedistill.models import load_bank, load_subnet
+from edgedistill.pipeline.search import choose_subnet
+from edgedistill.run import RunDir, read_choice, run_budget, stored_choice
 from edgedistill.task import load_task
-
-
-def run_budget(rd: RunDir, budget: Path | None) -> ResolvedBudget:
-    """The budget given on the command line, or the one the run was trained for."""
-    if budget is not None:
-        return load_budget(budget)
-    path = rd.require(rd.budget, "edgedistill train")
-    try:
-        b = load_yaml_model(path, Budget)
-    except ConfigError as e:
-        raise BudgetError(str(e)) from None
-    return ResolvedBudget(path=str(path), budget=b, recipe=load_recipe(rd.recipe))
-
-
-def find_recipe(runtime: str, precision: str, recipes_dir: Path = Path("export")) -> Recipe:
-    """The shipped recipe for runtime/precision (`export/<runtime>-<precision>.yaml`, `onnx-fp32.yaml`)."""
-    names = [f"{runtime}-{precision}.yaml"] + (
-        ["onnx-fp32.yaml"] if (runtime, precision) == ("onnxruntime", "fp32") else []
-    )
-    for name in names:
-        if (recipes_dir / name).is_file():
-            return load_recipe(recipes_dir / name)
-    raise ConfigError(f"no export recipe for {runtime} {precision}: expected {recipes_dir / names[-1]}")
-
-
-@dataclass
-class RunContext:
-    """Loaded run: the budget in force, the task data and the subnet chosen for that budget."""
-
-    rd: RunDir
-    resolved: ResolvedBudget
-    data: TaskData
-    pre: Preprocess
-    subnet: SlimmableBank
-    subnet_path: Path
-    config: list[float]
-    channels: list[int]
-
-    def test_batches(self, batch: int = 1000) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Normalised float32 test images with labels."""
-        assert self.data.test.labels is not None
-        x, y = self.data.test.images, self.data.test.labels
-        return [
-            (self.pre(torch.from_numpy(x[i : i + batch])).numpy(), y[i : i + batch]) for i in range(0, len(x), batch)
-        ]
 
 
 def load_context(run: Path, budget: Path | None = None) -> RunContext:

@@ -15,8 +15,8 @@ from edgedistill.errors import BenchError
 from edgedistill.export.manifest import MANIFEST_NAME, read_manifest
 from edgedistill.io import atomic_write_json, atomic_write_text
 from edgedistill.outputs import check_output_dir, claim_dir
-from edgedistill.pipeline.context import run_budget
-from edgedistill.pipeline.rundir import RunDir
+from edgedistill.run import RunDir, run_budget
+from edgedistill.runtimes import DEVICE_RUNNER, RUNTIME_SPECS
 
 # Every module `python -m edgedistill.bench.runner` imports (checked by a test that runs the copy alone).
 RUNNER_MODULES = (
@@ -24,6 +24,7 @@ RUNNER_MODULES = (
     "errors.py",
     "registry.py",
     "io.py",
+    "runtimes.py",
     "bench/__init__.py",
     "bench/runner.py",
     "bench/record.py",
@@ -36,8 +37,6 @@ RUNNER_MODULES = (
     "bench/plain.py",
 )
 BUDGET_JSON = "budget.json"
-# pip package of each runtime (the device's own build of it may differ, e.g. onnxruntime-gpu, JetPack's tensorrt).
-RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
 
 RUN_SH = """#!/bin/sh
 # Times the artifact with the torch-free runner, prints the latency table (and with budget.json the PASS/FAIL
@@ -105,12 +104,15 @@ def emit_runner(
     if dest.is_dir() and any(dest.iterdir()):  # even an earlier runner folder: results and notes may live there
         raise BenchError(f"{dest}: --emit-runner folder exists and is not empty; give a new folder")
     manifest = read_manifest(Path(artifact), verify=True)  # regular files, hashes and content, before any write
+    spec = RUNTIME_SPECS[manifest.runtime]
+    if spec.bench_runner != DEVICE_RUNNER:
+        raise BenchError(f"{artifact}: runtime {manifest.runtime} is not timed by the device runner")
     claim_dir(dest, "runner")
     _copy_runner(dest)
     for name in [MANIFEST_NAME, *manifest.files]:
         (dest / "artifact" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(artifact) / name, dest / "artifact" / name, follow_symlinks=False)
-    device_args = "--device gpu " if manifest.runtime == "tensorrt" else ""
+    device_args = "" if spec.runner_device == "cpu" else f"--device {spec.runner_device} "
     judged = ""
     if resolved is not None:
         limits = {"name": resolved.budget.name, "limits": resolved.budget.limits.model_dump(mode="json")}
@@ -120,7 +122,7 @@ def emit_runner(
     run_sh = dest / "run.sh"
     atomic_write_text(run_sh, RUN_SH.format(name=manifest.name, args=device_args))
     run_sh.chmod(0o755)
-    pkg = RUNTIME_PACKAGES.get(manifest.runtime, manifest.runtime)
+    pkg = spec.package  # the device's own build of it may differ (onnxruntime-gpu, JetPack's tensorrt)
     pins = [f"numpy=={manifest.versions['numpy']}" if "numpy" in manifest.versions else "numpy"]
     pins.append(f"{pkg}=={manifest.versions[pkg]}" if pkg in manifest.versions else pkg)
     atomic_write_text(dest / "requirements.txt", "\n".join(pins) + "\n")

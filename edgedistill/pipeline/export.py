@@ -7,13 +7,15 @@ from pathlib import Path
 
 from edgedistill.errors import ConfigError
 from edgedistill.export.accuracy import Accuracy, onnx_accuracy
+from edgedistill.export.exporters import EXPORTERS
+from edgedistill.export.job import MIN_CALIBRATION, ExportJob, Fallback, RunContext, build_manifest
 from edgedistill.export.manifest import AccuracyInfo, Manifest, write_manifest
-from edgedistill.export.recipe import RUNTIME_PRECISIONS, Recipe, check_runtime_precision, load_recipe
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
 from edgedistill.outputs import check_output_dir, inside
-from edgedistill.pipeline.context import RunContext, find_recipe, load_context
-from edgedistill.pipeline.export_job import FP32_TARGET, MIN_CALIBRATION, ExportJob, Fallback, build_manifest
-from edgedistill.pipeline.exporters import EXPORTERS
+from edgedistill.pipeline.context import load_context
+from edgedistill.recipe import Recipe, load_recipe
+from edgedistill.run import FP32_TARGET, find_recipe
+from edgedistill.runtimes import RUNTIME_SPECS, check_runtime_precision
 
 __all__ = ["EXPORTERS", "FP32_TARGET", "MIN_CALIBRATION", "ExportJob", "export_fp32", "export_run"]
 
@@ -47,16 +49,16 @@ def _resolve_recipe(ctx: RunContext, runtime: str | None, precision: str | None,
         return ctx.resolved.recipe
     rt = runtime or ctx.resolved.budget.target.runtime
     prec = precision or ctx.resolved.budget.target.precision
-    if rt not in RUNTIME_PRECISIONS:
-        close = difflib.get_close_matches(rt, RUNTIME_PRECISIONS, n=1)
+    if rt not in RUNTIME_SPECS:
+        close = difflib.get_close_matches(rt, RUNTIME_SPECS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"--target: unknown runtime '{rt}'{hint} known: {', '.join(RUNTIME_PRECISIONS)}")
+        raise ConfigError(f"--target: unknown runtime '{rt}'{hint} known: {', '.join(RUNTIME_SPECS)}")
     try:
         check_runtime_precision(rt, prec)
     except ValueError as e:
         raise ConfigError(f"--target {rt} --{prec}: {e}") from None
-    if rt == "torch":
-        raise ConfigError("--target torch: torch is the training runtime; it has no export artifact (bench times it)")
+    if not RUNTIME_SPECS[rt].exporter:
+        raise ConfigError(f"--target {rt}: {rt} is the training runtime; it has no export artifact (bench times it)")
     return find_recipe(rt, prec)
 
 

@@ -13,8 +13,8 @@ from edgedistill.distill.finetune import finetune_teacher
 from edgedistill.errors import ConfigError
 from edgedistill.io import atomic_write_json
 from edgedistill.outputs import check_replace, json_marked
+from edgedistill.pipeline.rank import rank_teachers
 from edgedistill.task import load_task
-from edgedistill.teachers.rank import rank_teachers
 
 
 def pick_teacher(task: Path | None, teacher: str, cache: Path, device: torch.device) -> tuple[str, float | None]:

@@ -7,22 +7,21 @@ from __future__ import annotations
 
 import importlib.util
 import platform
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from edgedistill.budget import ResolvedBudget
-from edgedistill.config import read_json_mapping
 from edgedistill.data import Preprocess, TaskData
 from edgedistill.errors import ConfigError
+from edgedistill.inputs import calibration_batches, pool_images
 from edgedistill.io import atomic_write_json, sha256_file
 from edgedistill.models import SlimmableBank, extract, recalibrate_bn, save_subnet
-from edgedistill.outputs import check_safe_name, inside
-from edgedistill.pipeline.rundir import RunDir
+from edgedistill.run import RunDir, SearchPaths, search_paths
+from edgedistill.runtimes import RUNTIME_SPECS
 from edgedistill.search.lut import LatencyLUT, lut_name
-from edgedistill.search.measure import ARTIFACT_BUILDERS, Timing, time_module
+from edgedistill.search.measure import Timing, time_module
 from edgedistill.search.pareto import pareto_plot
 from edgedistill.search.select import Measure, SearchResult, UnlabeledImages, search_widths
 from edgedistill.search.strategies import SearchSettings
@@ -32,47 +31,10 @@ ARCH_FAMILIES = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm", "arm64": "ar
 MeasureMode = Literal["auto", "on", "off"]
 
 
-@dataclass(frozen=True)
-class SearchPaths:
-    """Where one budget's choice is written in a run folder."""
-
-    json: Path
-    subnet: Path
-    plot: Path
-
-
-def search_paths(rd: RunDir, budget_name: str, run_budget: str | None) -> SearchPaths:
-    """The run's own budget: top-level files; another: `searches/NAME.json|.png` and `subnets/NAME.safetensors`."""
-    if budget_name == run_budget:
-        return SearchPaths(rd.search_json, rd.subnet, rd.root / "pareto.png")
-    name = check_safe_name(budget_name, "budget name")
-    d = rd.root / "searches"
-    paths = SearchPaths(d / f"{name}.json", rd.root / "subnets" / f"{name}.safetensors", d / f"{name}.png")
-    for p in (paths.json, paths.subnet, paths.plot):
-        inside(rd.root, p, "a stored search")
-    return paths
-
-
-def read_choice(path: Path) -> dict[str, Any]:
-    """A stored search record (`search.json`, `searches/NAME.json`), checked for the keys later stages read.
-
-    Raises:
-        ConfigError: Not JSON, a key missing, or a chosen config whose widths and channels do not pair up.
-    """
-    record = read_json_mapping(path, ("budget", "chosen"), "edgedistill search")
-    chosen = record["chosen"]
-    ok = isinstance(chosen, dict) and all(isinstance(chosen.get(k), list) for k in ("config", "channels"))
-    if not ok or not all(isinstance(w, (int, float)) and 0 < w <= 1 for w in chosen["config"]):
-        raise ConfigError(f"{path}: chosen: needs 'config' (width multipliers in (0, 1]) and 'channels' lists")
-    if not all(isinstance(c, int) and c > 0 for c in chosen["channels"]) or not chosen["config"]:
-        raise ConfigError(f"{path}: chosen.channels: needs positive channel counts, one config entry per stage")
-    return record
-
-
 def unlabeled_images(data: TaskData, pre: Preprocess, device: torch.device, n: int = SEARCH_IMAGES) -> UnlabeledImages:
     """Two disjoint, seeded draws of normalised unlabeled-pool images (never test or labels)."""
     n = min(n, len(data.target_unlabeled))
-    x = pre(torch.from_numpy(data.calibration(n, seed=3).images).to(device))
+    x = pool_images(data, pre, n, seed=3, device=device)
     return UnlabeledImages(bn=x[: n // 2], eval=x[n // 2 :])
 
 
@@ -80,7 +42,7 @@ def not_measurable(resolved: ResolvedBudget) -> str | None:
     """Why the budget's latency cannot be measured on this machine, or None when it can."""
     b = resolved.budget
     here = ARCH_FAMILIES.get(platform.machine().lower())
-    if b.target.runtime not in ARTIFACT_BUILDERS:
+    if not RUNTIME_SPECS[b.target.runtime].profiler:
         return f"runtime {b.target.runtime} cannot be timed here"
     if importlib.util.find_spec(b.target.runtime) is None:
         return f"{b.target.runtime} is not installed"
@@ -147,9 +109,7 @@ def choose_subnet(
     if measure_fn is None:
         result.notes.append(f"latency not measured: {why_not or 'measurement turned off'}")
     paths = search_paths(rd, b.name, run_budget)
-    calib = data.calibration(min(bn_images, len(data.target_unlabeled)), 0).images
-    batches = [pre(torch.from_numpy(calib[i : i + 500]).to(dev)) for i in range(0, len(calib), 500)]
-    recalibrate_bn(bank, batches, config=result.chosen.config)
+    recalibrate_bn(bank, calibration_batches(data, pre, bn_images, dev), config=result.chosen.config)
     subnet = extract(bank, result.chosen.config)
     save_subnet(subnet.cpu(), paths.subnet)
     record = result.to_json() | {
@@ -162,17 +122,3 @@ def choose_subnet(
     atomic_write_json(paths.json, record)
     pareto_plot(result, b.limits, b.name, paths.plot)
     return result, subnet, paths
-
-
-def stored_choice(rd: RunDir, budget_name: str, run_budget: str | None) -> dict[str, Any] | None:
-    """A budget's earlier choice when its JSON and subnet are there and match, else None."""
-    paths = search_paths(rd, budget_name, run_budget)
-    if not paths.json.is_file() or not paths.subnet.is_file():
-        return None
-    record = read_choice(paths.json)
-    if record.get("budget") != budget_name:
-        return None
-    sha = record.get("subnet_sha256")
-    if sha is not None and sha != sha256_file(paths.subnet):
-        return None
-    return dict(record)

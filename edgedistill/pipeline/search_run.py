@@ -9,13 +9,12 @@ import torch
 from edgedistill.budget import ResolvedBudget
 from edgedistill.data import build_task_data
 from edgedistill.errors import BudgetError
-from edgedistill.export.recipe import RUNTIME_PRECISIONS
+from edgedistill.inputs import preprocess_for
 from edgedistill.models import SlimmableBank, load_bank
 from edgedistill.outputs import check_replace, json_marked
-from edgedistill.pipeline.context import find_recipe, run_budget
-from edgedistill.pipeline.rundir import RunDir
-from edgedistill.pipeline.search import MeasureMode, SearchPaths, choose_subnet
-from edgedistill.pipeline.train import preprocess_for
+from edgedistill.pipeline.search import MeasureMode, choose_subnet
+from edgedistill.run import RunDir, SearchPaths, find_recipe, run_budget
+from edgedistill.runtimes import RUNTIME_SPECS
 from edgedistill.search.lut import LUT_FORMAT, LatencyLUT, lut_name
 from edgedistill.search.measure import ARTIFACT_BUILDERS, Timing
 from edgedistill.search.profile import profile_bank
@@ -79,8 +78,8 @@ def profile_run(
     show_progress: bool = True,
 ) -> tuple[LatencyLUT, Path]:
     """Build the latency table of the run's bank for a runtime/precision/input/threads on this machine."""
-    if runtime not in RUNTIME_PRECISIONS:
-        raise BudgetError(f"--runtime: unknown runtime '{runtime}'; known: {', '.join(RUNTIME_PRECISIONS)}")
+    if runtime not in RUNTIME_SPECS:
+        raise BudgetError(f"--runtime: unknown runtime '{runtime}'; known: {', '.join(RUNTIME_SPECS)}")
     ARTIFACT_BUILDERS.get(runtime)  # a runtime that cannot be timed here fails before any work
     recipe = find_recipe(runtime, precision)
     rd = RunDir(run)

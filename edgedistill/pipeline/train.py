@@ -19,30 +19,14 @@ from edgedistill.distill.evaluate import accuracy
 from edgedistill.distill.multisource import TeacherReport, TeacherTargets, prepare_teachers
 from edgedistill.distill.trainer import TrainState, distill
 from edgedistill.errors import ConfigError, RegistryError
+from edgedistill.inputs import calibration_batches, preprocess_for
 from edgedistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from edgedistill.models import SlimmableBank, build_bank, recalibrate_bn, save_bank
 from edgedistill.outputs import check_output_dir, claim_dir, marker_kind, remove_owned_dir
-from edgedistill.pipeline.rundir import RunDir
 from edgedistill.pipeline.search import choose_subnet
+from edgedistill.run import RunDir
 from edgedistill.task import TaskConfig, choose_family, load_task
 from edgedistill.teachers.sources import load_teacher
-
-
-def preprocess_for(resolved: ResolvedBudget, data: TaskData) -> Preprocess:
-    """Model input pipeline: the budget's input size/channels with the task's normalisation."""
-    inp = resolved.budget.input
-    mean, std = data.mean, data.std
-    if len(mean) not in (1, inp.channels):  # RGB stats on a grey model input: use their average
-        mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
-    return Preprocess(inp.height, inp.width, inp.channels, tuple(mean), tuple(std))
-
-
-def calibration_batches(
-    data: TaskData, pre: Preprocess, n: int, device: torch.device, seed: int = 0, batch: int = 500
-) -> list[torch.Tensor]:
-    """Normalised unlabeled-pool images for BN recalibration."""
-    imgs = data.calibration(min(n, len(data.target_unlabeled)), seed).images
-    return [pre(torch.from_numpy(imgs[i : i + batch]).to(device)) for i in range(0, len(imgs), batch)]
 
 
 def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) -> SlimmableBank:

@@ -14,8 +14,7 @@ from typing import Any
 from edgedistill.bench.verdict import LimitCheck, check_budget, overall
 from edgedistill.budget.spec import ResolvedBudget
 from edgedistill.errors import ConfigError, EdgedistillError
-from edgedistill.pipeline.context import run_budget
-from edgedistill.pipeline.rundir import RunDir
+from edgedistill.run import RunDir, run_budget
 
 # Kept from train.json: everything but the loss history (long; the report plots latency, not training curves).
 TRAIN_KEYS = (

@@ -15,9 +15,9 @@ import numpy as np
 from torch import nn
 
 from edgedistill.bench.launch import run_isolated
-from edgedistill.export.recipe import Recipe
 from edgedistill.export.torch2onnx import torch_to_onnx
 from edgedistill.io import sha256_file
+from edgedistill.recipe import Recipe
 from edgedistill.registry import Registry
 
 STATS = ("p50", "p90", "p99", "mean")

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from edgedistill.bench.machine import machine_info, package_versions
-from edgedistill.export.recipe import Recipe
 from edgedistill.models import SlimmableBank
 from edgedistill.progress import progress
+from edgedistill.recipe import Recipe
 from edgedistill.search.blocks import distinct_blocks, materialize, plain_net
 from edgedistill.search.lut import Anchor, LatencyLUT, LatencyPredictor, bank_signature, fit_calibration
 from edgedistill.search.measure import Timing, time_module

@@ -2,17 +2,22 @@
 
 Every metric takes (teacher features (N, D), teacher logits (N, Z), target labels (N,)) and returns a score
 where higher means a better source for the target. kNN and linear-probe scores are accuracies in [0, 1];
-LogME is a mean log-evidence per sample; LEEP a mean log-likelihood (≤ 0).
+LogME is a mean log-evidence per sample; LEEP a mean log-likelihood (≤ 0). `softmax_weights` turns scores into
+the teachers' weights α.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgedistill.errors import DataError
 from edgedistill.registry import Registry
+
+if TYPE_CHECKING:
+    from edgedistill.teachers.cache import CachedTeacher
 
 SimilarityFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 SIMILARITY: Registry[SimilarityFn] = Registry("similarity metric")
@@ -114,3 +119,19 @@ def leep(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> float:
     cond = joint / np.maximum(joint.sum(0, keepdims=True), 1e-300)  # P(y | z)
     eep = np.sum(theta * cond[labels], axis=1)
     return float(np.mean(np.log(np.maximum(eep, 1e-300))))
+
+
+def similarity_scores(cached: list[CachedTeacher], labels: np.ndarray, metric: str) -> list[float]:
+    """Task similarity of each teacher, from its cached outputs on the labeled split."""
+    fn = SIMILARITY.get(metric)
+    return [fn(c.sets["labeled"].features.read(), c.sets["labeled"].logits.read(), labels) for c in cached]
+
+
+def softmax_weights(scores: np.ndarray, gamma: float, top_k: int | None = None) -> np.ndarray:
+    """α = softmax(s / γ) over the `top_k` best scores (0 for the rest); sums to 1."""
+    s = np.asarray(scores, dtype=np.float64)
+    keep = np.argsort(-s, kind="stable")[: top_k or len(s)]
+    z = (s[keep] - s[keep].max()) / gamma
+    alpha = np.zeros_like(s)
+    alpha[keep] = np.exp(z) / np.exp(z).sum()
+    return alpha

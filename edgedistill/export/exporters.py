@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 
 from edgedistill.export.accuracy import compare_accuracy, model_accuracy, onnx_accuracy
+from edgedistill.export.job import ExportJob, build_manifest, finish
 from edgedistill.export.manifest import FallbackInfo, Manifest
 from edgedistill.export.mixed_precision import latency_cost, ort_mixed_precision
 from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
 from edgedistill.export.onnx2tensorrt import EngineSpec, tensorrt_artifact
-from edgedistill.export.recipe import TensorRTBuild
 from edgedistill.export.torch2onnx import INPUT_NAME
 from edgedistill.io import atomic_write
-from edgedistill.pipeline.export_job import ExportJob, build_manifest, finish
+from edgedistill.recipe import TensorRTBuild
 from edgedistill.registry import Registry
 
 

@@ -1,4 +1,4 @@
-"""Shared pieces of every export: the manifest, the calibration set, the job and the accuracy check."""
+"""Shared pieces of every export: the loaded run, the manifest, the calibration set, the job and the accuracy check."""
 
 from __future__ import annotations
 
@@ -11,19 +11,43 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from edgedistill.budget import ResolvedBudget
+from edgedistill.data import Preprocess, TaskData
 from edgedistill.errors import ExportError
 from edgedistill.export.accuracy import Accuracy, compare_accuracy
 from edgedistill.export.manifest import AccuracyInfo, CalibrationInfo, Cost, InputInfo, Manifest, Source, write_manifest
 from edgedistill.export.manifest import Preprocess as PreprocessInfo
-from edgedistill.export.recipe import Quantization, Recipe
 from edgedistill.export.versions import runtime_versions
+from edgedistill.inputs import pool_images
 from edgedistill.io import sha256_file
-from edgedistill.models import count_cost
-from edgedistill.pipeline.context import RunContext
+from edgedistill.models import SlimmableBank, count_cost
+from edgedistill.recipe import Quantization, Recipe
+from edgedistill.run import RunDir
 
 MIN_CALIBRATION = 300
-FP32_TARGET = "onnxruntime-fp32"
 Fallback = Literal["none", "auto"]
+
+
+@dataclass
+class RunContext:
+    """Loaded run: the budget in force, the task data and the subnet chosen for that budget."""
+
+    rd: RunDir
+    resolved: ResolvedBudget
+    data: TaskData
+    pre: Preprocess
+    subnet: SlimmableBank
+    subnet_path: Path
+    config: list[float]
+    channels: list[int]
+
+    def test_batches(self, batch: int = 1000) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Normalised float32 test images with labels."""
+        assert self.data.test.labels is not None
+        x, y = self.data.test.images, self.data.test.labels
+        return [
+            (self.pre(torch.from_numpy(x[i : i + batch])).numpy(), y[i : i + batch]) for i in range(0, len(x), batch)
+        ]
 
 
 def build_manifest(
@@ -67,8 +91,7 @@ def calibration_set(ctx: RunContext, samples: int, allow_small: bool, seed: int 
             f"calibration needs ≥ {MIN_CALIBRATION} real target images, asked for {samples}; "
             "pass --allow-small-calibration to accept fewer"
         )
-    imgs = ctx.data.calibration(samples, seed).images
-    x = ctx.pre(torch.from_numpy(imgs)).numpy().astype(np.float32)
+    x = pool_images(ctx.data, ctx.pre, samples, seed).numpy().astype(np.float32)
     return x, hashlib.sha256(x.tobytes()).hexdigest()
 
 
@@ -108,7 +131,7 @@ class ExportJob:
     def unlabeled(self, n: int = 500) -> np.ndarray:
         """Label-free validation images from the unlabeled pool (another draw than the calibration set)."""
         n = min(n, len(self.ctx.data.target_unlabeled))
-        return self.ctx.pre(torch.from_numpy(self.ctx.data.calibration(n, seed=1).images)).numpy().astype(np.float32)
+        return pool_images(self.ctx.data, self.ctx.pre, n, seed=1).numpy().astype(np.float32)
 
     def score(self, acc: Accuracy, quantized: bool) -> AccuracyInfo:
         """FP32 reference vs this artifact on the test split."""

@@ -1,4 +1,4 @@
-"""`teachers rank`: task similarity of every teacher of a task, from the labeled split only."""
+"""The `teachers rank` stage: task similarity of every teacher of a task, from the labeled split only."""
 
 from __future__ import annotations
 
@@ -8,14 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgedistill.teachers.cache import CachedTeacher, cache_teachers
-from edgedistill.teachers.similarity import SIMILARITY
-
-
-def similarity_scores(cached: list[CachedTeacher], labels: np.ndarray, metric: str) -> list[float]:
-    """Task similarity of each teacher, from its cached outputs on the labeled split."""
-    fn = SIMILARITY.get(metric)
-    return [fn(c.sets["labeled"].features.read(), c.sets["labeled"].logits.read(), labels) for c in cached]
+from edgedistill.data import build_task_data
+from edgedistill.task import load_task
+from edgedistill.teachers.cache import cache_teachers
+from edgedistill.teachers.similarity import SIMILARITY, similarity_scores, softmax_weights
 
 
 @dataclass
@@ -41,10 +37,6 @@ def rank_teachers(
     Returns:
         (task name, ranked rows).
     """
-    from edgedistill.data import build_task_data
-    from edgedistill.distill.multisource import softmax_weights
-    from edgedistill.task import load_task
-
     for m in metrics:
         SIMILARITY.get(m)  # unknown names fail before any work
     cfg, base = load_task(task)

@@ -1,4 +1,4 @@
-"""Export recipes: how one runtime/precision artifact is produced (`export/*.yaml`)."""
+"""Export recipes: how one runtime/precision artifact is produced (`export/*.yaml`); read by budgets and export."""
 
 from __future__ import annotations
 
@@ -8,24 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from edgedistill.config import SafeName, StrictModel, load_yaml_model
-
-Runtime = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
-Precision = Literal["fp32", "fp16", "int8"]
-
-# Which precisions each runtime can execute; budgets and recipes are checked against this table.
-RUNTIME_PRECISIONS: dict[str, frozenset[str]] = {
-    "torch": frozenset({"fp32"}),
-    "onnxruntime": frozenset({"fp32", "int8"}),
-    "openvino": frozenset({"fp32", "fp16", "int8"}),
-    "tensorrt": frozenset({"fp32", "fp16", "int8"}),
-}
-
-
-def check_runtime_precision(runtime: str, precision: str) -> None:
-    """Raise ValueError when `runtime` cannot run `precision`."""
-    allowed = RUNTIME_PRECISIONS[runtime]
-    if precision not in allowed:
-        raise ValueError(f"runtime '{runtime}' has no {precision} support (supported: {', '.join(sorted(allowed))})")
+from edgedistill.runtimes import Precision, Runtime, check_runtime_precision
 
 
 class Calibration(StrictModel):

@@ -1,0 +1,59 @@
+"""Data configs (task YAML `data:` section): the target dataset and its extra unlabeled domains."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from edgedistill.config import StrictModel
+
+
+class DomainConfig(StrictModel):
+    """One more unlabeled domain (an entry of `data.extra_unlabeled`)."""
+
+    source: str = Field(
+        description="registered unlabeled source: mnist | optdigits | usps-samples | svhn-samples | imagefolder"
+    )
+    name: str | None = Field(None, description="name in run records (default: the source; imagefolder:<folder>)")
+    root: str | None = Field(None, description="imagefolder: folder searched at any depth for images (no labels)")
+    images: int | None = Field(None, ge=1, description="seeded subsample of this many images (None = all)")
+    box: int | None = Field(
+        None, ge=1, description="resize into a box×box square centred in the target's frame (None = the whole frame)"
+    )
+    invert: bool = Field(False, description="255 − pixels, to match the target's polarity")
+    on_corrupt: Literal["error", "skip"] = Field("error", description="imagefolder: unreadable image fails, or skip")
+
+
+class DataConfig(StrictModel):
+    """Which target data to use and how to split it."""
+
+    source: str = Field("mnist", description="registered target: mnist | optdigits | imagefolder")
+    root: str | None = Field(None, description="ImageFolder root (imagefolder only)")
+    channels: Literal[1, 3] = 3
+    image_size: int | None = Field(
+        None, gt=0, le=4096, description="ImageFolder: resize images to this square size on load"
+    )
+    labels_per_class: int = Field(10, ge=1)
+    unlabeled: int | None = Field(None, ge=1, description="subsample the target's unlabeled pool to this many images")
+    test: int | None = Field(None, ge=1, description="subsample the test split")
+    seed: int = 0
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    on_corrupt: Literal["error", "skip"] = Field(
+        "error", description="ImageFolder: an unreadable image fails the run, or is skipped and listed"
+    )
+    extra_unlabeled: list[DomainConfig] = Field(
+        default_factory=list,
+        description="more unlabeled domains (UDON): the target's pool is domain 0, entry i is domain i + 1",
+    )
+
+    @model_validator(mode="after")
+    def _stats_per_channel(self) -> DataConfig:
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None and len(values) not in (1, self.channels):
+                raise ValueError(f"{name}: needs 1 or {self.channels} values (data.channels), got {values}")
+        if self.std is not None and min(self.std, default=1.0) <= 0:
+            raise ValueError("std: values must be > 0")
+        return self
