@@ -15,6 +15,7 @@ from edgedistill.bench.verdict import LimitCheck, check_budget, overall
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import Manifest, read_manifest
 from edgedistill.io import atomic_write, atomic_write_json, sha256_file
+from edgedistill.options import command, opt
 from edgedistill.pipeline.context import run_budget
 from edgedistill.pipeline.export import FP32_TARGET
 from edgedistill.pipeline.rundir import RunDir
@@ -84,12 +85,13 @@ def bench_run(
         The record written to `<artifact>/bench.json`: results per runtime, checks and verdict.
     """
     if run is None and artifact is None:
-        raise BenchError("give --run RUN (benchmarks the budget's artifact) or --artifact DIR")
+        run_opt, artifact_opt = opt("run", "RUN", meta=True), opt("artifact", "DIR", meta=True)
+        raise BenchError(f"give {run_opt} (benchmarks the budget's artifact) or {artifact_opt}")
     rd = RunDir(run if run is not None else Path(artifact).parent.parent)  # type: ignore[arg-type]
     resolved = run_budget(rd, budget)
     target = artifact or rd.export_dir(resolved.recipe.target)
     if not (Path(target) / "manifest.json").is_file():
-        raise BenchError(f"{target}: no exported artifact; run `edgedistill export --run {rd.root}` first")
+        raise BenchError(f"{target}: no exported artifact; run `{command('export', run=rd.root)}` first")
     manifest = read_manifest(Path(target), verify=True)
     opts = options or BenchOptions()
     t = opts.threads or resolved.budget.target.threads

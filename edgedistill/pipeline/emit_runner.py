@@ -13,6 +13,7 @@ from pathlib import Path
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import MANIFEST_NAME, read_manifest
 from edgedistill.io import atomic_write_text
+from edgedistill.options import command, opt
 from edgedistill.pipeline.context import run_budget
 from edgedistill.pipeline.rundir import RunDir
 
@@ -78,14 +79,15 @@ def emit_runner(
         BenchError: No artifact, or `dest` exists and is not empty.
     """
     if run is None and artifact is None:
-        raise BenchError("give --run RUN (emits the budget's artifact) or --artifact DIR")
+        run_opt, artifact_opt = opt("run", "RUN", meta=True), opt("artifact", "DIR", meta=True)
+        raise BenchError(f"give {run_opt} (emits the budget's artifact) or {artifact_opt}")
     rd = RunDir(run if run is not None else Path(artifact).parent.parent)  # type: ignore[arg-type]
     if artifact is None:
         resolved = run_budget(rd, budget)
         artifact = rd.export_dir(resolved.recipe.target)
         threads = threads or resolved.budget.target.threads
     if not (Path(artifact) / MANIFEST_NAME).is_file():
-        raise BenchError(f"{artifact}: no exported artifact; run `edgedistill export --run {rd.root}` first")
+        raise BenchError(f"{artifact}: no exported artifact; run `{command('export', run=rd.root)}` first")
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise BenchError(f"{dest}: exists and is not empty; give a new folder")

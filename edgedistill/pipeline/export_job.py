@@ -19,6 +19,7 @@ from edgedistill.export.recipe import Quantization, Recipe
 from edgedistill.export.versions import runtime_versions
 from edgedistill.io import sha256_file
 from edgedistill.models import count_cost
+from edgedistill.options import opt
 from edgedistill.pipeline.context import RunContext
 
 MIN_CALIBRATION = 300
@@ -65,7 +66,7 @@ def calibration_set(ctx: RunContext, samples: int, allow_small: bool, seed: int 
     if samples < MIN_CALIBRATION and not allow_small:
         raise ExportError(
             f"calibration needs ≥ {MIN_CALIBRATION} real target images, asked for {samples}; "
-            "pass --allow-small-calibration to accept fewer"
+            f"pass {opt('allow_small_calibration')} to accept fewer"
         )
     imgs = ctx.data.calibration(samples, seed).images
     x = ctx.pre(torch.from_numpy(imgs)).numpy().astype(np.float32)
@@ -129,7 +130,7 @@ def finish(job: ExportJob, manifest: Manifest) -> Manifest:
     write_manifest(job.out, manifest)
     a = manifest.accuracy
     if manifest.precision != "fp32" and a.drop_pts is not None and a.drop_pts > job.max_drop:
-        hint = "" if manifest.fallback else "; try --fallback auto"
+        hint = "" if manifest.fallback else f"; try {opt('fallback', 'auto')}"
         raise ExportError(
             f"{job.out}: {manifest.precision.upper()} top-1 {a.artifact:.2f}% is {a.drop_pts:.2f} pts below FP32 "
             f"{a.fp32:.2f}%, more than the budget's accuracy.max_int8_drop_pts {job.max_drop}{hint}"

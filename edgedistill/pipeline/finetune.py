@@ -12,6 +12,7 @@ from edgedistill.data import build_task_data
 from edgedistill.distill.finetune import finetune_teacher
 from edgedistill.errors import ConfigError
 from edgedistill.io import atomic_write_json
+from edgedistill.options import opt
 from edgedistill.task import load_task
 from edgedistill.teachers.rank import rank_teachers
 
@@ -23,13 +24,15 @@ def pick_teacher(task: Path | None, teacher: str, cache: Path, device: torch.dev
     sources = [t.source for t in cfg.teachers]
     if teacher == "best":
         if not sources:
-            raise ConfigError(f"task '{cfg.name}' lists no teachers; pass --teacher SOURCE")
+            raise ConfigError(f"task '{cfg.name}' lists no teachers; pass {opt('teacher', 'SOURCE', meta=True)}")
         _, rows = rank_teachers(task, [cfg.train.multisource.similarity], cache, device, show_progress=False)
         return rows[0].source, rows[0].scores[cfg.train.multisource.similarity]
     if teacher.isdigit():
         i = int(teacher)
         if i >= len(sources):
-            raise ConfigError(f"--teacher {i}: the task lists {len(sources)} teachers (0..{len(sources) - 1})")
+            raise ConfigError(
+                f"{opt('teacher', teacher)}: the task lists {len(sources)} teachers (0..{len(sources) - 1})"
+            )
         return sources[i], None
     return teacher, None
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedistill.errors import ConfigError
+from edgedistill.options import command
 
 
 @dataclass(frozen=True)
@@ -60,5 +61,5 @@ class RunDir:
     def require(self, path: Path, made_by: str) -> Path:
         """`path`, or a ConfigError telling which command makes it."""
         if not path.exists():
-            raise ConfigError(f"{path}: not found; run `{made_by}` first")
+            raise ConfigError(f"{path}: not found; run `{command(made_by)}` first")
         return path

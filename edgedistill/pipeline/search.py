@@ -19,6 +19,7 @@ from edgedistill.data import Preprocess, TaskData
 from edgedistill.errors import ConfigError
 from edgedistill.io import atomic_write_json, sha256_file
 from edgedistill.models import SlimmableBank, extract, recalibrate_bn, save_subnet
+from edgedistill.options import opt
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.search.lut import LatencyLUT, lut_name
 from edgedistill.search.measure import ARTIFACT_BUILDERS, Timing, time_module
@@ -110,7 +111,9 @@ def choose_subnet(
     lut = LatencyLUT.load(lut_path) if lut_path.is_file() else None
     why_not = not_measurable(resolved)
     if measure == "on" and why_not:
-        raise ConfigError(f"--measure: cannot measure latency for budget {resolved.budget.name}: {why_not}")
+        raise ConfigError(
+            f"{opt('measure', 'on')}: cannot measure latency for budget {resolved.budget.name}: {why_not}"
+        )
     measure_fn = measurer(bank, resolved, images) if measure != "off" and why_not is None else None
     b = resolved.budget
     result = search_widths(

@@ -11,6 +11,7 @@ from edgedistill.data import build_task_data
 from edgedistill.errors import BudgetError
 from edgedistill.export.recipe import RUNTIME_PRECISIONS
 from edgedistill.models import SlimmableBank, load_bank
+from edgedistill.options import param
 from edgedistill.pipeline.context import find_recipe, run_budget
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.pipeline.search import MeasureMode, SearchPaths, choose_subnet
@@ -23,10 +24,11 @@ from edgedistill.search.strategies import SearchSettings
 from edgedistill.task import load_task
 
 
-def _bank(rd: RunDir, channels: int | None = None, source: str = "--input") -> SlimmableBank:
+def _bank(rd: RunDir, channels: int | None = None, source: str | None = None) -> SlimmableBank:
     bank = load_bank(rd.require(rd.bank, "edgedistill train"))
     if channels is not None and bank.in_chans != channels:
-        raise BudgetError(f"{source}: the bank was trained for {bank.in_chans} input channels, not {channels}")
+        where = source or param("input")
+        raise BudgetError(f"{where}: the bank was trained for {bank.in_chans} input channels, not {channels}")
     return bank
 
 
@@ -79,7 +81,7 @@ def profile_run(
 ) -> tuple[LatencyLUT, Path]:
     """Build the latency table of the run's bank for a runtime/precision/input/threads on this machine."""
     if runtime not in RUNTIME_PRECISIONS:
-        raise BudgetError(f"--runtime: unknown runtime '{runtime}'; known: {', '.join(RUNTIME_PRECISIONS)}")
+        raise BudgetError(f"{param('runtime')}: unknown runtime '{runtime}'; known: {', '.join(RUNTIME_PRECISIONS)}")
     ARTIFACT_BUILDERS.get(runtime)  # a runtime that cannot be timed here fails before any work
     recipe = find_recipe(runtime, precision)
     rd = RunDir(run)

@@ -22,6 +22,7 @@ from edgedistill.distill.trainer import TrainState, distill
 from edgedistill.errors import ConfigError, RegistryError
 from edgedistill.io import atomic_write_json, atomic_write_text
 from edgedistill.models import SlimmableBank, build_bank, recalibrate_bn, save_bank
+from edgedistill.options import opt, param
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.pipeline.search import choose_subnet
 from edgedistill.task import TaskConfig, choose_family, load_task
@@ -79,7 +80,7 @@ def _resolve_inputs(
         stored, _ = load_task(rd.task)
         cfg, base = _absolute_root(*load_task(task))
         if cfg.model_dump(exclude={"train"}) != stored.model_dump(exclude={"train"}):
-            raise ConfigError(f"{rd.task}: --resume with a different task than the run was started with")
+            raise ConfigError(f"{rd.task}: {opt('resume')} with a different task than the run was started with")
         return load_budget(budget), stored, base
     cfg, base = _absolute_root(*load_task(task))
     return load_budget(budget), cfg, base
@@ -146,7 +147,7 @@ def train_run(
         try:
             DISTILLERS.get(cfg.train.distiller)  # unknown names fail before any work
         except RegistryError as e:
-            raise ConfigError(f"--distiller: {e}") from None
+            raise ConfigError(f"{param('distiller')}: {e}") from None
         data = build_task_data(cfg.data, base)
         if dd.is_main:
             _write_inputs(rd, cfg, resolved, data)
