@@ -181,7 +181,7 @@ class ConstantCalibration(ExportJob):
 
 
 def test_guard_catches_bad_calibration_and_fallback_fixes_it(job: Callable[..., ExportJob]) -> None:
-    with pytest.raises(ExportError, match=rf"pts below FP32 .*max_int8_drop_pts {MAX_DROP}; try --fallback auto$"):
+    with pytest.raises(ExportError, match=rf"pts below FP32 .*max_int8_drop_pts {MAX_DROP}; try fallback=.auto.$"):
         _export(job, "onnxruntime-int8", cls=ConstantCalibration)
     m, out = _export(job, "onnxruntime-int8", cls=ConstantCalibration, fallback="auto")
     f = m.fallback
@@ -199,7 +199,7 @@ def test_guard_catches_bad_calibration_and_fallback_fixes_it(job: Callable[..., 
         ({"runtime": "torch", "precision": "int8"}, "runtime 'torch' has no int8 support"),
         ({"runtime": "openvno"}, "did you mean 'openvino'"),
         ({"runtime": "onnxruntime", "precision": "fp16"}, "runtime 'onnxruntime' has no fp16 support"),
-        ({"runtime": "openvino", "precision": "fp16", "fallback": "auto"}, "--fallback auto needs an int8 target"),
+        ({"runtime": "openvino", "precision": "fp16", "fallback": "auto"}, "fallback=.auto. needs an int8 target"),
     ],
 )
 def test_incompatible_requests_are_one_line(ctx_ref: tuple[RunContext, object], kw: dict, message: str) -> None:
