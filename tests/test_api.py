@@ -179,8 +179,26 @@ def test_search_export_bench_report_runner(tiny: tuple[Path, Path, ed.TrainResul
     assert (folder.path / "run.sh").is_file() and "run.sh" in folder.instructions
 
 
-def test_profile_and_its_errors(tiny: tuple[Path, Path, ed.TrainResult], tmp_path: Path) -> None:
+def test_profile_and_its_errors(
+    tiny: tuple[Path, Path, ed.TrainResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call's plumbing, with the timing itself (one process per block shape, tested in test_search) faked."""
+    import types
+
+    from edgedistill.pipeline import search_run
+
     _, _, trained = tiny
+    seen = {}
+
+    def fake_profile(bank, recipe, shape, timing, out, show_progress):  # type: ignore[no-untyped-def]
+        seen.update(recipe=recipe.target, shape=shape, threads=timing.threads, out=out)
+        return types.SimpleNamespace(blocks={"a": 1, "b": 2}, overhead_ms={"p50": 0.01})
+
+    monkeypatch.setattr(search_run, "profile_bank", fake_profile)
+    p = ed.profile(run=trained.run, precision="fp32", input="8x8", threads=2)
+    assert isinstance(p, ed.ProfileResult) and p.blocks == 2 and p.overhead_p50_ms == 0.01
+    assert seen["recipe"] == "onnxruntime-fp32" and seen["shape"] == (1, 1, 8, 8) and seen["threads"] == 2
+    assert p.path == seen["out"] and p.path.parent == trained.run / "latency"
     with pytest.raises(ed.ConfigError, match=r"^input: expected HxW"):
         ed.profile(run=trained.run, input="28")
     with pytest.raises(ed.BudgetError, match=r"^runtime: unknown runtime"):
