@@ -172,15 +172,20 @@ class _Package(types.ModuleType):
     """The package's module type: stage names that are also subpackages always give the stage call."""
 
 
+def _stage_property(name: str) -> property:
+    stage = _Stage(name)
+
+    def get(self: types.ModuleType) -> _Stage:
+        return stage
+
+    def put(self: types.ModuleType, value: Any) -> None:  # the import system setting the subpackage
+        self.__dict__[name] = value
+
+    return property(get, put)
+
+
 for _name in ("export", "bench", "report", "search"):
-    setattr(
-        _Package,
-        _name,
-        property(
-            lambda self, _s=_Stage(_name): _s,  # noqa: B023  (bound through the default)
-            lambda self, value, _n=_name: self.__dict__.__setitem__(_n, value),  # the import system's submodule
-        ),
-    )
+    setattr(_Package, _name, _stage_property(_name))
 sys.modules[__name__].__class__ = _Package
 
 

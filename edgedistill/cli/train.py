@@ -62,9 +62,9 @@ def train(
         for col in ("teacher", "score", "α", "pseudo-label test %", "cache"):
             tt.add_column(col, justify="left" if col == "teacher" else "right")
         for t in s.teachers:
-            acc = "-" if t.test_accuracy is None else f"{t.test_accuracy:.2f}"
+            pseudo = "-" if t.test_accuracy is None else f"{t.test_accuracy:.2f}"
             hit = {None: "-", True: "hit", False: "computed"}[t.cache_hit]
-            tt.add_row(t.source, f"{t.score:.4f}", f"{t.alpha:.3f}", acc, hit)
+            tt.add_row(t.source, f"{t.score:.4f}", f"{t.alpha:.3f}", pseudo, hit)
         con.print(tt)
     c = s.chosen
     top1 = "-" if c.test_accuracy is None else f"{c.test_accuracy:.2f}%"
