@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 _MODULES = {
     "edgedistill.api.stages": ("train", "search", "profile", "export", "bench", "emit_runner", "report"),
     "edgedistill.api.teachers": ("rank_teachers", "finetune_teacher", "budgets"),
-    "edgedistill.api.objects": ("export_onnx", "quantize", "time_artifact", "QUANTIZERS"),
-    "edgedistill.models": ("build_bank", "load_bank", "save_bank", "extract", "SlimmableBank"),
+    "edgedistill.api.objects": ("build_bank", "export_onnx", "quantize", "time_artifact", "QUANTIZERS"),
+    "edgedistill.models": ("load_bank", "save_bank", "extract", "SlimmableBank"),
     "edgedistill.budget": ("load_budget", "ResolvedBudget"),
     "edgedistill.export.recipe": ("Recipe", "load_recipe"),
     "edgedistill.api.results": (
@@ -33,9 +33,6 @@ _MODULES = {
         "SearchResult",
         "ProfileResult",
         "ExportResult",
-        "BenchResult",
-        "Latency",
-        "RunnerFolder",
         "ReportResult",
         "TeacherRanking",
         "RankedTeacher",
@@ -43,6 +40,7 @@ _MODULES = {
         "BudgetList",
         "BudgetEntry",
     ),
+    "edgedistill.api.bench_results": ("BenchResult", "Latency", "WidthLatency", "RunnerFolder"),
     "edgedistill.errors": (
         "EdgedistillError",
         "ConfigError",
@@ -89,6 +87,7 @@ __all__ = [
     "ExportResult",
     "BenchResult",
     "Latency",
+    "WidthLatency",
     "RunnerFolder",
     "ReportResult",
     "TeacherRanking",
@@ -190,18 +189,16 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from edgedistill.api.objects import QUANTIZERS, export_onnx, quantize, time_artifact
+    from edgedistill.api.bench_results import BenchResult, Latency, RunnerFolder, WidthLatency
+    from edgedistill.api.objects import QUANTIZERS, build_bank, export_onnx, quantize, time_artifact
     from edgedistill.api.results import (
-        BenchResult,
         BudgetEntry,
         BudgetList,
         ExportResult,
         FinetuneResult,
-        Latency,
         ProfileResult,
         RankedTeacher,
         ReportResult,
-        RunnerFolder,
         SearchResult,
         TeacherRanking,
         TrainResult,
@@ -222,4 +219,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         ResourceError,
     )
     from edgedistill.export.recipe import Recipe, load_recipe
-    from edgedistill.models import SlimmableBank, build_bank, extract, load_bank, save_bank
+    from edgedistill.models import SlimmableBank, extract, load_bank, save_bank

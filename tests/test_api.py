@@ -79,7 +79,7 @@ def test_import_and_version_do_not_import_torch() -> None:
 
 
 def test_all_names_resolve_and_results_are_frozen() -> None:
-    assert len(set(ed.__all__)) == len(ed.__all__) and "__version__" in ed.__all__
+    assert len(set(ed.__all__)) == len(ed.__all__) and set(ed.__all__) == set(ed._EXPORTS) | {"__version__"}
     for name in ed.__all__:
         assert getattr(ed, name) is not None, name
     with pytest.raises(AttributeError):
@@ -166,7 +166,7 @@ def test_search_export_bench_report_runner(tiny: tuple[Path, Path, ed.TrainResul
     shutil.copytree(trained.run, run, ignore=shutil.ignore_patterns("checkpoint"))
     s = ed.search(run=run, measure="off", evaluations=20)
     assert isinstance(s, ed.SearchResult) and s.budget == "demo-cpu" and s.chosen.macs > 0 and s.json.is_file()
-    assert any("latency not measured" in n for n in s.notes)
+    assert any("latency not measured" in n for n in s.notes) and s.to_dict()["budget"] == "demo-cpu"
     e = ed.export(run=run, calibration_samples=64, allow_small_calibration=True)
     assert isinstance(e, ed.ExportResult) and [m.name for m in e.manifests] == ["onnxruntime-fp32", "onnxruntime-int8"]
     assert (e.artifact / "manifest.json").is_file() and e.manifest.precision == "int8"
@@ -235,7 +235,9 @@ def test_object_level_bank_onnx_quantize_time(tiny: tuple[Path, Path, ed.TrainRe
     bank = ed.load_bank(trained.bank)
     ed.save_bank(bank, tmp_path / "copy.safetensors")
     assert ed.load_bank(tmp_path / "copy.safetensors").width_choices == bank.width_choices
-    fresh = ed.build_bank("resnet_cifar", 10, 1, width_choices=(0.5, 1.0), base_channels=(8, 16, 16))
+    fresh = ed.build_bank("resnet_cifar", 10, in_channels=1, width_choices=[0.5, 1.0], base_channels=(8, 16, 16))
+    with pytest.raises(ed.ConfigError, match="build_bank"):
+        ed.build_bank("resnet_cifar", 10, 1, base_chanels=(8, 16, 16))
     subnet = ed.extract(fresh, (0.5,) * fresh.num_stages)
     onnx = ed.export_onnx(subnet, tmp_path / "fp32" / "model.onnx", (1, 1, 8, 8))
     assert onnx.is_file()

@@ -1,17 +1,18 @@
 """Object-level calls for your own model and training loop: banks, subnets, ONNX export, quantization, timing.
 
-`build_bank`, `load_bank`, `save_bank` and `extract` are the `edgedistill.models` functions themselves; the others
-wrap the export and bench modules with plain arguments. Backends (onnxruntime, openvino, nncf) load on first use.
+`load_bank`, `save_bank` and `extract` are the `edgedistill.models` functions themselves; `build_bank` takes
+`in_channels` and words bad options as a domain error; the others wrap the export and bench modules.
+Backends (onnxruntime, openvino, nncf) load on first use.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from edgedistill.api.results import Latency
+from edgedistill.api.bench_results import Latency
 from edgedistill.api.stages import PathArg
 from edgedistill.errors import ConfigError
 from edgedistill.options import param
@@ -22,10 +23,36 @@ if TYPE_CHECKING:
     from torch import nn
 
     from edgedistill.export.recipe import Recipe
+    from edgedistill.models import SlimmableBank
 
 # runtime → (fp32 ONNX, recipe, calibration images or None, output folder) → the quantized/converted model file
 Quantizer = Callable[[Path, "Recipe", "np.ndarray | None", Path], Path]
 QUANTIZERS: Registry[Quantizer] = Registry("runtime")
+
+
+def build_bank(
+    family: str,
+    num_classes: int,
+    in_channels: int,
+    *,
+    width_choices: Sequence[float] | None = None,
+    **options: Any,
+) -> SlimmableBank:
+    """A new slimmable student bank of `family` ("resnet_cifar", "mobilenet"; see `edgedistill.models.STUDENTS`).
+
+    Train it with your own loop (`bank.set_config(...)` picks the widths), then `extract` a subnet and `save_bank` it.
+
+    Raises:
+        RegistryError: Unknown family. ConfigError: options the family does not take, or values it rejects.
+    """
+    from edgedistill.models import build_bank as build
+
+    if width_choices is not None:
+        options["width_choices"] = tuple(float(w) for w in width_choices)
+    try:
+        return build(family, num_classes, in_channels, **options)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"build_bank({family!r}): {e}") from None
 
 
 def export_onnx(

@@ -7,19 +7,13 @@ Paths may be `str` or `Path`. Progress bars are off unless asked for.
 
 from __future__ import annotations
 
+import json
 from os import PathLike
 from pathlib import Path
 from typing import Literal
 
-from edgedistill.api.results import (
-    BenchResult,
-    ExportResult,
-    ProfileResult,
-    ReportResult,
-    RunnerFolder,
-    SearchResult,
-    TrainResult,
-)
+from edgedistill.api.bench_results import BenchResult, RunnerFolder
+from edgedistill.api.results import ExportResult, ProfileResult, ReportResult, SearchResult, TrainResult
 from edgedistill.budget.load import DEFAULT_BUDGET
 from edgedistill.errors import ConfigError
 from edgedistill.options import param
@@ -105,7 +99,7 @@ def search(
     limits = resolved.budget.limits.latency_ms
     stat = limits.items()[0][0] if limits is not None and limits.items() else "p90"
     return SearchResult(
-        raw=result.to_json() | {"budget": resolved.budget.name, "subnet": str(paths.subnet), "pareto": str(paths.plot)},
+        raw=json.loads(paths.json.read_text(encoding="utf-8")),  # what search wrote: the choice, runner-ups, notes
         run=Path(run),
         budget=resolved.budget.name,
         strategy=result.strategy,

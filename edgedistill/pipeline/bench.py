@@ -15,7 +15,7 @@ from edgedistill.bench.verdict import LimitCheck, check_budget, overall
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import Manifest, read_manifest
 from edgedistill.io import atomic_write, atomic_write_json, sha256_file
-from edgedistill.options import command, opt
+from edgedistill.options import command, is_cli, opt
 from edgedistill.pipeline.context import run_budget
 from edgedistill.pipeline.export import FP32_TARGET
 from edgedistill.pipeline.rundir import RunDir
@@ -133,7 +133,7 @@ def bench_run(
         "results": results,
         "checks": [c.__dict__ for c in checks],
         "verdict": "PASS" if overall(checks) else "FAIL",
-        "command": " ".join(["edgedistill", *sys.argv[1:]]) if sys.argv else "",
+        "command": " ".join(["edgedistill", *sys.argv[1:]]) if is_cli() else "edgedistill.bench(...) (Python)",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_json(Path(target) / "bench.json", record)
