@@ -6,7 +6,7 @@ read back from a run folder without torch (e.g. `TrainResult.from_dict(json.load
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,12 @@ class TeacherScore:
     cache_hit: bool | None = None
     test_accuracy: float | None = None
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TeacherScore:
+        """From one entry of train.json's `teachers` (other keys stay in `TrainResult.raw`)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
 
 @dataclass(frozen=True)
 class TrainResult(_Result):
@@ -99,7 +105,7 @@ class TrainResult(_Result):
             width_accuracy=dict(d.get("width_accuracy", {})),
             chosen=ChosenSubnet.from_dict(d["chosen"]) if d.get("chosen") else None,
             similarity=d.get("similarity"),
-            teachers=tuple(TeacherScore(**t) for t in d.get("teachers", [])),
+            teachers=tuple(TeacherScore.from_dict(t) for t in d.get("teachers", [])),
             skipped_images=int((d.get("data") or {}).get("skipped_images", 0) or 0),
             skipped_list=Path(d["data"]["skipped_list"]) if (d.get("data") or {}).get("skipped_list") else None,
             rank=int(d.get("rank", 0)),
