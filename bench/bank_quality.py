@@ -28,22 +28,21 @@ from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import edgedistill as ed
+from edgedistill.bench.machine import machine_info
+from edgedistill.data import build_task_data
+from edgedistill.distill.amp import resolve_device
+from edgedistill.distill.distillers import DISTILLERS
+from edgedistill.distill.evaluate import accuracy
+from edgedistill.distill.multisource import prepare_teachers
+from edgedistill.distill.trainer import distill
+from edgedistill.inputs import calibration_batches, preprocess_for
+from edgedistill.io import atomic_write_json, atomic_write_text
+from edgedistill.models import recalibrate_bn
+from edgedistill.pipeline.train import build_student
+from edgedistill.task import TaskConfig, load_task
 
-from edgedistill.bench.machine import machine_info  # noqa: E402
-from edgedistill.budget import load_budget  # noqa: E402
-from edgedistill.data import build_task_data  # noqa: E402
-from edgedistill.distill.amp import resolve_device  # noqa: E402
-from edgedistill.distill.distillers import DISTILLERS  # noqa: E402
-from edgedistill.distill.evaluate import accuracy  # noqa: E402
-from edgedistill.distill.multisource import prepare_teachers  # noqa: E402
-from edgedistill.distill.trainer import distill  # noqa: E402
-from edgedistill.inputs import calibration_batches, preprocess_for  # noqa: E402
-from edgedistill.io import atomic_write_json, atomic_write_text  # noqa: E402
-from edgedistill.models import recalibrate_bn  # noqa: E402
-from edgedistill.pipeline.train import build_student  # noqa: E402
-from edgedistill.task import TaskConfig, load_task  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BANKS: dict[str, dict[str, Any]] = {
     "inplace": {"loss": "inplace", "tri_head": False},
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace, on_row: Callable[[list[dict[str, Any]]], None]
     base_cfg, base = load_task(args.task)
     if args.steps:
         base_cfg = base_cfg.model_copy(update={"train": base_cfg.train.model_copy(update={"steps": args.steps})})
-    resolved = load_budget(args.budget)
+    resolved = ed.load_budget(args.budget)
     device = resolve_device(args.device)
     work = REPO / "runs" / "bank-quality"
     rows: list[dict[str, Any]] = []

@@ -37,19 +37,17 @@ import torch
 import yaml
 from scipy.stats import spearmanr
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import edgedistill as ed
+from edgedistill.data import build_task_data
+from edgedistill.distill.config import MultiSourceConfig
+from edgedistill.distill.distillers import DISTILLERS
+from edgedistill.distill.multisource import PSEUDO_LABELS
+from edgedistill.task import load_task
+from edgedistill.teachers import load_teacher
+from edgedistill.teachers.cache import cache_teachers
+from edgedistill.teachers.similarity import similarity_scores
 
-from edgedistill.data import build_task_data  # noqa: E402
-from edgedistill.distill.config import MultiSourceConfig  # noqa: E402
-from edgedistill.distill.distillers import DISTILLERS  # noqa: E402
-from edgedistill.distill.multisource import PSEUDO_LABELS  # noqa: E402
-from edgedistill.pipeline.finetune import finetune_run  # noqa: E402
-from edgedistill.pipeline.train import train_run  # noqa: E402
-from edgedistill.task import load_task  # noqa: E402
-from edgedistill.teachers import load_teacher  # noqa: E402
-from edgedistill.teachers.cache import cache_teachers  # noqa: E402
-from edgedistill.teachers.similarity import similarity_scores  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 METRICS = ["knn", "linear", "logme", "leep"]
 WORK = REPO / "runs" / "distill-quality"
@@ -74,23 +72,13 @@ def task_file(task: Path | None, seed: int, labels: int, num_sampled: int) -> Pa
 def run_method(method: str, budget: Path, task: Path, seed: int, steps: int | None, device: str) -> dict[str, Any]:
     """Test top-1 of one method (full-width student, or the fine-tuned teacher)."""
     if method == "finetune":
-        r = finetune_run(task, "best", steps=steps, seed=seed, device=device, cache=CACHE)
-        return {"accuracy": r["test_accuracy"], "seconds": r["seconds"], "teacher": r["source"]}
+        r = ed.finetune_teacher(task, "best", steps=steps, seed=seed, device=device, cache=CACHE)
+        return {"accuracy": r.test_accuracy, "seconds": r.seconds, "teacher": r.source}
     out = WORK / "runs" / f"{task.stem}-{method}"
-    s = train_run(
-        budget,
-        task,
-        out,
-        device=device,
-        overwrite=True,
-        steps=steps,
-        distiller=method,
-        teacher_cache=CACHE,
-        show_progress=False,
-    )
-    row = {"accuracy": s["width_accuracy"][max(s["width_accuracy"], key=float)], "seconds": s["train_seconds"]}
-    if s["teachers"]:
-        row["alphas"] = {t["source"]: t["alpha"] for t in s["teachers"]}
+    s = ed.train(budget, task, out, device=device, overwrite=True, steps=steps, distiller=method, teacher_cache=CACHE)
+    row: dict[str, Any] = {"accuracy": s.width_accuracy[max(s.width_accuracy, key=float)], "seconds": s.train_seconds}
+    if s.teachers:
+        row["alphas"] = {t.source: t.alpha for t in s.teachers}
     return row
 
 
@@ -152,17 +140,9 @@ def cost(budget: Path, task: Path, steps: int, device: str) -> dict[str, Any]:
         )
         path = WORK / f"cost-{name.split()[0]}.yaml"
         path.write_text(yaml.safe_dump(t.model_dump(mode="json"), sort_keys=False))
-        s = train_run(
-            budget,
-            path,
-            WORK / "runs" / path.stem,
-            device=device,
-            overwrite=True,
-            teacher_cache=CACHE,
-            show_progress=False,
-        )
-        secs[name] = s["train_seconds"] / steps
-        active += [t["source"] for t in s["teachers"] if t["alpha"] > 0]
+        s = ed.train(budget, path, WORK / "runs" / path.stem, device=device, overwrite=True, teacher_cache=CACHE)
+        secs[name] = s.train_seconds / steps
+        active += [t.source for t in s.teachers if t.alpha > 0]
     secs["distill-weighted (online teachers)"] = secs["distill-weighted (cache)"] + online_teacher_seconds(
         unlabeled[: tr.batch_unlabeled], active, base, device
     )

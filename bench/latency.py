@@ -20,14 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from latency_models import TARGETS, BenchModel, demo_widths, load_model, mobilenet_224  # bench/, next to this file
 
-# This checkout first (not an installed copy), then bench/ for latency_models.
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-
-from latency_models import TARGETS, BenchModel, demo_widths, load_model, mobilenet_224  # noqa: E402
-
-from edgedistill.bench.launch import run_isolated  # noqa: E402
-from edgedistill.bench.machine import machine_info, package_versions  # noqa: E402
+import edgedistill as ed
+from edgedistill.bench.launch import run_isolated
+from edgedistill.bench.machine import machine_info, package_versions
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -40,6 +37,12 @@ def _timing(a: argparse.Namespace) -> list[str]:
         *("--threads", str(a.threads), "--batch", "1", "--runs", str(a.runs), "--min-time", str(a.min_time)),
         *("--warmup", "20", "--warmup-time", "0.5"),
     ]
+
+
+def _runner(artifact: Path, a: argparse.Namespace, inputs: Path) -> dict[str, Any]:
+    """The torch-free runner's record for one artifact, with the `_timing` settings."""
+    timing = {"runs": a.runs, "min_time": a.min_time, "warmup": 20, "warmup_time": 0.5}
+    return ed.time_artifact(artifact, threads=a.threads, batch=1, input=str(inputs), **timing).raw
 
 
 def block_median(times_ms: list[float], block: int) -> float:
@@ -63,7 +66,7 @@ def _one_round(m: BenchModel, a: argparse.Namespace) -> dict[str, Any]:
         ),
     }
     for target, art in m.artifacts.items():
-        result = run_isolated("edgedistill.bench.runner", [str(art), *common], threads=a.threads)
+        result = _runner(art, a, m.inputs)
         bare = None
         if target in BARE:
             bare = run_isolated("edgedistill.bench.bare", [str(art), *bare_args], threads=a.threads)
@@ -91,8 +94,7 @@ def _time_model(m: BenchModel, a: argparse.Namespace) -> dict[str, Any]:
                 "median_overhead_pct": float(np.median(per_round)),
             }
     for target in ("onnxruntime-int8", "openvino-int8"):  # raw images: pre-processing / inference / post split
-        raw = [str(m.artifacts[target]), *_timing(a), "--input", str(m.raw_inputs)]
-        out["results"][f"{target} (raw images)"] = run_isolated("edgedistill.bench.runner", raw, threads=a.threads)
+        out["results"][f"{target} (raw images)"] = _runner(m.artifacts[target], a, m.raw_inputs)
     return out
 
 

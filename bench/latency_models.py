@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgedistill.export.onnx2openvino import convert_openvino, quantize_openvino
+import edgedistill as ed
 from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
-from edgedistill.export.torch2onnx import torch_to_onnx
-from edgedistill.models import build_bank, count_cost, extract, load_bank, recalibrate_bn, save_subnet
+from edgedistill.models import count_cost, recalibrate_bn, save_subnet
 from edgedistill.pipeline.bench_widths import write_bench_manifest
-from edgedistill.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -81,14 +79,13 @@ def _save_npy(path: Path, arr: np.ndarray) -> Path:
 def export_targets(net: torch.nn.Module, shape: tuple[int, ...], calib: np.ndarray, pre: dict, out: Path) -> dict:
     """Export `net` to every target in `TARGETS` under `out/<target>/`; returns target → folder."""
     dirs = {t: out / t for t in TARGETS}
-    fp32_onnx = torch_to_onnx(net, shape, dirs["onnxruntime-fp32"] / "model.onnx")  # type: ignore[arg-type]
-    ort_quant = load_recipe(REPO / "export" / "onnxruntime-int8.yaml").quantization
-    ov_recipe = load_recipe(REPO / "export" / "openvino-int8.yaml")
-    assert ort_quant is not None and ov_recipe.quantization is not None
+    fp32_onnx = ed.export_onnx(net, dirs["onnxruntime-fp32"] / "model.onnx", shape)  # type: ignore[arg-type]
+    ort_quant = ed.load_recipe(REPO / "export" / "onnxruntime-int8.yaml").quantization
+    assert ort_quant is not None
+    # calibration batches of 4 (ed.quantize uses 32), as the published latency results were made
     quantize_onnxruntime(fp32_onnx, dirs["onnxruntime-int8"] / "model.onnx", calib, ort_quant, batch=4)
-    convert_openvino(fp32_onnx, dirs["openvino-fp32"], fp16=False)
-    convert_openvino(fp32_onnx, dirs["openvino-fp16"], fp16=True)
-    quantize_openvino(fp32_onnx, dirs["openvino-int8"], calib, ov_recipe.quantization, ov_recipe.name)
+    for target in ("openvino-fp32", "openvino-fp16", "openvino-int8"):
+        ed.quantize(fp32_onnx, REPO / "export" / f"{target}.yaml", calib, dirs[target])
     for target, (runtime, precision) in TARGETS.items():
         model_file = "model.onnx" if runtime == "onnxruntime" else "model.xml"
         write_bench_manifest(dirs[target], runtime, precision, model_file, [-1, *shape[1:]], pre)
@@ -111,7 +108,7 @@ def demo_widths(run: Path, widths: list[float], out: Path) -> list[BenchModel]:
     from edgedistill.pipeline.context import load_context
 
     ctx = load_context(run)
-    bank = load_bank(run / "bank.safetensors")
+    bank = ed.load_bank(run / "bank.safetensors")
     raw = ctx.data.calibration(500, 0).images  # uint8 NCHW at 28 px
     x = ctx.pre(torch.from_numpy(raw)).numpy().astype(np.float32)
     pre = {"scale": 1 / 255, "mean": list(ctx.pre.mean), "std": list(ctx.pre.std), "channels": 1}
@@ -120,7 +117,7 @@ def demo_widths(run: Path, widths: list[float], out: Path) -> list[BenchModel]:
     for w in widths:
         config = [w] * bank.num_stages
         recalibrate_bn(bank, [torch.from_numpy(x[i : i + 100]) for i in range(0, len(x), 100)], config)
-        net = extract(bank, config)
+        net = ed.extract(bank, config)
         models.append(_finish(f"demo-w{w:g}", net, shape, raw, x[:300], pre, out))
     return models
 
@@ -132,13 +129,13 @@ def mobilenet_224(width: float, out: Path, seed: int = 0) -> BenchModel:
     and the BN recalibration keeps activations in a trained net's range.
     """
     torch.manual_seed(seed)
-    bank = build_bank("mobilenet", num_classes=1000, in_chans=3)
+    bank = ed.build_bank("mobilenet", num_classes=1000, in_chans=3)
     raw = imagenet_samples()
     raw = np.concatenate([raw, raw[:, :, ::-1]])  # + horizontal flips: 40 calibration images
     x = _normalise(raw.transpose(0, 3, 1, 2), IMAGENET_MEAN, IMAGENET_STD)
     config = [width] * bank.num_stages
     recalibrate_bn(bank, [torch.from_numpy(x[i : i + 8]) for i in range(0, len(x), 8)], config)
-    net = extract(bank, config)
+    net = ed.extract(bank, config)
     pre = {"scale": 1 / 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "channels": 3}
     return _finish(f"mobilenet-224-w{width:g}", net, (1, 3, 224, 224), np.ascontiguousarray(raw), x, pre, out)
 

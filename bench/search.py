@@ -30,24 +30,23 @@ from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import edgedistill as ed
+from edgedistill.bench.machine import machine_info, package_versions
+from edgedistill.data import build_task_data
+from edgedistill.distill.evaluate import accuracy
+from edgedistill.errors import ConfigError
+from edgedistill.inputs import preprocess_for
+from edgedistill.models import recalibrate_bn
+from edgedistill.pipeline.search import latency_table, measurer, unlabeled_images
+from edgedistill.run import RunDir
+from edgedistill.search import UPEMS, CostEstimator, CostInputs, LatencyLUT, SearchSettings, over_limits
+from edgedistill.search import search_widths as run_search
+from edgedistill.search.measure import Timing, time_module
+from edgedistill.search.pareto import pareto_plot
+from edgedistill.search.upem import ConfigOutputs, ensemble_reference, uniform_configs
+from edgedistill.task import load_task
 
-from edgedistill.bench.machine import machine_info, package_versions  # noqa: E402
-from edgedistill.budget import load_budget  # noqa: E402
-from edgedistill.data import build_task_data  # noqa: E402
-from edgedistill.distill.evaluate import accuracy  # noqa: E402
-from edgedistill.errors import ConfigError  # noqa: E402
-from edgedistill.inputs import preprocess_for  # noqa: E402
-from edgedistill.models import extract, load_bank, recalibrate_bn  # noqa: E402
-from edgedistill.pipeline.search import latency_table, measurer, unlabeled_images  # noqa: E402
-from edgedistill.run import RunDir  # noqa: E402
-from edgedistill.search import UPEMS, CostEstimator, CostInputs, LatencyLUT, SearchSettings, over_limits  # noqa: E402
-from edgedistill.search import search_widths as run_search  # noqa: E402
-from edgedistill.search.measure import Timing, time_module  # noqa: E402
-from edgedistill.search.pareto import pareto_plot  # noqa: E402
-from edgedistill.search.upem import ConfigOutputs, ensemble_reference, uniform_configs  # noqa: E402
-from edgedistill.task import load_task  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args: str) -> float:
@@ -90,7 +89,7 @@ def predictor_error(bank: Any, lut: LatencyLUT, recipe: Any, shape: tuple, n: in
             configs.append(c)
     rows = []
     for c in configs:
-        measured = time_module(extract(bank, c), shape, recipe, Timing(threads=threads))
+        measured = time_module(ed.extract(bank, c), shape, recipe, Timing(threads=threads))
         pred = predict(c)
         raw = predict.block_sum(c)
         rows.append({"config": list(c), "predicted_ms": pred, "block_sum_ms": raw, "measured_ms": measured})
@@ -149,7 +148,7 @@ def main() -> None:
         shutil.rmtree(run)
     shutil.copytree(REPO / args.run, run, ignore=shutil.ignore_patterns("export", "checkpoint", "subnets", "searches"))
     rd = RunDir(run)
-    budgets = [load_budget(REPO / b) for b in args.budgets]
+    budgets = [ed.load_budget(REPO / b) for b in args.budgets]
     b0 = budgets[0].budget
     lut_path = latency_table(rd, budgets[0])
     profile_s = 0.0
@@ -159,7 +158,7 @@ def main() -> None:
             "--input", f"{b0.input.height}x{b0.input.width}", "--threads", str(b0.target.threads), "--no-progress",
         )  # fmt: skip
     lut = LatencyLUT.load(lut_path)
-    bank = load_bank(rd.bank)
+    bank = ed.load_bank(rd.bank)
     task, base = load_task(rd.task)
     data = build_task_data(task.data, base)
     if args.test_images:

@@ -13,6 +13,7 @@ from edgedistill.budget import Budget, ResolvedBudget, load_budget
 from edgedistill.config import load_yaml_model, read_json_mapping
 from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.io import sha256_file
+from edgedistill.options import command
 from edgedistill.outputs import check_safe_name, inside
 from edgedistill.recipe import Recipe, load_recipe
 
@@ -71,7 +72,7 @@ class RunDir:
     def require(self, path: Path, made_by: str) -> Path:
         """`path`, or a ConfigError telling which command makes it."""
         if not path.exists():
-            raise ConfigError(f"{path}: not found; run `{made_by}` first")
+            raise ConfigError(f"{path}: not found; run `{command(made_by)}` first")
         return path
 
 

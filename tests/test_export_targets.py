@@ -185,7 +185,7 @@ class ConstantCalibration(ExportJob):
 def test_guard_catches_bad_calibration_and_fallback_never_ships_a_float_model(job: Callable[..., ExportJob]) -> None:
     """Black calibration images break every activation range: no partly-float model fits the drop limit, and the
     all-float one that does is no INT8 model, so `--fallback auto` says so instead of shipping it as INT8."""
-    with pytest.raises(ExportError, match=rf"pts below FP32 .*max_int8_drop_pts {MAX_DROP}; try --fallback auto$"):
+    with pytest.raises(ExportError, match=rf"pts below FP32 .*max_int8_drop_pts {MAX_DROP}; try fallback=.auto.$"):
         _export(job, "onnxruntime-int8", cls=ConstantCalibration)
     with pytest.raises(ExportError, match="leaves nothing in INT8") as e:
         _export(job, "onnxruntime-int8", cls=ConstantCalibration, fallback="auto")
@@ -198,7 +198,7 @@ def test_guard_catches_bad_calibration_and_fallback_never_ships_a_float_model(jo
         ({"runtime": "torch", "precision": "int8"}, "runtime 'torch' has no int8 support"),
         ({"runtime": "openvno"}, "did you mean 'openvino'"),
         ({"runtime": "onnxruntime", "precision": "fp16"}, "runtime 'onnxruntime' has no fp16 support"),
-        ({"runtime": "openvino", "precision": "fp16", "fallback": "auto"}, "--fallback auto needs an int8 target"),
+        ({"runtime": "openvino", "precision": "fp16", "fallback": "auto"}, "fallback=.auto. needs an int8 target"),
     ],
 )
 def test_incompatible_requests_are_one_line(ctx_ref: tuple[RunContext, object], kw: dict, message: str) -> None:

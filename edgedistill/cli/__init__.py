@@ -1,4 +1,4 @@
-"""`edgedistill` command line: thin typer commands over the stage functions.
+"""`edgedistill` command line: thin typer commands over the Python API (`edgedistill.api`).
 
 Domain errors (`EdgedistillError`) print one red line on stderr and exit with code 2.
 """
@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from edgedistill.cli.console import console
 from edgedistill.errors import EdgedistillError
+from edgedistill.options import cli_wording
 
 try:  # typer ≥ 0.20 vendors click; older typers use click itself
     from typer._click import exceptions as cx
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: domain errors and bad command-line options end in one line and exit code 2."""
     _register()
     try:
-        code = app(args=argv, prog_name="edgedistill", standalone_mode=False)
+        with cli_wording():  # errors name --flags, not Python parameters
+            code = app(args=argv, prog_name="edgedistill", standalone_mode=False)
     except cx.NoArgsIsHelpError as e:
         typer.echo(e.ctx.get_help() if e.ctx else str(e))
         sys.exit(2)

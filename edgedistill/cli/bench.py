@@ -30,42 +30,41 @@ def bench(
     ] = None,
 ) -> None:
     """Time the artifact in its own process (and references in theirs), print tails and the verdict."""
+    from edgedistill.api import stages
     from edgedistill.bench.table import latency_table, verdict_table
     from edgedistill.cli.console import console, print_verdict
-    from edgedistill.pipeline.bench import BenchOptions, bench_run, checks_of
 
-    if run is None and artifact is None:
-        run = Path("runs/demo")
     con = console()
     if emit_runner is not None:
-        from edgedistill.pipeline.emit_runner import emit_runner as emit
-
-        folder = emit(emit_runner, run=run, artifact=artifact, budget=budget)
-        con.print(f"device runner: {folder}\n{(folder / 'README.md').read_text().splitlines()[2]}")
+        runner = stages.emit_runner(emit_runner, run=run, artifact=artifact, budget=budget)
+        con.print(f"device runner: {runner.path}\n{runner.instructions}")
         return
-    options = BenchOptions(
+    rec = stages.bench(
+        run,
+        artifact=artifact,
+        budget=budget,
         threads=threads,
-        batch=batch,
         runs=runs,
+        min_time=min_time,
         warmup=warmup,
-        min_time_s=min_time,
-        warmup_time_s=warmup_time,
+        warmup_time=warmup_time,
+        batch=batch,
         input=input,
         device=device,
+        reference=reference,
+        widths=widths,
     )
-    rec = bench_run(run, artifact=artifact, budget=budget, options=options, reference=reference, widths=widths)
-    acc = rec["accuracy"]
+    acc = rec.accuracy
     con.print(
         f"accuracy on {acc['split']} ({acc['n']} images): FP32 {acc['fp32']:.2f}%"
-        + (f", {rec['precision'].upper()} {acc['quantized']:.2f}%" if acc.get("quantized") is not None else "")
+        + (f", {rec.precision.upper()} {acc['quantized']:.2f}%" if acc.get("quantized") is not None else "")
     )
-    con.print(
-        latency_table(rec["results"], title=f"latency on this machine ({rec['results'][0]['machine'].get('cpu', '')})")
-    )
-    for w in rec.get("widths", {}).get("widths", []):
-        con.print(f"width {w['width']:g}: top-1 {w['accuracy']:.2f}%, onnxruntime fp32 p50 {w['stats']['p50']:.3f} ms")
-    con.print(verdict_table(checks_of(rec), title=f"budget {rec['budget']}"))
-    print_verdict(rec["verdict"], f"report: {Path(rec['artifact']) / 'bench.json'}", fail_on_budget)
+    results = [r.raw for r in rec.latency]
+    con.print(latency_table(results, title=f"latency on this machine ({results[0]['machine'].get('cpu', '')})"))
+    for w in rec.widths:
+        con.print(f"width {w.width:g}: top-1 {w.accuracy:.2f}%, onnxruntime fp32 p50 {w.stats['p50']:.3f} ms")
+    con.print(verdict_table(rec.checks, title=f"budget {rec.budget}"))
+    print_verdict(rec.verdict, f"report: {rec.json}", fail_on_budget)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,27 +8,24 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from edgedistill.budget import find_budgets, load_budget
+from edgedistill.api.teachers import budgets as budget_list
 from edgedistill.cli.console import console
-from edgedistill.errors import BudgetError, EdgedistillError
+from edgedistill.errors import BudgetError
 
 
 def budgets(
     path: Annotated[Path, typer.Argument(help="a budget file or a folder of them")] = Path("budgets"),
 ) -> None:
     """List and validate device budgets; exit 2 if any is invalid."""
+    listing = budget_list(path)
     table = Table(title=f"budgets in {path}")
     for col in ("name", "runtime", "precision", "input", "latency ms", "params M", "MACs M", "memory MB", "status"):
         table.add_column(col)
-    bad: list[str] = []
-    for f in find_budgets(path):
-        try:
-            r = load_budget(f)
-        except EdgedistillError as e:
-            bad.append(str(e))
-            table.add_row(f.name, "", "", "", "", "", "", "", "[red]invalid[/]")
+    for entry in listing.entries:
+        if entry.budget is None:
+            table.add_row(entry.path.name, "", "", "", "", "", "", "", "[red]invalid[/]")
             continue
-        b, lim = r.budget, r.budget.limits
+        b, lim = entry.budget.budget, entry.budget.budget.limits
         lat = ", ".join(f"{k} {v:g}" for k, v in lim.latency_ms.items()) if lim.latency_ms else "-"
         table.add_row(
             b.name,
@@ -42,8 +39,8 @@ def budgets(
             "[green]ok[/]",
         )
     console().print(table)
-    if bad:
-        raise BudgetError(" | ".join(bad))
+    if not listing.valid:
+        raise BudgetError(" | ".join(listing.errors))
 
 
 def _fmt(v: float | None) -> str:

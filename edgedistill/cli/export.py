@@ -27,23 +27,21 @@ def export(
     ] = "none",
 ) -> None:
     """Export the run's chosen subnet for its budget (FP32 ONNX reference + the budget's precision)."""
-    from edgedistill.pipeline.export import export_run
+    from edgedistill.api.stages import export as export_stage
 
-    if fallback not in ("none", "auto"):
-        raise ConfigError(f"--fallback: expected none or auto, got '{fallback}'")
     chosen = [p for p, on in (("int8", int8), ("fp16", fp16), ("fp32", fp32)) if on]
     if len(chosen) > 1:
         raise ConfigError(f"choose one precision, got {', '.join('--' + c for c in chosen)}")
-    manifests = export_run(
+    manifests = export_stage(
         run,
         budget=budget,
-        runtime=target,
-        precision=chosen[0] if chosen else None,
+        target=target,
+        precision=chosen[0] if chosen else None,  # type: ignore[arg-type]
         recipe=recipe,
         calibration_samples=calibration_samples,
         allow_small_calibration=allow_small_calibration,
-        fallback="auto" if fallback == "auto" else "none",
-    )
+        fallback=fallback,  # type: ignore[arg-type]  # checked by the API
+    ).manifests
     table = Table(title=f"exported {run}")
     for col in ("artifact", "runtime", "precision", "MACs M", "params M", "FP32 top-1", "top-1", "drop", "agree"):
         table.add_column(col, justify="right" if col not in ("artifact", "runtime", "precision") else "left")

@@ -7,15 +7,6 @@ from typing import Annotated
 
 import typer
 
-from edgedistill.errors import ConfigError
-
-
-def _hw(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(f"--input: expected HxW such as 28x28, got '{text}'")
-    return int(parts[0]), int(parts[1])
-
 
 def profile(
     runtime: Annotated[str, typer.Option(help="runtime to time: onnxruntime")] = "onnxruntime",
@@ -30,21 +21,13 @@ def profile(
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
 ) -> None:
     """Time every distinct block shape of the bank (each exported, quantized like `export`, in its own process)."""
+    from edgedistill.api.stages import profile as profile_stage
     from edgedistill.cli.console import console
-    from edgedistill.pipeline.search_run import profile_run
 
-    height, width = _hw(input)
-    lut, path = profile_run(
-        run,
-        runtime=runtime,
-        precision=precision,
-        height=height,
-        width=width,
-        threads=threads,
-        batch=batch,
-        out=out,
-        show_progress=progress,
+    result = profile_stage(
+        run, runtime=runtime, precision=precision, input=input, threads=threads, batch=batch, out=out, progress=progress
     )
+    lut, path = result.lut, result.path
     console().print(
         f"{len(lut.blocks)} block shapes timed ({lut.runtime} {lut.precision}, {lut.threads} thread(s), input "
         f"{'x'.join(map(str, lut.input))}); per-call overhead p50 {lut.overhead_ms['p50']:.4f} ms → {path}"

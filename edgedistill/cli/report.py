@@ -15,14 +15,14 @@ def report(
     fail_on_budget: Annotated[bool, typer.Option(help="exit 1 when the verdict is not PASS (CI gating)")] = False,
 ) -> None:
     """Merge train, search, export and bench JSON into report.md + report.json + PNGs; print the verdict."""
+    from edgedistill.api.stages import report as report_stage
     from edgedistill.cli.console import console, print_verdict
-    from edgedistill.pipeline.report import write_report
 
-    rep = write_report(run, out=out, budget=budget)
+    rep = report_stage(run, out=out, budget=budget)
     con = console()
-    for part in rep["missing"]:
+    for part in rep.missing:
         con.print(f"[yellow]missing:[/] {part}")
-    print_verdict(rep["verdict"], f"report: {rep['paths']['markdown']}", fail_on_budget)
+    print_verdict(rep.verdict, f"report: {rep.markdown}", fail_on_budget)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from edgedistill.errors import ConfigError
-
 
 def _fmt_ms(stats: dict[str, float] | None, stat: str) -> str:
     return "-" if stats is None else f"{stats[stat]:.3f}"
@@ -28,27 +26,23 @@ def search(
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
 ) -> None:
     """Pick the widths for BUDGET from the run's bank: cost models + latency table, UPEM, measured shortlist."""
+    from edgedistill.api.stages import search as search_stage
     from edgedistill.cli.console import console
-    from edgedistill.pipeline.search_run import search_run
-    from edgedistill.search import SearchSettings
 
-    if measure not in ("auto", "on", "off"):
-        raise ConfigError(f"--measure: expected auto, on or off, got '{measure}'")
-    settings = SearchSettings(strategy=strategy, seed=seed, population=population, evaluations=evaluations)
-    result, paths, resolved = search_run(
+    result = search_stage(
         run,
         budget,
-        settings=settings,
+        strategy=strategy,
         upem=upem,
-        measure="on" if measure == "on" else "off" if measure == "off" else "auto",
+        seed=seed,
+        population=population,
+        evaluations=evaluations,
+        measure=measure,  # type: ignore[arg-type]  # checked by the API
         shortlist=shortlist,
-        show_progress=progress,
+        progress=progress,
     )
-    stat = "p90"
-    lim = resolved.budget.limits.latency_ms
-    if lim is not None and lim.items():
-        stat = lim.items()[0][0]
-    table = Table(title=f"{resolved.budget.name}: best configs by UPEM '{result.upem}' ({result.strategy})")
+    stat = result.latency_stat
+    table = Table(title=f"{result.budget}: best configs by UPEM '{result.upem}' ({result.strategy})")
     for col in ("", "widths", "channels", "MACs M", "params M", f"pred {stat} ms", f"meas {stat} ms", "UPEM"):
         table.add_column(col, justify="left" if col in ("", "widths", "channels") else "right")
     for c in [result.chosen, *result.runner_ups]:
@@ -65,12 +59,12 @@ def search(
     con = console()
     con.print(table)
     con.print(
-        f"{len(result.evaluated)} feasible configs scored of {result.space} ({result.rejected} rejected by cost) in "
+        f"{result.evaluated} feasible configs scored of {result.space} ({result.rejected} rejected by cost) in "
         f"{result.seconds:.1f} s; {len(result.measured)} measured in {result.measure_seconds:.1f} s"
     )
     for note in result.notes:
         con.print(f"[yellow]note:[/] {note}")
-    con.print(f"search.json: {paths.json}  subnet: {paths.subnet}  plot: {paths.plot}")
+    con.print(f"search.json: {result.json}  subnet: {result.subnet}  plot: {result.plot}")
 
 
 def register(app: typer.Typer) -> None:

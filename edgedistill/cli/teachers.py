@@ -24,15 +24,14 @@ def rank(
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
 ) -> None:
     """Rank the task's teachers by task similarity, with distill-weighted's weight α for each."""
-    from edgedistill.distill.amp import resolve_device
-    from edgedistill.pipeline.rank import rank_teachers
+    from edgedistill.api.teachers import rank_teachers
 
-    metrics = metric or ["knn", "linear", "logme", "leep"]
-    name, rows = rank_teachers(task, metrics, cache, resolve_device(device), show_progress=progress)
-    table = Table(title=f"teachers of {name}, ranked by {metrics[0]}")
+    ranking = rank_teachers(task, metric or None, cache=cache, device=device, progress=progress)
+    metrics = ranking.metrics
+    table = Table(title=f"teachers of {ranking.task}, ranked by {metrics[0]}")
     for col in ("#", "teacher", "features", *metrics, f"α ({metrics[0]})"):
         table.add_column(col, justify="left" if col == "teacher" else "right")
-    for i, r in enumerate(rows, 1):
+    for i, r in enumerate(ranking.teachers, 1):
         table.add_row(str(i), r.source, str(r.feature_dim), *(f"{r.scores[m]:.4f}" for m in metrics), f"{r.alpha:.3f}")
     console().print(table)
 
@@ -50,14 +49,13 @@ def finetune(
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto")] = "auto",
 ) -> None:
     """Baseline: fine-tune one pretrained teacher (new target-class head) on the labeled split; print test top-1."""
-    from edgedistill.distill.amp import resolve_device
-    from edgedistill.pipeline.finetune import finetune_run
+    from edgedistill.api.teachers import finetune_teacher
 
-    s = finetune_run(task, teacher, out, steps=steps, seed=seed, device=resolve_device(device), cache=cache)
-    score = "" if s["similarity"] is None else f" (similarity {s['similarity']:.4f})"
+    s = finetune_teacher(task, teacher, steps=steps, seed=seed, out=out, cache=cache, device=device)
+    score = "" if s.similarity is None else f" (similarity {s.similarity:.4f})"
     console().print(
-        f"fine-tuned [bold]{s['source']}[/]{score} on {s['data']['labeled']} labeled images, {s['steps']} steps, "
-        f"{s['seconds']:.0f} s: test top-1 [bold]{s['test_accuracy']:.2f}%[/]" + (f" → {out}" if out else "")
+        f"fine-tuned [bold]{s.source}[/]{score} on {s.labeled} labeled images, {s.steps} steps, "
+        f"{s.seconds:.0f} s: test top-1 [bold]{s.test_accuracy:.2f}%[/]" + (f" → {out}" if out else "")
     )
 
 

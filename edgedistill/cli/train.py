@@ -34,9 +34,9 @@ def train(
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
 ) -> None:
     """Train the bank, evaluate each width, choose the widest subnet within the budget."""
-    from edgedistill.pipeline.train import train_run
+    from edgedistill.api.stages import train as train_stage
 
-    s = train_run(
+    s = train_stage(
         budget,
         task,
         out,
@@ -46,37 +46,35 @@ def train(
         steps=steps,
         distiller=distiller,
         teacher_cache=teacher_cache,
-        show_progress=progress,
+        progress=progress,
     )
-    if s.get("rank", 0):  # torchrun: rank 0 reports for the job
+    if s.rank or s.chosen is None:  # torchrun: rank 0 reports for the job
         return
     con = console()
-    table = Table(title=f"{s['task']} → {s['family']} bank, {s['distiller']}, {s['steps']} steps on {s['device']}")
+    table = Table(title=f"{s.task} → {s.family} bank, {s.distiller}, {s.steps} steps on {s.device}")
     table.add_column("uniform width")
     table.add_column("test top-1 %", justify="right")
-    for w, acc in s["width_accuracy"].items():
+    for w, acc in s.width_accuracy.items():
         table.add_row(w, f"{acc:.2f}")
     con.print(table)
-    if s["teachers"]:
-        tt = Table(title=f"teachers (similarity: {s['similarity']})")
+    if s.teachers:
+        tt = Table(title=f"teachers (similarity: {s.similarity})")
         for col in ("teacher", "score", "α", "pseudo-label test %", "cache"):
             tt.add_column(col, justify="left" if col == "teacher" else "right")
-        for t in s["teachers"]:
-            acc = "-" if t["test_accuracy"] is None else f"{t['test_accuracy']:.2f}"
-            hit = {None: "-", True: "hit", False: "computed"}[t["cache_hit"]]
-            tt.add_row(t["source"], f"{t['score']:.4f}", f"{t['alpha']:.3f}", acc, hit)
+        for t in s.teachers:
+            pseudo = "-" if t.test_accuracy is None else f"{t.test_accuracy:.2f}"
+            hit = {None: "-", True: "hit", False: "computed"}[t.cache_hit]
+            tt.add_row(t.source, f"{t.score:.4f}", f"{t.alpha:.3f}", pseudo, hit)
         con.print(tt)
-    c = s["chosen"]
+    c = s.chosen
+    top1 = "-" if c.test_accuracy is None else f"{c.test_accuracy:.2f}%"
     con.print(
-        f"budget [bold]{s['budget']}[/]: chosen widths {list(c['config'])} → channels {c['channels']}, "
-        f"{c['macs'] / 1e6:.2f} M MACs, {c['params'] / 1e6:.3f} M params, test top-1 {c['test_accuracy']:.2f}%"
+        f"budget [bold]{s.budget}[/]: chosen widths {list(c.config)} → channels {list(c.channels)}, "
+        f"{c.macs / 1e6:.2f} M MACs, {c.params / 1e6:.3f} M params, test top-1 {top1}"
     )
-    if s["data"].get("skipped_images"):
-        con.print(
-            f"skipped {s['data']['skipped_images']} unreadable images (data.on_corrupt: skip), listed in "
-            f"{s['data']['skipped_list']}"
-        )
-    con.print(f"run folder: {s['run']} (train {s['train_seconds']} s)")
+    if s.skipped_images:
+        con.print(f"skipped {s.skipped_images} unreadable images (data.on_corrupt: skip), listed in {s.skipped_list}")
+    con.print(f"run folder: {s.run} (train {s.train_seconds} s)")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import torch
 
 from edgedistill.errors import BackendUnavailable
+from edgedistill.options import opt
 
 
 def resolve_device(name: str) -> torch.device:
@@ -16,9 +17,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BackendUnavailable("--device cuda: no CUDA device is visible (use --device cpu or auto)")
+        raise BackendUnavailable(
+            f"{opt('device', name)}: no CUDA device is visible (use {opt('device', 'cpu')} or auto)"
+        )
     if name not in {"cpu", "mps"} and not name.startswith("cuda"):
-        raise BackendUnavailable(f"--device {name}: expected cpu, cuda, cuda:N or auto")
+        raise BackendUnavailable(f"{opt('device', name)}: expected cpu, cuda, cuda:N or auto")
     return torch.device(name)
 
 

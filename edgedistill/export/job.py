@@ -21,6 +21,7 @@ from edgedistill.export.versions import runtime_versions
 from edgedistill.inputs import pool_images
 from edgedistill.io import sha256_file
 from edgedistill.models import SlimmableBank, count_cost
+from edgedistill.options import opt
 from edgedistill.recipe import Quantization, Recipe
 from edgedistill.run import RunDir
 
@@ -89,7 +90,7 @@ def calibration_set(ctx: RunContext, samples: int, allow_small: bool, seed: int 
     if samples < MIN_CALIBRATION and not allow_small:
         raise ExportError(
             f"calibration needs ≥ {MIN_CALIBRATION} real target images, asked for {samples}; "
-            "pass --allow-small-calibration to accept fewer"
+            f"pass {opt('allow_small_calibration')} to accept fewer"
         )
     x = pool_images(ctx.data, ctx.pre, samples, seed).numpy().astype(np.float32)
     return x, hashlib.sha256(x.tobytes()).hexdigest()
@@ -152,7 +153,7 @@ def finish(job: ExportJob, manifest: Manifest) -> Manifest:
     write_manifest(job.out, manifest)
     a = manifest.accuracy
     if manifest.precision != "fp32" and a.drop_pts is not None and a.drop_pts > job.max_drop:
-        hint = "" if manifest.fallback else "; try --fallback auto"
+        hint = "" if manifest.fallback else f"; try {opt('fallback', 'auto')}"
         raise ExportError(
             f"{job.out}: {manifest.precision.upper()} top-1 {a.artifact:.2f}% is {a.drop_pts:.2f} pts below FP32 "
             f"{a.fp32:.2f}%, more than the budget's accuracy.max_int8_drop_pts {job.max_drop}{hint}"

@@ -15,6 +15,7 @@ from edgedistill.bench.verdict import LimitCheck, check_budget, overall
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import Manifest, read_manifest
 from edgedistill.io import atomic_write, atomic_write_json, sha256_file
+from edgedistill.options import command, is_cli, opt
 from edgedistill.run import FP32_TARGET, RunDir, run_budget
 
 
@@ -82,12 +83,13 @@ def bench_run(
         The record written to `<artifact>/bench.json`: results per runtime, checks and verdict.
     """
     if run is None and artifact is None:
-        raise BenchError("give --run RUN (benchmarks the budget's artifact) or --artifact DIR")
+        run_opt, artifact_opt = opt("run", "RUN", meta=True), opt("artifact", "DIR", meta=True)
+        raise BenchError(f"give {run_opt} (benchmarks the budget's artifact) or {artifact_opt}")
     rd = RunDir(run if run is not None else Path(artifact).parent.parent)  # type: ignore[arg-type]
     resolved = run_budget(rd, budget)
     target = artifact or rd.export_dir(resolved.recipe.target)
     if not (Path(target) / "manifest.json").is_file():
-        raise BenchError(f"{target}: no exported artifact; run `edgedistill export --run {rd.root}` first")
+        raise BenchError(f"{target}: no exported artifact; run `{command('export', run=rd.root)}` first")
     manifest = read_manifest(Path(target), verify=True)
     opts = options or BenchOptions()
     t = opts.threads or resolved.budget.target.threads
@@ -129,7 +131,7 @@ def bench_run(
         "results": results,
         "checks": [c.__dict__ for c in checks],
         "verdict": "PASS" if overall(checks) else "FAIL",
-        "command": " ".join(["edgedistill", *sys.argv[1:]]) if sys.argv else "",
+        "command": " ".join(["edgedistill", *sys.argv[1:]]) if is_cli() else "edgedistill.bench(...) (Python)",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_json(Path(target) / "bench.json", record)

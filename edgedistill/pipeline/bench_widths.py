@@ -15,6 +15,7 @@ from typing import Any
 from edgedistill.bench.launch import run_isolated
 from edgedistill.errors import BenchError
 from edgedistill.io import atomic_write_json, sha256_file
+from edgedistill.options import command, opt
 
 
 def write_bench_manifest(
@@ -56,7 +57,9 @@ def bench_widths(run: Path, input_chw: tuple[int, int, int], timing_args: list[s
 
     train_json, bank_path = run / "train.json", run / "bank.safetensors"
     if not train_json.is_file() or not bank_path.is_file():
-        raise BenchError(f"{run}: --widths needs bank.safetensors and train.json; run `edgedistill train` first")
+        raise BenchError(
+            f"{run}: {opt('widths')} needs bank.safetensors and train.json; run `{command('train')}` first"
+        )
     train = json.loads(train_json.read_text(encoding="utf-8"))
     accuracy = train.get("width_accuracy") or {}
     if not accuracy:

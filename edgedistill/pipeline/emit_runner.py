@@ -14,6 +14,7 @@ from pathlib import Path
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import MANIFEST_NAME, read_manifest
 from edgedistill.io import atomic_write_json, atomic_write_text
+from edgedistill.options import command, opt, param
 from edgedistill.outputs import check_output_dir, claim_dir
 from edgedistill.run import RunDir, run_budget
 from edgedistill.runtimes import DEVICE_RUNNER, RUNTIME_SPECS
@@ -88,7 +89,8 @@ def emit_runner(
         BenchError: No artifact, or `dest` exists and is not empty.
     """
     if run is None and artifact is None:
-        raise BenchError("give --run RUN (emits the budget's artifact) or --artifact DIR")
+        run_opt, artifact_opt = opt("run", "RUN", meta=True), opt("artifact", "DIR", meta=True)
+        raise BenchError(f"give {run_opt} (emits the budget's artifact) or {artifact_opt}")
     rd = RunDir(run if run is not None else Path(artifact).parent.parent)  # type: ignore[arg-type]
     resolved = None
     if artifact is None or budget is not None or rd.budget.is_file():
@@ -98,9 +100,9 @@ def emit_runner(
         assert resolved is not None
         artifact = rd.export_dir(resolved.recipe.target)
     if not (Path(artifact) / MANIFEST_NAME).is_file():
-        raise BenchError(f"{artifact}: no exported artifact; run `edgedistill export --run {rd.root}` first")
+        raise BenchError(f"{artifact}: no exported artifact; run `{command('export', run=rd.root)}` first")
     dest = Path(dest)
-    check_output_dir(dest, "--emit-runner")
+    check_output_dir(dest, param("emit_runner"))
     if dest.is_dir() and any(dest.iterdir()):  # even an earlier runner folder: results and notes may live there
         raise BenchError(f"{dest}: --emit-runner folder exists and is not empty; give a new folder")
     manifest = read_manifest(Path(artifact), verify=True)  # regular files, hashes and content, before any write

@@ -11,6 +11,7 @@ from edgedistill.export.exporters import EXPORTERS
 from edgedistill.export.job import MIN_CALIBRATION, ExportJob, Fallback, RunContext, build_manifest
 from edgedistill.export.manifest import AccuracyInfo, Manifest, write_manifest
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
+from edgedistill.options import is_cli, opt, param
 from edgedistill.outputs import check_output_dir, inside
 from edgedistill.pipeline.context import load_context
 from edgedistill.recipe import Recipe, load_recipe
@@ -43,7 +44,10 @@ def _resolve_recipe(ctx: RunContext, runtime: str | None, precision: str | None,
     """The recipe file given, the one for runtime/precision, or the budget's; incompatible asks fail in one line."""
     if recipe is not None:
         if runtime or precision:
-            raise ConfigError("--recipe already names the runtime and precision; drop --target/--int8/--fp16/--fp32")
+            raise ConfigError(
+                f"{param('recipe')} already names the runtime and precision; drop "
+                + ("--target/--int8/--fp16/--fp32" if is_cli() else "target and precision")
+            )
         return load_recipe(recipe)
     if runtime is None and precision is None:
         return ctx.resolved.recipe
@@ -52,13 +56,15 @@ def _resolve_recipe(ctx: RunContext, runtime: str | None, precision: str | None,
     if rt not in RUNTIME_SPECS:
         close = difflib.get_close_matches(rt, RUNTIME_SPECS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"--target: unknown runtime '{rt}'{hint} known: {', '.join(RUNTIME_SPECS)}")
+        raise ConfigError(f"{param('target')}: unknown runtime '{rt}'{hint} known: {', '.join(RUNTIME_SPECS)}")
     try:
         check_runtime_precision(rt, prec)
     except ValueError as e:
-        raise ConfigError(f"--target {rt} --{prec}: {e}") from None
+        raise ConfigError(f"{opt('target', rt)} {opt('precision', prec)}: {e}") from None
     if not RUNTIME_SPECS[rt].exporter:
-        raise ConfigError(f"--target {rt}: {rt} is the training runtime; it has no export artifact (bench times it)")
+        raise ConfigError(
+            f"{opt('target', rt)}: {rt} is the training runtime; it has no export artifact (bench times it)"
+        )
     return find_recipe(rt, prec)
 
 
@@ -81,11 +87,11 @@ def export_run(
     ctx = load_context(run, budget)
     chosen = _resolve_recipe(ctx, runtime, precision, recipe)
     if fallback == "auto" and chosen.precision != "int8":
-        raise ConfigError(f"--fallback auto needs an int8 target, not {chosen.target}")
+        raise ConfigError(f"{opt('fallback', 'auto')} needs an int8 target, not {chosen.target}")
     exporter = EXPORTERS.get(chosen.target) if chosen.target != FP32_TARGET else None
     for target in {FP32_TARGET, chosen.target}:  # artifact folders are the run's own: never a link out of it
         d = ctx.rd.export_dir(target)
-        check_output_dir(d, "--run")
+        check_output_dir(d, param("run"))
         inside(ctx.rd.root, d, "an artifact folder")
     fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
     if exporter is None:

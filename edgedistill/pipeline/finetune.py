@@ -12,6 +12,7 @@ from edgedistill.data import build_task_data
 from edgedistill.distill.finetune import finetune_teacher
 from edgedistill.errors import ConfigError
 from edgedistill.io import atomic_write_json
+from edgedistill.options import opt, param
 from edgedistill.outputs import check_replace, json_marked
 from edgedistill.pipeline.rank import rank_teachers
 from edgedistill.task import load_task
@@ -24,13 +25,15 @@ def pick_teacher(task: Path | None, teacher: str, cache: Path, device: torch.dev
     sources = [t.source for t in cfg.teachers]
     if teacher == "best":
         if not sources:
-            raise ConfigError(f"task '{cfg.name}' lists no teachers; pass --teacher SOURCE")
+            raise ConfigError(f"task '{cfg.name}' lists no teachers; pass {opt('teacher', 'SOURCE', meta=True)}")
         _, rows = rank_teachers(task, [cfg.train.multisource.similarity], cache, device, show_progress=False)
         return rows[0].source, rows[0].scores[cfg.train.multisource.similarity]
     if teacher.isdigit():
         i = int(teacher)
         if i >= len(sources):
-            raise ConfigError(f"--teacher {i}: the task lists {len(sources)} teachers (0..{len(sources) - 1})")
+            raise ConfigError(
+                f"{opt('teacher', teacher)}: the task lists {len(sources)} teachers (0..{len(sources) - 1})"
+            )
         return sources[i], None
     return teacher, None
 
@@ -48,7 +51,7 @@ def finetune_run(
     """Fine-tune one teacher of `task` on its labeled split and test it; written to `out` (JSON) when given."""
     dev = torch.device(device)
     if out is not None:
-        check_replace(out, "--out", json_marked("created_by", "edgedistill"))
+        check_replace(out, param("out"), json_marked("created_by", "edgedistill"))
     cfg, base = load_task(task)
     source, score = pick_teacher(task, teacher, cache, dev)
     updates = {k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.io import atomic_write_json, atomic_write_text
+from edgedistill.options import param
 from edgedistill.outputs import check_output_dir, check_replace, claim_dir, forget_file, record_files
 from edgedistill.report.markdown import render_markdown
 from edgedistill.report.merge import merge_run
@@ -33,9 +34,9 @@ def write_report(run: Path, out: Path | None = None, budget: Path | None = None)
     """
     report = merge_run(run, budget)
     out = Path(out) if out is not None else Path(run) / "report"
-    check_output_dir(out, "--out")
+    check_output_dir(out, param("out"))
     for name in REPORT_FILES:  # every file this report would replace is checked before the first write
-        check_replace(out / name, "--out")
+        check_replace(out / name, param("out"))
     claim_dir(out, "report")
     limit = _latency_limit(report)
     plots: dict[str, str] = {}

@@ -18,6 +18,7 @@ from edgedistill.errors import ConfigError
 from edgedistill.inputs import calibration_batches, pool_images
 from edgedistill.io import atomic_write_json, sha256_file
 from edgedistill.models import SlimmableBank, extract, recalibrate_bn, save_subnet
+from edgedistill.options import opt
 from edgedistill.run import RunDir, SearchPaths, search_paths
 from edgedistill.runtimes import RUNTIME_SPECS
 from edgedistill.search.lut import LatencyLUT, lut_name
@@ -91,7 +92,9 @@ def choose_subnet(
     lut = LatencyLUT.load(lut_path) if lut_path.is_file() else None
     why_not = not_measurable(resolved)
     if measure == "on" and why_not:
-        raise ConfigError(f"--measure: cannot measure latency for budget {resolved.budget.name}: {why_not}")
+        raise ConfigError(
+            f"{opt('measure', 'on')}: cannot measure latency for budget {resolved.budget.name}: {why_not}"
+        )
     measure_fn = measurer(bank, resolved, images) if measure != "off" and why_not is None else None
     b = resolved.budget
     result = search_widths(

@@ -11,6 +11,7 @@ from edgedistill.data import build_task_data
 from edgedistill.errors import BudgetError
 from edgedistill.inputs import preprocess_for
 from edgedistill.models import SlimmableBank, load_bank
+from edgedistill.options import param
 from edgedistill.outputs import check_replace, json_marked
 from edgedistill.pipeline.search import MeasureMode, choose_subnet
 from edgedistill.run import RunDir, SearchPaths, find_recipe, run_budget
@@ -23,10 +24,11 @@ from edgedistill.search.strategies import SearchSettings
 from edgedistill.task import load_task
 
 
-def _bank(rd: RunDir, channels: int | None = None, source: str = "--input") -> SlimmableBank:
+def _bank(rd: RunDir, channels: int | None = None, source: str | None = None) -> SlimmableBank:
     bank = load_bank(rd.require(rd.bank, "edgedistill train"))
     if channels is not None and bank.in_chans != channels:
-        raise BudgetError(f"{source}: the bank was trained for {bank.in_chans} input channels, not {channels}")
+        where = source or param("input")
+        raise BudgetError(f"{where}: the bank was trained for {bank.in_chans} input channels, not {channels}")
     return bank
 
 
@@ -79,14 +81,14 @@ def profile_run(
 ) -> tuple[LatencyLUT, Path]:
     """Build the latency table of the run's bank for a runtime/precision/input/threads on this machine."""
     if runtime not in RUNTIME_SPECS:
-        raise BudgetError(f"--runtime: unknown runtime '{runtime}'; known: {', '.join(RUNTIME_SPECS)}")
+        raise BudgetError(f"{param('runtime')}: unknown runtime '{runtime}'; known: {', '.join(RUNTIME_SPECS)}")
     ARTIFACT_BUILDERS.get(runtime)  # a runtime that cannot be timed here fails before any work
     recipe = find_recipe(runtime, precision)
     rd = RunDir(run)
     bank = _bank(rd)
     shape = (batch, bank.in_chans, height, width)
     path = out or rd.root / "latency" / lut_name(runtime, precision, shape, threads)
-    check_replace(path, "--out", json_marked("format", LUT_FORMAT))
+    check_replace(path, param("out"), json_marked("format", LUT_FORMAT))
     torch.set_num_threads(1)  # keep this process quiet while the runner processes time the blocks
     lut = profile_bank(bank, recipe, shape, Timing(threads=threads, batch=batch), path, show_progress)
     return lut, path

@@ -22,6 +22,7 @@ from edgedistill.errors import ConfigError, RegistryError
 from edgedistill.inputs import calibration_batches, preprocess_for
 from edgedistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from edgedistill.models import SlimmableBank, build_bank, recalibrate_bn, save_bank
+from edgedistill.options import opt, param
 from edgedistill.outputs import check_output_dir, claim_dir, marker_kind, remove_owned_dir
 from edgedistill.pipeline.search import choose_subnet
 from edgedistill.run import RunDir
@@ -49,16 +50,16 @@ def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) 
 
 def _check_out(rd: RunDir, resume: bool, overwrite: bool) -> None:
     """Refuse, before anything is read or written, a `--out` whose files would be lost or replaced."""
-    check_output_dir(rd.root, "--out", replace=overwrite, kinds=("run",) if resume else ())
+    check_output_dir(rd.root, param("out"), replace=overwrite, kinds=("run",) if resume else ())
     if rd.root.is_dir() and any(rd.root.iterdir()) and not (resume or overwrite):
         what = "run folder exists" if marker_kind(rd.root) == "run" else "folder exists and is not empty"
-        raise ConfigError(f"{rd.root}: {what}; pass --resume to continue it or --overwrite to replace it")
+        raise ConfigError(f"{rd.root}: {what}; pass {opt('resume')} to continue it or {opt('overwrite')} to replace it")
 
 
 def _prepare_dir(rd: RunDir, overwrite: bool) -> None:
     """After every input was checked: delete an edgedistill run folder for `--overwrite`, create and mark `--out`."""
     if overwrite:
-        remove_owned_dir(rd.root, "--out")
+        remove_owned_dir(rd.root, param("out"))
     claim_dir(rd.root, "run")
 
 
@@ -69,7 +70,7 @@ def _resolve_inputs(
         stored, _ = load_task(rd.task)
         cfg, base = _absolute_root(*load_task(task))
         if cfg.model_dump(exclude={"train"}) != stored.model_dump(exclude={"train"}):
-            raise ConfigError(f"{rd.task}: --resume with a different task than the run was started with")
+            raise ConfigError(f"{rd.task}: {opt('resume')} with a different task than the run was started with")
         return load_budget(budget), stored, base
     cfg, base = _absolute_root(*load_task(task))
     return load_budget(budget), cfg, base
@@ -142,7 +143,7 @@ def train_run(
         try:
             DISTILLERS.get(cfg.train.distiller)  # unknown names fail before any work
         except RegistryError as e:
-            raise ConfigError(f"--distiller: {e}") from None
+            raise ConfigError(f"{param('distiller')}: {e}") from None
         data = build_task_data(cfg.data, base)
         _check_teachers(cfg, base)
         with dd.main_first():

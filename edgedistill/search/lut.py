@@ -20,6 +20,7 @@ from edgedistill.config import StrictModel, format_validation_error
 from edgedistill.errors import ConfigError
 from edgedistill.io import atomic_write_json
 from edgedistill.models import SlimmableBank
+from edgedistill.options import command
 from edgedistill.search.blocks import BlockKeys
 
 LUT_FORMAT = "edgedistill-latency-lut/1"
@@ -79,7 +80,7 @@ class LatencyLUT(StrictModel):
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"{p}: latency table not found; run `edgedistill profile` first") from None
+            raise ConfigError(f"{p}: latency table not found; run `{command('profile')}` first") from None
         except (OSError, ValueError) as e:
             raise ConfigError(f"{p}: unreadable latency table ({e})") from None
         if not isinstance(data, dict) or data.get("format") != LUT_FORMAT:
@@ -92,7 +93,7 @@ class LatencyLUT(StrictModel):
     def check_bank(self, bank: SlimmableBank, source: str = "latency table") -> None:
         """Raise ConfigError when the table was profiled for another bank architecture."""
         if self.bank != bank_signature(bank):
-            raise ConfigError(f"{source}: profiled for another {self.family} bank; re-run `edgedistill profile`")
+            raise ConfigError(f"{source}: profiled for another {self.family} bank; re-run `{command('profile')}`")
 
 
 class LatencyPredictor:

@@ -1,0 +1,4 @@
+"""The Python API: stage calls (`stages`, `teachers`), object-level calls (`objects`), typed results (`results`).
+
+Use it as `import edgedistill as ed; ed.train(...)`; `edgedistill/__init__.py` re-exports these names lazily.
+"""

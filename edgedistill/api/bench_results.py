@@ -1,0 +1,111 @@
+"""Typed results of the timing calls (`bench`, `time_artifact`, `emit_runner`), built from the runners' JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgedistill.api.results import _Result
+
+if TYPE_CHECKING:
+    from edgedistill.bench.verdict import LimitCheck
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One timed runtime: the runner's statistics (ms per call: p50, p90, p99, mean, ...) and peak memory."""
+
+    runtime: str
+    precision: str
+    device: str
+    threads: int
+    batch: int
+    stats: dict[str, float]
+    peak_rss_mb: float | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def p50(self) -> float:
+        return float(self.stats["p50"])
+
+    @property
+    def p90(self) -> float:
+        return float(self.stats["p90"])
+
+    @property
+    def p99(self) -> float:
+        return float(self.stats["p99"])
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Latency:
+        """From a runner's result JSON."""
+        return cls(
+            runtime=d["runtime"],
+            precision=d["precision"],
+            device=d.get("device", "cpu"),
+            threads=int(d.get("threads", 1)),
+            batch=int(d.get("batch", 1)),
+            stats=dict(d["stats"]),
+            peak_rss_mb=d.get("peak_rss_mb"),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class WidthLatency:
+    """One uniform width of the bank: test top-1 (%) and ONNX Runtime FP32 latency (ms)."""
+
+    width: float
+    accuracy: float
+    stats: dict[str, float]
+
+
+@dataclass(frozen=True)
+class BenchResult(_Result):
+    """The artifact's latency (first in `latency`, then the references), its budget checks and the verdict."""
+
+    artifact: Path
+    budget: str
+    runtime: str
+    precision: str
+    verdict: str
+    accuracy: dict[str, Any]  # the manifest's: split, n, fp32, quantized (%), drop_pts, agreement
+    latency: tuple[Latency, ...]
+    checks: tuple[LimitCheck, ...]
+    widths: tuple[WidthLatency, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "PASS"
+
+    @property
+    def json(self) -> Path:
+        return self.artifact / "bench.json"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchResult:
+        """From `bench.json` (or what `bench_run` returns)."""
+        from edgedistill.bench.verdict import LimitCheck
+
+        widths = (d.get("widths") or {}).get("widths", [])
+        return cls(
+            raw=d,
+            artifact=Path(d["artifact"]),
+            budget=d["budget"],
+            runtime=d["runtime"],
+            precision=d["precision"],
+            verdict=d["verdict"],
+            accuracy=dict(d.get("accuracy") or {}),
+            latency=tuple(Latency.from_dict(r) for r in d.get("results", [])),
+            checks=tuple(LimitCheck(**c) for c in d.get("checks", [])),
+            widths=tuple(WidthLatency(float(w["width"]), float(w["accuracy"]), dict(w["stats"])) for w in widths),
+        )
+
+
+@dataclass(frozen=True)
+class RunnerFolder:
+    """The device-runner folder written by `edgedistill.emit_runner` and the one line telling how to run it."""
+
+    path: Path
+    instructions: str
