@@ -199,6 +199,7 @@ def forget_file(folder: Path, name: str) -> None:
     if path.is_file() and not path.is_symlink() and _recorded(path):
         path.unlink()
         data = _read_marker(Path(folder))
-        if data is not None and isinstance(data.get("files"), dict):
-            files = {str(k): str(v) for k, v in data["files"].items() if k != name}  # type: ignore[union-attr]
+        recorded = data.get("files") if data is not None else None
+        if data is not None and isinstance(recorded, dict):
+            files = {str(k): str(v) for k, v in recorded.items() if k != name}
             _write_marker(Path(folder), str(data.get("kind")), files)
