@@ -6,8 +6,8 @@ OpenVINO FP32/FP16/INT8. Every timing runs `python -m edgedistill.bench.runner` 
 runner) in a fresh process on real images; then `python -m edgedistill.bench.bare`, a plain loop
 around the same runtime call, shows the harness overhead. Writes bench/results/latency.{json,md}.
 
-Usage (run under the CPU lock so nothing else runs meanwhile):
-    flock /work/cpu.lock python bench/latency.py [--run runs/demo] [--widths 0.25 0.5 1.0] [--threads 1]
+Usage (run it with nothing else on the cores):
+    python bench/latency.py [--run runs/demo] [--widths 0.25 0.5 1.0] [--threads 1]
 """
 
 from __future__ import annotations
