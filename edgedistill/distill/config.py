@@ -10,7 +10,7 @@ from edgedistill.config import StrictModel
 
 
 class MultiSourceConfig(StrictModel):
-    """Multi-source distillation from similar tasks (METHOD.md §3); every default is the documented one."""
+    """Multi-source distillation from similar tasks (docs/method.md); every default is the documented one."""
 
     similarity: str = Field("knn", description="registered task-similarity metric: knn | linear | logme | leep")
     gamma: float = Field(0.1, gt=0, description="distill-weighted: alpha = softmax(score / gamma) over the top-k")
@@ -33,7 +33,7 @@ class FixMatchConfig(StrictModel):
 
 
 class BankConfig(StrictModel):
-    """How the sampled widths of a step teach each other (METHOD.md §2); every default is the documented one."""
+    """How the sampled widths of a step teach each other (docs/method.md); every default is the documented one."""
 
     loss: str = Field("seed", description="registered bank distillation: seed (SlimDA SEED) | inplace (US-Nets)")
     weighting: str = Field("entropy", description="seed: ensemble confidence weight: entropy | max-prob | uniform")
@@ -57,7 +57,7 @@ class BankConfig(StrictModel):
 
 
 class UdonConfig(StrictModel):
-    """Multi-domain training (UDON, METHOD.md §4); every default is the documented one."""
+    """Multi-domain training (UDON, docs/method.md); every default is the documented one."""
 
     sampler: str = Field("udon", description="registered domain sampler: udon (loss-proportional) | uniform")
     beta: float = Field(1.0, ge=0, description="p_d proportional to (windowed mean loss of domain d)^beta")

