@@ -72,6 +72,15 @@ def test_relative_links_resolve(page: Path) -> None:
             assert anchor in _anchors(path), f"{page.relative_to(ROOT)}: {link!r}: no heading with that anchor"
 
 
+def test_source_paths_in_the_docs_exist() -> None:
+    """Every `edgedistill/...`, `tests/...` or top-level `bench/*.py` path in inline code names a file that exists."""
+    path = re.compile(r"(?<![\w/])(?:edgedistill/[\w/]+\.(?:py|yaml)|tests/\w+\.py|bench/\w+\.py)")
+    for page in MARKDOWN:
+        for span in re.findall(r"`([^`\n]+)`", _FENCE.sub("", page.read_text(encoding="utf-8"))):
+            for p in path.findall(span):
+                assert (ROOT / p).is_file(), f"{page.relative_to(ROOT)}: `{p}` does not exist (moved or renamed?)"
+
+
 def test_nav_lists_every_page() -> None:
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
 
