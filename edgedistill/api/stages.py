@@ -7,7 +7,6 @@ Paths may be `str` or `Path`. Progress bars are off unless asked for.
 
 from __future__ import annotations
 
-import json
 from os import PathLike
 from pathlib import Path
 from typing import Literal
@@ -15,6 +14,7 @@ from typing import Literal
 from edgedistill.api.bench_results import BenchResult, RunnerFolder
 from edgedistill.api.results import ExportResult, ProfileResult, ReportResult, SearchResult, TrainResult
 from edgedistill.budget.load import DEFAULT_BUDGET
+from edgedistill.config import read_json
 from edgedistill.errors import ConfigError
 from edgedistill.options import param
 
@@ -99,7 +99,7 @@ def search(
     limits = resolved.budget.limits.latency_ms
     stat = limits.items()[0][0] if limits is not None and limits.items() else "p90"
     return SearchResult(
-        raw=json.loads(paths.json.read_text(encoding="utf-8")),  # what search wrote: the choice, runner-ups, notes
+        raw=read_json(paths.json),  # what search wrote: the choice, runner-ups, notes
         run=Path(run),
         budget=resolved.budget.name,
         strategy=result.strategy,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edgedistill.config import SafeName, StrictModel, format_validation_error
-from edgedistill.errors import ExportError
+from edgedistill.config import SafeName, StrictModel, format_validation_error, read_json
+from edgedistill.errors import ConfigError, ExportError
 from edgedistill.io import atomic_write_json, sha256_file, sha256_problem
 from edgedistill.runtimes import Precision, Runtime
 
@@ -201,10 +200,11 @@ def read_manifest(artifact_dir: Path, verify: bool = True) -> Manifest:
     if path.is_symlink() or not path.is_file():
         raise ExportError(f"{path}: manifest not found (or not a regular file)")
     try:
-        manifest = Manifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except ValueError as e:  # JSONDecodeError and pydantic's ValidationError are both ValueErrors
-        msg = format_validation_error(str(path), e) if isinstance(e, ValidationError) else f"{path}: invalid JSON ({e})"
-        raise ExportError(msg) from None
+        manifest = Manifest.model_validate(read_json(path))
+    except ConfigError as e:  # not JSON, duplicate keys, non-finite numbers, too deep
+        raise ExportError(str(e)) from None
+    except ValidationError as e:
+        raise ExportError(format_validation_error(str(path), e)) from None
     if manifest.model_file not in manifest.files:
         raise ExportError(f"{path}: no sha256 recorded for the model file {manifest.model_file}")
     if verify:

@@ -7,12 +7,12 @@ from train.json (test top-1 after per-width BN recalibration). Writes `runs/NAME
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edgedistill.bench.launch import run_isolated
+from edgedistill.config import read_json_mapping
 from edgedistill.errors import BenchError
 from edgedistill.io import atomic_write_json, sha256_file
 from edgedistill.options import command, opt
@@ -60,7 +60,7 @@ def bench_widths(run: Path, input_chw: tuple[int, int, int], timing_args: list[s
         raise BenchError(
             f"{run}: {opt('widths')} needs bank.safetensors and train.json; run `{command('train')}` first"
         )
-    train = json.loads(train_json.read_text(encoding="utf-8"))
+    train = read_json_mapping(train_json, ("width_accuracy",), command("train"))
     accuracy = train.get("width_accuracy") or {}
     if not accuracy:
         raise BenchError(f"{train_json}: no width_accuracy record")

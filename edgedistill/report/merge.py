@@ -7,12 +7,12 @@ the budget's artifact; a limit without a measurement fails (see `check_budget`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from edgedistill.bench.verdict import LimitCheck, check_budget, overall
 from edgedistill.budget.spec import ResolvedBudget
+from edgedistill.config import read_json
 from edgedistill.errors import ConfigError, EdgedistillError
 from edgedistill.run import RunDir, run_budget
 
@@ -37,9 +37,9 @@ def _read_json(path: Path, missing: list[str], what: str) -> Any:
         missing.append(f"{what} ({path.name} not found)")
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        missing.append(f"{what} ({path}: unreadable: {e})")
+        return read_json(path)
+    except ConfigError as e:  # a damaged record is reported as missing, with why
+        missing.append(f"{what} (unreadable: {e})")
         return None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edgedistill.config import StrictModel, format_validation_error
+from edgedistill.config import StrictModel, format_validation_error, read_json
 from edgedistill.errors import ConfigError
 from edgedistill.io import atomic_write_json
 from edgedistill.models import SlimmableBank
@@ -77,12 +77,9 @@ class LatencyLUT(StrictModel):
             ConfigError: Missing, unreadable or malformed file, or another format version.
         """
         p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: latency table not found; run `{command('profile')}` first") from None
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{p}: unreadable latency table ({e})") from None
+        if not p.is_file():
+            raise ConfigError(f"{p}: latency table not found; run `{command('profile')}` first")
+        data = read_json(p)  # not JSON, duplicate keys, non-finite numbers: one line naming the file
         if not isinstance(data, dict) or data.get("format") != LUT_FORMAT:
             raise ConfigError(f"{p}: not a {LUT_FORMAT} latency table")
         try:
