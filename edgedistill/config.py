@@ -45,7 +45,7 @@ def format_validation_error(source: str, err: ValidationError) -> str:
             msg = "unknown key"
         elif e["type"] == "missing":
             msg = "required key is missing"
-        msgs.append(f"{_loc(tuple(e['loc']))}: {msg}")
+        msgs.append(f"{_loc(tuple(e['loc']))}: {' '.join(str(msg).split())}")  # user text may hold line breaks
     return f"{source}: " + "; ".join(msgs)
 
 
@@ -103,6 +103,13 @@ def non_finite_problem(data: Any) -> str | None:
     return None
 
 
+def _finite(data: Any, source: str) -> Any:
+    bad = non_finite_problem(data)
+    if bad:
+        raise ConfigError(f"{source}: {bad}")
+    return data
+
+
 def _read_text(p: Path) -> str:
     if not p.is_file():
         raise ConfigError(f"{p}: file not found")
@@ -136,10 +143,7 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: {where}invalid YAML ({problem})") from None
     except RecursionError:  # aliases can still nest past the event-level check
         raise ConfigError(f"{source}: nested too deeply") from None
-    bad = non_finite_problem(data)
-    if bad:
-        raise ConfigError(f"{source}: {bad}")
-    return data
+    return _finite(data, source)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -169,10 +173,7 @@ def parse_json(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: invalid JSON ({str(e).splitlines()[0]})") from None
     except RecursionError:
         raise ConfigError(f"{source}: invalid JSON (nested too deeply)") from None
-    bad = non_finite_problem(data)
-    if bad:
-        raise ConfigError(f"{source}: {bad}")
-    return data
+    return _finite(data, source)
 
 
 def read_json(path: str | Path) -> Any:

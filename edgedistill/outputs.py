@@ -37,7 +37,7 @@ def check_name(name: str) -> str:
     """
     if not _NAME.fullmatch(name) or ".." in name:
         raise ValueError(
-            f"'{name}' is used as a file name: use letters, digits and . _ + - (starting with a letter or digit, "
+            f"{name!r} is used as a file name: use letters, digits and . _ + - (starting with a letter or digit, "
             "no '..', at most 100 characters)"
         )
     return name
