@@ -24,7 +24,7 @@ def search(
     measure: Annotated[str, typer.Option(help="auto | on | off: time the shortlist end to end here")] = "auto",
     shortlist: Annotated[int, typer.Option(min=1, help="configs measured first, best UPEM first")] = 3,
     measure_limit: Annotated[
-        int, typer.Option(min=1, help="no latency table: configs measured at most in all when the shortlist is too slow")
+        int, typer.Option(min=1, help="no latency table: most configs measured in all if the shortlist is too slow")
     ] = 6,
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
 ) -> None:
