@@ -69,8 +69,8 @@ def search(
         f"{result.seconds:.1f} s; {len(result.measured)} measured in {result.measure_seconds:.1f} s"
     )
     for m in result.measure_log:
-        verdict = "fits" if m["fits"] else "; ".join(m["over"])
-        con.print(f"measured {m['config']}: {stat} {m['measured_ms'][stat]:.3f} ms, {verdict} ({m['why']})")
+        verdict = f"{stat} {m['measured_ms'][stat]:.3f} ms, fits" if m["fits"] else "; ".join(m["over"])
+        con.print(f"measured {m['config']}: {verdict} ({m['why']})")
     for note in result.notes:
         con.print(f"[yellow]note:[/] {note}")
     if result.confidence and result.confidence.get("warning"):
