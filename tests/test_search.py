@@ -290,6 +290,9 @@ def test_search_cli_writes_choice_for_another_budget_and_export_uses_it(trained_
     assert record["budget"] == "tight" and record["chosen"]["macs"] <= 3e6
     assert record["runner_ups"] and record["upem"] == "agreement" and not record["measured"]
     assert any("latency not measured" in n for n in record["notes"])
+    ci = record["chosen"]["upem_ci"]
+    assert ci[0] <= record["chosen"]["upem"] <= ci[1] and record["confidence"]["images"] > 0
+    assert record["measure_log"] == [] and "95% CI" in r.stdout
     assert (run / "searches" / "tight.png").stat().st_size > 1000
     int8 = export_run(run, budget=tight, precision="int8")[-1]
     assert int8.source.config == record["chosen"]["config"]

@@ -134,6 +134,8 @@ class SearchResult(_Result):
     subnet: Path
     plot: Path
     resolved: ResolvedBudget | None = field(default=None, repr=False, compare=False)
+    measure_log: tuple[dict[str, Any], ...] = ()  # every end-to-end measurement in order: config, latency, fits, why
+    confidence: dict[str, Any] | None = None  # the UPEM intervals' bootstrap, and the runner-ups within the noise
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ def search(
     evaluations: int = 500,
     measure: Literal["auto", "on", "off"] = "auto",
     shortlist: int = 3,
+    measure_limit: int = 6,
     progress: bool = False,
 ) -> SearchResult:
     """Choose the widths of the run's bank for `budget` (None: the run's own) without retraining."""
@@ -94,6 +95,7 @@ def search(
         upem=upem,
         measure=measure,
         shortlist=shortlist,
+        measure_limit=measure_limit,
         show_progress=progress,
     )
     limits = resolved.budget.limits.latency_ms
@@ -118,6 +120,8 @@ def search(
         subnet=paths.subnet,
         plot=paths.plot,
         resolved=resolved,
+        measure_log=tuple(result.measure_log),
+        confidence=None if result.confidence is None else result.confidence.to_json(),
     )
 
 

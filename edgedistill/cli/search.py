@@ -22,7 +22,10 @@ def search(
     population: Annotated[int, typer.Option(min=2, help="evolutionary population")] = 100,
     evaluations: Annotated[int, typer.Option(min=1, help="evolutionary: configs scored at most")] = 500,
     measure: Annotated[str, typer.Option(help="auto | on | off: time the shortlist end to end here")] = "auto",
-    shortlist: Annotated[int, typer.Option(min=1, help="configs measured at most, best UPEM first")] = 3,
+    shortlist: Annotated[int, typer.Option(min=1, help="configs measured first, best UPEM first")] = 3,
+    measure_limit: Annotated[
+        int, typer.Option(min=1, help="no latency table: most configs measured in all if the shortlist is too slow")
+    ] = 6,
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
 ) -> None:
     """Pick the widths for BUDGET from the run's bank: cost models + latency table, UPEM, measured shortlist."""
@@ -39,11 +42,13 @@ def search(
         evaluations=evaluations,
         measure=measure,  # type: ignore[arg-type]  # checked by the API
         shortlist=shortlist,
+        measure_limit=measure_limit,
         progress=progress,
     )
     stat = result.latency_stat
     table = Table(title=f"{result.budget}: best configs by UPEM '{result.upem}' ({result.strategy})")
-    for col in ("", "widths", "channels", "MACs M", "params M", f"pred {stat} ms", f"meas {stat} ms", "UPEM"):
+    cols = ("", "widths", "channels", "MACs M", "params M", f"pred {stat} ms", f"meas {stat} ms", "UPEM", "95% CI")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("", "widths", "channels") else "right")
     for c in [result.chosen, *result.runner_ups]:
         table.add_row(
@@ -55,6 +60,7 @@ def search(
             _fmt_ms(c.latency_ms, stat),
             _fmt_ms(c.measured_ms, stat),
             f"{c.upem:.3f}",
+            "-" if c.upem_ci is None else f"{c.upem_ci[0]:.3f}–{c.upem_ci[1]:.3f}",
         )
     con = console()
     con.print(table)
@@ -62,8 +68,13 @@ def search(
         f"{result.evaluated} feasible configs scored of {result.space} ({result.rejected} rejected by cost) in "
         f"{result.seconds:.1f} s; {len(result.measured)} measured in {result.measure_seconds:.1f} s"
     )
+    for m in result.measure_log:
+        verdict = f"{stat} {m['measured_ms'][stat]:.3f} ms, fits" if m["fits"] else "; ".join(m["over"])
+        con.print(f"measured {m['config']}: {verdict} ({m['why']})")
     for note in result.notes:
         con.print(f"[yellow]note:[/] {note}")
+    if result.confidence and result.confidence.get("warning"):
+        con.print(f"[yellow]warning:[/] {result.confidence['warning']}")
     con.print(f"search.json: {result.json}  subnet: {result.subnet}  plot: {result.plot}")
 
 

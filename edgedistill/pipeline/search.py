@@ -82,6 +82,7 @@ def choose_subnet(
     upem: str = "agreement",
     measure: MeasureMode = "auto",
     shortlist: int = 3,
+    measure_limit: int = 6,
     bn_images: int = 2000,
     show_progress: bool = False,
 ) -> tuple[SearchResult, SlimmableBank, SearchPaths]:
@@ -107,6 +108,7 @@ def choose_subnet(
         settings=settings,
         measure=measure_fn,
         shortlist=shortlist,
+        measure_limit=measure_limit,
         show_progress=show_progress,
     )
     if measure_fn is None:

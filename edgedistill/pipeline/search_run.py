@@ -40,6 +40,7 @@ def search_run(
     upem: str = "agreement",
     measure: MeasureMode = "auto",
     shortlist: int = 3,
+    measure_limit: int = 6,
     show_progress: bool = True,
 ) -> tuple[SearchResult, SearchPaths, ResolvedBudget]:
     """Choose widths of the run's bank for `budget` (default: the run's) without retraining."""
@@ -61,6 +62,7 @@ def search_run(
         upem=upem,
         measure=measure,
         shortlist=shortlist,
+        measure_limit=measure_limit,
         bn_images=task.train.bn_calibration_images,
         show_progress=show_progress,
     )

@@ -60,6 +60,36 @@ def _train_lines(train: dict[str, Any] | None, search: dict[str, Any] | None) ->
             + (f"; {search['feasible']} of {search['evaluated']} configs fit." if search else ".")
         )
         lines.append("")
+    return lines + _confidence_lines(search)
+
+
+def _ci(c: dict[str, Any]) -> str:
+    ci = c.get("upem_ci")
+    return "–" if not ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
+
+
+def _confidence_lines(search: dict[str, Any] | None) -> list[str]:
+    """The chosen config and its runner-ups with the UPEM and its interval, and the within-the-noise warning."""
+    if not search or not search.get("chosen"):
+        return []
+    conf = search.get("confidence") or {}
+    level = f"{conf.get('level', 0.95):.0%}"
+    rows = [
+        ["chosen" if i == 0 else f"runner-up {i}", str(c.get("config")), _f(c.get("macs", 0) / 1e6),
+         _f(c.get("upem"), 3), _ci(c)]
+        for i, c in enumerate([search["chosen"], *(search.get("runner_ups") or [])])
+    ]  # fmt: skip
+    lines = [*_table(["", "widths", "MACs M", f"UPEM ({search.get('upem')})", f"{level} CI"], rows), ""]
+    if conf:
+        how = f"{conf.get('method')}, {conf.get('resamples')} redraws of {conf.get('images')} images"
+        lines += [f"Intervals: {how}.", ""]
+    if conf.get("warning"):
+        lines += [f"**Warning:** {conf['warning']}.", ""]
+    log = search.get("measure_log") or []
+    if log:
+        lines += ["Measured end to end, in order:", ""]
+        lines += [f"- {m['config']}: {'fits' if m['fits'] else '; '.join(m['over'])} ({m['why']})" for m in log]
+        lines.append("")
     return lines
 
 

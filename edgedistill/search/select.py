@@ -4,13 +4,16 @@
 2. A strategy scores feasible configs with the UPEM on unlabeled target images (BN recalibrated per config).
 3. The best-scored configs are measured end to end, best first, when the runtime is here; the first whose
    measured latency fits with a 5% margin is chosen, so a chosen config does not violate the budget when measured.
+   Without a latency table, a shortlist that is all too slow is followed by cheaper configs (`search.verify`).
+4. The UPEM of the chosen config and its runner-ups gets a 95% interval over the scoring images
+   (`search.confidence`), with a warning when a runner-up is within the noise.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -18,12 +21,16 @@ import torch
 from edgedistill.budget.spec import Limits
 from edgedistill.errors import BudgetError
 from edgedistill.models import SlimmableBank
+from edgedistill.options import param
+from edgedistill.search.confidence import Confidence, assess, bootstrap_scores
 from edgedistill.search.costs import Config, CostEstimator, CostInputs, Costs, Stats, over_limits, unchecked_limits
 from edgedistill.search.lut import LatencyLUT
 from edgedistill.search.strategies import SEARCH_STRATEGIES, Problem, SearchSettings
-from edgedistill.search.upem import UPEMS, ConfigOutputs, ensemble_reference, uniform_configs
+from edgedistill.search.upem import UPEMS, ConfigOutputs, Reference, Upem, ensemble_reference, uniform_configs
+from edgedistill.search.verify import Verification, verify
 
 Measure = Callable[[Config], Stats]
+RUNNER_UPS = 3
 MEASURE_MARGIN = 0.05  # a measured tail must leave 5% to the limit: a repeat (`bench`) varies by about that much
 
 
@@ -38,6 +45,7 @@ class Candidate:
     latency_ms: Stats | None
     upem: float
     measured_ms: Stats | None = None
+    upem_ci: tuple[float, float] | None = None  # 95% interval over the scoring images (chosen and runner-ups)
 
 
 @dataclass
@@ -55,6 +63,8 @@ class SearchResult:
     measure_seconds: float = 0.0
     measured: list[Candidate] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    measure_log: list[dict[str, Any]] = field(default_factory=list)  # every measurement, in order, and why
+    confidence: Confidence | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +73,8 @@ class SearchResult:
             "chosen": asdict(self.chosen),
             "runner_ups": [asdict(c) for c in self.runner_ups],
             "measured": [asdict(c) for c in self.measured],
+            "measure_log": self.measure_log,
+            "confidence": None if self.confidence is None else self.confidence.to_json(),
             "space": self.space,
             "evaluated": len(self.evaluated),
             "feasible": len(self.evaluated),
@@ -92,6 +104,39 @@ def _no_fit(bank: SlimmableBank, estimate: CostEstimator, limits: Limits) -> Bud
     return BudgetError(f"no width config fits the budget: even the smallest {list(smallest)} has {why}")
 
 
+def _too_slow(v: Verification, table: bool, measure_limit: int) -> BudgetError:
+    last = v.log[-1]
+    why = "; ".join(last.over)
+    if table:
+        return BudgetError(
+            f"the {len(v.log)} best predicted-feasible configs all exceed the latency limit when measured ({why}); "
+            "re-profile the latency table on this machine or relax the budget"
+        )
+    cheapest = min(v.log, key=lambda m: m.macs)
+    tried = f"the {len(v.log)} configs measured, down to {list(cheapest.config)} at {cheapest.macs / 1e6:.2f} M MACs,"
+    if v.exhausted:
+        return BudgetError(f"no width config fits the latency limit: {tried} all exceed it ({why}); relax the budget")
+    return BudgetError(
+        f"{tried} all exceed the latency limit ({why}); raise {param('measure_limit')} (now {measure_limit}), build "
+        "the latency table with `edgedistill profile`, or relax the budget"
+    )
+
+
+def _with_intervals(
+    metric: Upem,
+    outputs: ConfigOutputs,
+    reference: Reference,
+    group: list[Candidate],
+    images: int,
+    seed: int,
+) -> tuple[Candidate, list[Candidate], Confidence]:
+    """The chosen candidate (first of `group`) and its runner-ups with their UPEM intervals, and the assessment."""
+    boot = bootstrap_scores(metric, [outputs(c.config) for c in group], reference, seed=seed)
+    cis, confidence = assess([c.config for c in group], [c.upem for c in group], boot, images=images, seed=seed)
+    chosen, *runner_ups = [replace(c, upem_ci=ci) for c, ci in zip(group, cis, strict=True)]
+    return chosen, runner_ups, confidence
+
+
 def search_widths(
     bank: SlimmableBank,
     limits: Limits,
@@ -103,6 +148,7 @@ def search_widths(
     settings: SearchSettings | None = None,
     measure: Measure | None = None,
     shortlist: int = 3,
+    measure_limit: int = 6,
     show_progress: bool = False,
 ) -> SearchResult:
     """Choose the width config of `bank` for `limits`.
@@ -116,10 +162,12 @@ def search_widths(
         upem: Name in `UPEMS`.
         settings: Strategy and its settings.
         measure: End-to-end latency of a config on the target runtime, when it is here.
-        shortlist: At most this many top configs are measured.
+        shortlist: The top configs measured first, best UPEM first.
+        measure_limit: Without a latency table, configs measured at most in all when the shortlist is too slow.
 
     Raises:
-        BudgetError: No config fits (by prediction, or by measurement of the whole shortlist).
+        BudgetError: No config fits (by prediction, or by measurement: the shortlist, and the cheaper configs
+            measured after it without a latency table).
         RegistryError: Unknown strategy or UPEM.
     """
     settings = settings or SearchSettings()
@@ -143,34 +191,50 @@ def search_widths(
     notes = unchecked_limits(limits, latency_known=lut is not None or measure is not None)
     seconds = time.perf_counter() - start
     measured: list[Candidate] = []
-    chosen_at = 0
+    log: list[dict[str, Any]] = []
+    chosen_at, bound, measure_seconds = 0, float("inf"), 0.0
     if measure is not None:
-        for i, cand in enumerate(scored[:shortlist]):
-            m = Candidate(**{**asdict(cand), "measured_ms": measure(cand.config)})
-            measured.append(m)
-            scored[i] = m
-            if not over_limits(estimate(cand.config), limits, m.measured_ms, MEASURE_MARGIN):
-                chosen_at = i
-                break
-        else:
-            last = measured[-1]
-            why = "; ".join(over_limits(estimate(last.config), limits, last.measured_ms, MEASURE_MARGIN))
-            raise BudgetError(
-                f"the {len(measured)} best predicted-feasible configs all exceed the latency limit when measured "
-                f"({why}); "
-                "re-profile the latency table on this machine or relax the budget"
+        v = verify(
+            [(c.config, c.macs) for c in scored],
+            measure,
+            lambda c, ms: over_limits(estimate(c), limits, ms, MEASURE_MARGIN),
+            shortlist=shortlist,
+            fallback=lut is None,
+            limit=max(shortlist, measure_limit),
+        )
+        measure_seconds = time.perf_counter() - start - seconds
+        for m in v.log:
+            scored[m.index] = replace(scored[m.index], measured_ms=m.measured_ms)
+        measured, log = [scored[m.index] for m in v.log], [m.to_json() for m in v.log]
+        if v.chosen is None:
+            raise _too_slow(v, lut is not None, measure_limit)
+        chosen_at = v.chosen
+        if v.fallback:
+            bound = min(m.macs for m in v.misses)
+            notes.append(
+                f"no latency table: the {min(shortlist, len(scored))} shortlisted configs were too slow when "
+                f"measured, so {len(v.log) - min(shortlist, len(scored))} more were measured, cheaper by MACs, "
+                f"until {list(scored[chosen_at].config)} fitted (measure_log says which and why)"
             )
-    chosen = scored[chosen_at]
+    missed = {tuple(m["config"]) for m in log if not m["fits"]}
+    later = [c for c in scored[chosen_at + 1 :] if c.config not in missed and c.macs < bound]
+    chosen, runner_ups, confidence = _with_intervals(
+        metric, outputs, reference, [scored[chosen_at], *later[:RUNNER_UPS]], len(images.eval), settings.seed
+    )
+    with_ci = {c.config: c for c in (chosen, *runner_ups)}
+    scored = [with_ci.get(c.config, c) for c in scored]
     return SearchResult(
         strategy=settings.strategy,
         upem=upem,
         chosen=chosen,
-        runner_ups=scored[chosen_at + 1 : chosen_at + 4],
+        runner_ups=runner_ups,
         evaluated=scored,
         space=problem.space,
         rejected=problem.rejected,
         seconds=seconds,
-        measure_seconds=time.perf_counter() - start - seconds,
+        measure_seconds=measure_seconds,
         measured=measured,
         notes=notes,
+        measure_log=log,
+        confidence=confidence,
     )
