@@ -157,6 +157,7 @@ def test_narrow_widths_extract_and_cost(lite0: SlimmableBank) -> None:
     lite0.set_config(lite0.largest_config())
 
 
+@pytest.mark.slow  # the dynamo exporter takes ~20 s on a Lite0 subnet
 def test_extracted_subnet_onnx_parity(lite0: SlimmableBank, tmp_path: Path) -> None:
     import onnxruntime as ort
 
@@ -203,6 +204,22 @@ def test_task_student_options_build_the_bank() -> None:
     s = StudentConfig.model_validate({"family": "timm", "options": {"model": "mobilenetv2_100"}})
     bank = build_bank(s.family, 3, 3, width_choices=tuple(s.width_choices), divisor=s.divisor, **s.options)
     assert bank.family == "timm" and bank.spec()["model"] == "mobilenetv2_100"
+
+
+def test_task_weights_path_is_relative_to_the_task_file(tmp_path: Path) -> None:
+    from edgedistill.pipeline.train import _absolute_root
+    from edgedistill.task import load_task
+
+    text = """name: t
+data: {source: mnist}
+student: {family: timm, options: {model: mobilenetv2_100, weights: w/mnv2.safetensors}}
+"""
+    (tmp_path / "task.yaml").write_text(text)
+    cfg, base = _absolute_root(*load_task(tmp_path / "task.yaml"))
+    assert cfg.student.options["weights"] == str((tmp_path / "w" / "mnv2.safetensors").resolve())
+    packaged = cfg.student.model_copy(update={"options": {"weights": PACKAGED}})
+    kept, _ = _absolute_root(cfg.model_copy(update={"student": packaged}), base)
+    assert kept.student.options["weights"] == PACKAGED
 
 
 @pytest.mark.parametrize(
