@@ -11,6 +11,7 @@ Three steps, all on the timm module tree in place, keeping every parameter name:
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +87,7 @@ class SlimBatchNormAct2d(SlimBatchNorm2d):
         return self.act(self.drop(super().forward(x)))
 
 
-def _has_se(block: nn.Module) -> bool:
+def _has_se(block: Any) -> bool:
     return hasattr(block.se, "conv_reduce") and hasattr(block.se, "conv_expand")
 
 
@@ -94,13 +95,13 @@ def _take(tensor: torch.Tensor, perm: torch.Tensor, dim: int) -> None:
     tensor.copy_(tensor.index_select(dim, perm.to(tensor.device)))
 
 
-def channel_importance(block: nn.Module) -> torch.Tensor:
+def channel_importance(block: Any) -> torch.Tensor:
     """Importance of each mid channel: L1 norm of its projection-conv weights (how much it feeds the output)."""
     return block.conv_pwl.weight.detach().abs().sum(dim=(0, 2, 3))
 
 
 @torch.no_grad()
-def reorder_block(block: nn.Module, perm: torch.Tensor | None = None) -> torch.Tensor:
+def reorder_block(block: Any, perm: torch.Tensor | None = None) -> torch.Tensor:
     """Permute an inverted-residual block's mid channels (default: by `channel_importance`, descending).
 
     Expansion conv outputs + its BN, depthwise conv + BN, squeeze-excite (if any) and the projection conv's
@@ -125,7 +126,7 @@ def reorder_block(block: nn.Module, perm: torch.Tensor | None = None) -> torch.T
     return perm
 
 
-def make_slim(net: nn.Module, blocks: dict[str, nn.Module], switches: int) -> None:
+def make_slim(net: nn.Module, blocks: dict[str, Any], switches: int) -> None:
     """Make `net` a slimmable bank: each block of `blocks` (slot name → block) gets slimmable convs whose mid
     width follows its slot, and every `BatchNormAct2d` of `net` becomes a `SlimBatchNormAct2d`."""
     for slot, block in blocks.items():
@@ -156,12 +157,12 @@ def _resized_bn(bn: nn.BatchNorm2d, c: int) -> nn.BatchNorm2d:
     new.num_features = c
     new.weight = nn.Parameter(bn.weight.detach()[:c].clone())
     new.bias = nn.Parameter(bn.bias.detach()[:c].clone())
-    new.register_buffer("running_mean", bn.running_mean[:c].clone())
-    new.register_buffer("running_var", bn.running_var[:c].clone())
+    for name in ("running_mean", "running_var"):
+        new.register_buffer(name, getattr(bn, name)[:c].clone())
     return new
 
 
-def shrink_block(block: nn.Module, mid: int) -> None:
+def shrink_block(block: Any, mid: int) -> None:
     """Resize a plain inverted-residual block to `mid` expanded channels (weights are the leading slices)."""
     block.conv_pw = _resized_conv(block.conv_pw, block.conv_pw.in_channels, mid)
     block.bn1 = _resized_bn(block.bn1, mid)

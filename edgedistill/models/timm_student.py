@@ -23,7 +23,8 @@ from edgedistill.models.timm_layers import make_slim, reorder_block, shrink_bloc
 _FIELD = "student.options"
 
 
-def _create(model: str, in_chans: int, num_classes: int) -> nn.Module:
+def _create(model: str, in_chans: int, num_classes: int) -> Any:
+    """The timm net (typed Any: timm's blocks are reached by attribute)."""
     import timm
     from timm.models.efficientnet import EfficientNet
 
@@ -74,7 +75,7 @@ def _read(reader: Any, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _pretrained_net(model: str, in_chans: int, weights: str) -> nn.Module:
+def _pretrained_net(model: str, in_chans: int, weights: str) -> Any:
     """The timm net with `weights` loaded strictly (its own classifier size; the stem adapted to `in_chans`)."""
     from timm.models import adapt_input_conv
 
@@ -134,7 +135,7 @@ class TimmStudent(SlimmableBank):
         from timm.models._efficientnet_blocks import InvertedResidual
 
         net = _pretrained_net(model, in_chans, weights) if weights else _create(model, in_chans, num_classes)
-        blocks = {
+        blocks: dict[str, Any] = {
             f"blocks.{s}.{i}": b
             for s, stage in enumerate(net.blocks)
             for i, b in enumerate(stage)
@@ -168,7 +169,7 @@ class TimmStudent(SlimmableBank):
         else:
             for name, block in blocks.items():
                 shrink_block(block, ch[name])
-        self.net = net
+        self.net: Any = net
         self._finish(
             {
                 "num_classes": num_classes,
@@ -181,7 +182,7 @@ class TimmStudent(SlimmableBank):
 
     def stage_channels(self, config: Sequence[float]) -> list[int]:
         """Mid channels of each elastic stage's first block at `config`."""
-        widths, first = self.slot_channels(config), {}
+        widths, first = self.slot_channels(config), dict[int, int]()
         for name, (_, stage) in self._slots.items():
             first.setdefault(stage, widths[name])
         return [first[i] for i in range(self.num_stages)]
