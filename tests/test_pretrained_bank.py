@@ -272,4 +272,4 @@ def test_packaged_lite0_bank_top1_on_imagenet_samples(lite0: SlimmableBank) -> N
         bank_top1 = lite0(x).argmax(1)
     teacher_top1 = torch.stack([teacher.predict(img[None])[1].argmax(1)[0] for img in images])
     assert torch.equal(bank_top1, teacher_top1)
-    assert int((bank_top1 == labels).sum()) >= 17
+    assert int((bank_top1 == labels).sum()) >= 18  # 18/20, as the timm Lite0 itself
