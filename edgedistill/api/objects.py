@@ -38,7 +38,7 @@ def build_bank(
     width_choices: Sequence[float] | None = None,
     **options: Any,
 ) -> SlimmableBank:
-    """A new slimmable student bank of `family` ("resnet_cifar", "mobilenet"; see `edgedistill.models.STUDENTS`).
+    """A new slimmable student bank of `family` ("resnet_cifar", "mobilenet", "timm"; `edgedistill.models.STUDENTS`).
 
     Train it with your own loop (`bank.set_config(...)` picks the widths), then `extract` a subnet and `save_bank` it.
 

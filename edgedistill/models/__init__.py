@@ -1,12 +1,13 @@
 """Slimmable student banks: build, extract subnets, recalibrate BN, count cost, save/load.
 
-Importing this package registers the student families (`resnet_cifar`, `mobilenet`) in `STUDENTS`.
+Importing this package registers the student families (`resnet_cifar`, `mobilenet`, `timm`) in `STUDENTS`.
 """
 
 from __future__ import annotations
 
 from edgedistill.models import mobilenet as _mobilenet  # noqa: F401  (registers "mobilenet")
 from edgedistill.models import resnet_cifar as _resnet_cifar  # noqa: F401  (registers "resnet_cifar")
+from edgedistill.models import timm_student as _timm_student  # noqa: F401  (registers "timm")
 from edgedistill.models.bn import recalibrate_bn
 from edgedistill.models.cost import Cost, bank_cost, count_cost
 from edgedistill.models.extract import extract

@@ -257,7 +257,7 @@ def build_bank(family: str, num_classes: int, in_chans: int, **kwargs: Any) -> S
     """Build a student of `family` (a slimmable bank unless `slim=False`).
 
     Args:
-        family: A name in `STUDENTS` ("resnet_cifar", "mobilenet").
+        family: A name in `STUDENTS` ("resnet_cifar", "mobilenet", "timm").
         num_classes: Classifier outputs.
         in_chans: Input image channels.
         **kwargs: Family options (see the family class), e.g. `width_choices`, `divisor`.

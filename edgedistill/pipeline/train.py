@@ -77,14 +77,19 @@ def _resolve_inputs(
 
 
 def _absolute_root(cfg: TaskConfig, base: Path) -> tuple[TaskConfig, Path]:
-    """The task with `data.root` (and extra domains' roots) absolute, so the run's copy finds the data from anywhere."""
+    """The task with `data.root`, extra domains' roots and student weights absolute, for a run copy anywhere."""
 
     def absolute(root: str | None) -> str | None:
         return root if root is None or Path(root).is_absolute() else str((base / root).resolve())
 
     extra = [d.model_copy(update={"root": absolute(d.root)}) for d in cfg.data.extra_unlabeled]
     data = cfg.data.model_copy(update={"root": absolute(cfg.data.root), "extra_unlabeled": extra})
-    return cfg.model_copy(update={"data": data}), base
+    options = dict(cfg.student.options)
+    weights = options.get("weights")  # `timm` student: a local weights file is relative to the task file
+    if isinstance(weights, str) and not weights.startswith("packaged:"):
+        options["weights"] = absolute(weights) or weights
+    student = cfg.student.model_copy(update={"options": options})
+    return cfg.model_copy(update={"data": data, "student": student}), base
 
 
 def _check_teachers(cfg: TaskConfig, base: Path) -> None:
