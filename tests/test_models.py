@@ -44,7 +44,7 @@ def _bank(family: str, **kwargs) -> SlimmableBank:
     return build_bank(family, num_classes=10, in_chans=FAMILIES[family][1], **kwargs)
 
 
-def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
+def randomize_bn(model: nn.Module, seed: int = 0) -> None:
     """Non-trivial BN stats and affine params, so parity tests exercise the stat slicing."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -68,7 +68,7 @@ def _configs(bank: SlimmableBank, n_random: int = 4) -> list[tuple[float, ...]]:
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_extract_matches_bank(family: str) -> None:
     bank = _bank(family).eval()
-    _randomize_bn(bank)
+    randomize_bn(bank)
     x = torch.randn(FAMILIES[family], generator=torch.Generator().manual_seed(1))
     for config in _configs(bank):
         bank.set_config(config)
@@ -205,7 +205,7 @@ def _manual_stats(conv: nn.Module, batches: list[torch.Tensor]) -> tuple[torch.T
 
 def test_recalibrate_bn_recomputes_stats_and_restores_state() -> None:
     bank = _bank("resnet_cifar").eval()
-    _randomize_bn(bank)
+    randomize_bn(bank)
     batches = _batches(3, (8, 3, 32, 32))
     recalibrate_bn(bank, batches, config=bank.largest_config())
     mean, var = _manual_stats(bank.stem[0], batches)
@@ -251,7 +251,7 @@ def test_recalibrate_bn_on_plain_net_and_errors() -> None:
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_save_load_round_trip(family: str, tmp_path: Path) -> None:
     bank = _bank(family).eval()
-    _randomize_bn(bank)
+    randomize_bn(bank)
     x = torch.randn(FAMILIES[family], generator=torch.Generator().manual_seed(4))
     config = bank.sample_config(torch.Generator().manual_seed(9))
     save_bank(bank, tmp_path / "bank.safetensors")

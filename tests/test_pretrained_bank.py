@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_models import randomize_bn  # the same BN randomisation as the scratch families' parity tests
 from torch import nn
 
 from edgedistill.errors import CheckpointError, ConfigError
@@ -37,19 +38,6 @@ def _timm(name: str, **kwargs) -> nn.Module:
     return timm.create_model(name, pretrained=False, **kwargs).eval()
 
 
-def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    """Distinct per-channel BN stats and affine params, so permutation and slicing bugs show."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-
-
 def _x(seed: int = 1, shape: tuple[int, ...] = X) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
@@ -57,7 +45,7 @@ def _x(seed: int = 1, shape: tuple[int, ...] = X) -> torch.Tensor:
 def _saved(tmp_path: Path, name: str, suffix: str = ".safetensors") -> tuple[nn.Module, Path]:
     """A randomly initialised timm model (non-trivial BN) and its state dict saved under tmp_path."""
     model = _timm(name)
-    _randomize_bn(model)
+    randomize_bn(model)
     path = tmp_path / f"{name}{suffix}"
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
@@ -122,7 +110,7 @@ def test_reorder_is_function_preserving(name: str) -> None:
     from timm.models._efficientnet_blocks import InvertedResidual
 
     model = _timm(name)
-    _randomize_bn(model)
+    randomize_bn(model)
     permuted = copy.deepcopy(model)
     g = torch.Generator().manual_seed(0)
     for i, block in enumerate(b for b in permuted.modules() if isinstance(b, InvertedResidual)):

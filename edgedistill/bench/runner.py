@@ -48,6 +48,16 @@ LIMIT_KEYS = {"latency_ms", "params_m", "macs_m", "peak_memory_mb"}
 LATENCY_KEYS = {"p50", "p90", "p99", "mean"}
 
 
+def _read_json(path: Path, what: str, unreadable: str) -> Any:
+    """Parsed JSON of `path`; a missing or unparsable file is a `BenchError` naming it (`what`, `unreadable`)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchError(f"{path}: {what} not found") from None
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{path}: unreadable {unreadable} ({e})") from None
+
+
 def load_artifact(artifact_dir: Path) -> tuple[dict[str, Any], Path]:
     """Read `manifest.json` and return it with the verified model file's path.
 
@@ -57,12 +67,7 @@ def load_artifact(artifact_dir: Path) -> tuple[dict[str, Any], Path]:
     manifest_path = artifact_dir / "manifest.json"
     if not artifact_dir.is_dir():
         raise BenchError(f"{artifact_dir}: artifact directory not found")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchError(f"{manifest_path}: manifest not found") from None
-    except (OSError, ValueError) as e:
-        raise BenchError(f"{manifest_path}: unreadable manifest ({e})") from None
+    manifest = _read_json(manifest_path, "manifest", "manifest")
     if not isinstance(manifest, dict):
         raise BenchError(f"{manifest_path}: expected a JSON object")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
@@ -122,12 +127,7 @@ def load_budget_limits(path: Path) -> tuple[str, dict[str, Any]]:
     Raises:
         BenchError: Missing or unreadable file, unknown keys, or a limit that is not a finite number > 0 (or null).
     """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchError(f"{path}: budget file not found") from None
-    except (OSError, ValueError) as e:
-        raise BenchError(f"{path}: unreadable budget JSON ({e})") from None
+    data = _read_json(path, "budget file", "budget JSON")
     limits = data.get("limits") if isinstance(data, dict) else None
     latency = (limits.get("latency_ms") or {}) if isinstance(limits, dict) else None
     if not isinstance(limits, dict) or not isinstance(latency, dict):

@@ -11,13 +11,9 @@ import xml.etree.ElementTree as ET  # stdlib; expat expands no external entities
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from edgedistill.errors import ExportError
 from edgedistill.registry import Registry
-
-if TYPE_CHECKING:
-    from edgedistill.export.manifest import Manifest
 
 # Nodes that only a quantized ONNX graph has (QDQ, QOperator and integer-op formats).
 ONNX_QUANT_OPS = frozenset(
@@ -94,35 +90,33 @@ def _ir_quantized(layer: ET.Element) -> bool:
     return layer.get("type") == "Const" and data is not None and data.get("element_type") in ("i8", "u8")
 
 
-def check_artifact_content(artifact_dir: Path, manifest: Manifest) -> None:
-    """Raise when the model file contradicts the manifest (precision, input name/shape, classes, opset).
+def check_model_file(path: Path, claimed: ModelFacts, precision: str) -> None:
+    """Raise when the model file at `path` contradicts what its manifest `claimed` (as `precision`).
 
     Formats without a reader (a TensorRT engine) are checked through the ONNX file they are built from.
 
     Raises:
         ExportError: one line naming the file and the first contradiction.
     """
-    path = Path(artifact_dir) / manifest.model_file
     try:
         reader = MODEL_READERS.get(path.suffix.lower())
     except KeyError:
         return
     facts = reader(path)
-    want_int8 = manifest.precision == "int8"
     problems = []
-    if facts.quantized != want_int8:
+    if facts.quantized != claimed.quantized:
         got = "has quantized nodes" if facts.quantized else "has no quantized nodes"
-        problems.append(f"the manifest says {manifest.precision} but the model {got}")
-    if facts.input_name != manifest.input.name:
-        problems.append(f"input is named '{facts.input_name}', the manifest says '{manifest.input.name}'")
-    want = manifest.input.shape
+        problems.append(f"the manifest says {precision} but the model {got}")
+    if facts.input_name != claimed.input_name:
+        problems.append(f"input is named '{facts.input_name}', the manifest says '{claimed.input_name}'")
+    want = claimed.input_shape
     if len(facts.input_shape) != len(want) or any(
         w != -1 and g != -1 and g != w for g, w in zip(facts.input_shape, want, strict=False)
     ):
         problems.append(f"input shape {facts.input_shape}, the manifest says {want}")
-    if facts.output_width is not None and facts.output_width != len(manifest.class_names):
-        problems.append(f"{facts.output_width} outputs, the manifest lists {len(manifest.class_names)} classes")
-    if facts.opset is not None and manifest.opset is not None and facts.opset != manifest.opset:
-        problems.append(f"opset {facts.opset}, the manifest says {manifest.opset}")
+    if None not in (facts.output_width, claimed.output_width) and facts.output_width != claimed.output_width:
+        problems.append(f"{facts.output_width} outputs, the manifest lists {claimed.output_width} classes")
+    if None not in (facts.opset, claimed.opset) and facts.opset != claimed.opset:
+        problems.append(f"opset {facts.opset}, the manifest says {claimed.opset}")
     if problems:
         raise ExportError(f"{path}: does not match its manifest: {problems[0]}; export it again")

@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgedistill.config import SafeName, StrictModel, format_validation_error, read_json
 from edgedistill.errors import ConfigError, ExportError
+from edgedistill.export.inspect import ModelFacts, check_model_file
 from edgedistill.io import atomic_write_json, sha256_file, sha256_problem
 from edgedistill.runtimes import Precision, Runtime
 
@@ -212,9 +213,14 @@ def read_manifest(artifact_dir: Path, verify: bool = True) -> Manifest:
             problem = regular_file_problem(artifact_dir, name) or sha256_problem(artifact_dir / name, expected)
             if problem:
                 raise ExportError(problem)
-        from edgedistill.export.inspect import check_artifact_content
-
-        check_artifact_content(artifact_dir, manifest)
+        claimed = ModelFacts(
+            quantized=manifest.precision == "int8",
+            input_name=manifest.input.name,
+            input_shape=manifest.input.shape,
+            output_width=len(manifest.class_names),
+            opset=manifest.opset,
+        )
+        check_model_file(artifact_dir / manifest.model_file, claimed, manifest.precision)
     return manifest
 
 

@@ -47,13 +47,16 @@ class SlimConv2d(nn.Conv2d):
         self.slot = slot
         self.out_active = out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cin = x.shape[1]
+    def sliced(self, cin: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """(weight, bias, groups) views for an input of `cin` channels at the current `out_active`."""
         if self.depthwise:
             cout, groups, weight = cin, cin, self.weight[:cin]
         else:
             cout, groups, weight = self.out_active, 1, self.weight[: self.out_active, :cin]
-        bias = self.bias[:cout] if self.bias is not None else None
+        return weight, self.bias[:cout] if self.bias is not None else None, groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias, groups = self.sliced(x.shape[1])
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
 

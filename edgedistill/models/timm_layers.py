@@ -51,12 +51,7 @@ class SlimTimmConv2d(SlimConv2d):
                 self.bias.copy_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cin = x.shape[1]
-        if self.depthwise:
-            cout, groups, weight = cin, cin, self.weight[:cin]
-        else:
-            cout, groups, weight = self.out_active, 1, self.weight[: self.out_active, :cin]
-        bias = self.bias[:cout] if self.bias is not None else None
+        weight, bias, groups = self.sliced(x.shape[1])
         padding = self.padding
         if self.same:
             x = pad_same(x, list(self.kernel_size), list(self.stride), list(self.dilation))
