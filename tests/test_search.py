@@ -202,7 +202,7 @@ def _optimum(problem: Problem) -> float:
     return max(problem.score(c) for c in itertools.product(*CHOICES) if problem.feasible(c))
 
 
-@pytest.mark.parametrize("strategy", ["exhaustive", "evolutionary", "greedy", "auto"])
+@pytest.mark.parametrize("strategy", ["exhaustive", "evolutionary", "greedy", "predictor", "auto"])
 def test_strategies_respect_constraints_and_reach_the_optimum(strategy: str) -> None:
     problem = _problem()
     settings = SearchSettings(strategy=strategy, population=20, evaluations=60, seed=1)

@@ -84,6 +84,13 @@ class TrainConfig(StrictModel):
     batch_labeled: int = Field(32, ge=1)
     batch_unlabeled: int = Field(128, ge=0)
     lr: float = Field(3e-3, gt=0)
+    pretrained_lr_scale: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="learning-rate factor of the layers a pretrained student loaded (student.options.weights); its "
+        "new classifier, the OSTC heads and the distillers' projectors train at train.lr",
+    )
     weight_decay: float = Field(5e-4, ge=0)
     warmup_steps: int = Field(30, ge=0)
     num_sampled: int = Field(4, ge=1, description="K subnets per step: largest, smallest and K-2 random")

@@ -6,9 +6,11 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from edgedistill.data.augment import affine_draws, random_affine, strong_augment
 from edgedistill.data.images import TaskData
@@ -90,6 +92,17 @@ class _Batches:
         return self.xl[il.to(dev)], self.yl[il.to(dev)], self.xu[iu.to(dev)], probs, feats
 
 
+def param_groups(bank: SlimmableBank, distiller: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Optimizer groups: layers loaded from pretrained weights at `pretrained_lr_scale` × lr, the rest at lr."""
+    pretrained = bank.pretrained_parameters()
+    seen = {id(p) for p in pretrained}
+    new = [p for p in (*bank.parameters(), *distiller.parameters()) if id(p) not in seen]
+    groups: list[dict[str, Any]] = [{"params": new, "lr": cfg.lr, "name": "new"}]
+    if pretrained:
+        groups.append({"params": pretrained, "lr": cfg.lr * cfg.pretrained_lr_scale, "name": "pretrained"})
+    return groups
+
+
 def distill(
     bank: SlimmableBank,
     data: TaskData,
@@ -117,8 +130,9 @@ def distill(
     distributed.broadcast_parameters([bank, distiller], dd)
     if cfg.channels_last:
         bank.to(memory_format=torch.channels_last)
-    params = [*bank.parameters(), *distiller.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = param_groups(bank, distiller, cfg)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg))
     dtype = amp_dtype(cfg.amp, device)
     amp = (device, dtype)

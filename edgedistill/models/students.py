@@ -239,6 +239,10 @@ class SlimmableBank(nn.Module):
             raise NotImplementedError(f"{self.family}: no `classifier` layer")
         return layer
 
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Parameters loaded from pretrained weights (trained at a lower learning rate); none in a scratch bank."""
+        return []
+
     def forward_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits of every head: `a` (the deployed classifier), plus `s` and `t` with `tri_head`."""
         out = {"a": self.forward_head(features)}

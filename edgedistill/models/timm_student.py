@@ -161,9 +161,12 @@ class TimmStudent(SlimmableBank):
         self.num_features = int(net.num_features)
         old = net.classifier
         new = self.layers.classifier(self.num_features, num_classes)
-        if isinstance(old, nn.Linear) and old.weight.shape == new.weight.shape and not cosine_head:
+        head_loaded = isinstance(old, nn.Linear) and old.weight.shape == new.weight.shape and not cosine_head
+        if head_loaded:
             new.load_state_dict(old.state_dict())
         net.classifier = new
+        self._pretrained_head = bool(weights) and head_loaded
+        self._pretrained = bool(weights)
         if slim:
             make_slim(net, blocks, len(self.width_choices) if self.switchable_bn else 0)
         else:
@@ -193,6 +196,13 @@ class TimmStudent(SlimmableBank):
 
     def classifier_layer(self) -> nn.Module:
         return self.net.classifier
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Every parameter of the timm net built from `weights`, but a classifier replaced for the task's classes."""
+        if not self._pretrained:
+            return []
+        new = set() if self._pretrained_head else {id(p) for p in self.net.classifier.parameters()}
+        return [p for p in self.net.parameters() if id(p) not in new]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.forward_head(self.net.forward_features(x), pre_logits=True)

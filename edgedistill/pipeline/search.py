@@ -28,13 +28,21 @@ from edgedistill.search.select import Measure, SearchResult, UnlabeledImages, se
 from edgedistill.search.strategies import SearchSettings
 
 SEARCH_IMAGES = 2000  # unlabeled images: the first half recalibrates BN per config, the UPEM scores the second
+SEARCH_PIXELS = 64 * 64  # up to this input size SEARCH_IMAGES are used; above it, fewer in proportion, down to
+MIN_SEARCH_IMAGES = 256  # this many (a 224-px score is then seconds, not a minute)
 ARCH_FAMILIES = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm", "arm64": "arm"}
 MeasureMode = Literal["auto", "on", "off"]
 
 
-def unlabeled_images(data: TaskData, pre: Preprocess, device: torch.device, n: int = SEARCH_IMAGES) -> UnlabeledImages:
-    """Two disjoint, seeded draws of normalised unlabeled-pool images (never test or labels)."""
-    n = min(n, len(data.target_unlabeled))
+def search_images(pre: Preprocess) -> int:
+    """Unlabeled images the search uses at this input size: the same compute per score as 2000 at 64 px or less."""
+    pixels = pre.height * pre.width
+    return SEARCH_IMAGES if pixels <= SEARCH_PIXELS else max(MIN_SEARCH_IMAGES, SEARCH_IMAGES * SEARCH_PIXELS // pixels)
+
+
+def unlabeled_images(data: TaskData, pre: Preprocess, device: torch.device, n: int | None = None) -> UnlabeledImages:
+    """Two disjoint, seeded draws of normalised unlabeled-pool images (never test or labels); `n` by input size."""
+    n = min(search_images(pre) if n is None else n, len(data.target_unlabeled))
     x = pool_images(data, pre, n, seed=3, device=device)
     return UnlabeledImages(bn=x[: n // 2], eval=x[n // 2 :])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ def train_run(
     Returns:
         The summary also written to `out/train.json`.
     """
+    start = time.perf_counter()
     with distributed.joined(resolve_device(device)) as (dd, dev):
         rd = RunDir(out)
         if dd.is_main:  # the other ranks would see rank 0's new folder; every input is checked before any write
@@ -156,8 +158,10 @@ def train_run(
                 _prepare_dir(rd, overwrite)
                 _write_inputs(rd, cfg, resolved, data)
         show = show_progress and dd.is_main
+        stages = {"data_seconds": time.perf_counter() - start}
         with dd.main_first():  # rank 0 fills the teacher cache; the others read it
             targets, reports = _teachers(cfg, data, teacher_cache or rd.teachers, dev, base, show)
+        stages["teachers_seconds"] = time.perf_counter() - start - sum(stages.values())
         pre = preprocess_for(resolved, data)
         bank = build_student(cfg, resolved, data.num_classes)
         with deterministic(cfg.train.deterministic):
@@ -166,7 +170,8 @@ def train_run(
             )
         if not dd.is_main:  # rank 0 evaluates, searches and writes the run folder
             return {"rank": dd.rank, "run": str(rd.root), "steps": state.steps}
-    return _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev, dd.world, show_progress)
+    stages["train_seconds"] = state.seconds
+    return _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev, dd.world, show_progress, stages)
 
 
 def _write_inputs(rd: RunDir, cfg: TaskConfig, resolved: ResolvedBudget, data: TaskData) -> None:
@@ -190,8 +195,13 @@ def _finish(
     dev: torch.device,
     world: int,
     show_progress: bool,
+    stages: dict[str, float],
 ) -> dict[str, Any]:
-    """Save the bank, evaluate every uniform width, choose and save the subnet, write train.json/search.json."""
+    """Save the bank, evaluate every uniform width, choose and save the subnet, write train.json/search.json.
+
+    `stages` holds the wall time of the stages before (data, teachers, training); this adds the rest.
+    """
+    clock = time.perf_counter()
     save_bank(bank.cpu(), rd.bank)
     bank.to(dev)
     calib = calibration_batches(data, pre, cfg.train.bn_calibration_images, dev)
@@ -201,6 +211,8 @@ def _finish(
         config = (w,) * bank.num_stages
         recalibrate_bn(bank, calib, config=config)
         widths[str(w)] = accuracy(bank, data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
+    stages["width_eval_seconds"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     result, subnet, _ = choose_subnet(
         bank,
         resolved,
@@ -211,7 +223,10 @@ def _finish(
         bn_images=cfg.train.bn_calibration_images,
         show_progress=show_progress,
     )
+    stages["search_seconds"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     subnet_acc = accuracy(subnet.to(dev), data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
+    stages["subnet_eval_seconds"] = time.perf_counter() - clock
     summary = {
         "run": str(rd.root),
         "task": cfg.name,
@@ -230,6 +245,7 @@ def _finish(
         "width_accuracy": widths,
         "chosen": asdict(result.chosen) | {"test_accuracy": subnet_acc},
         "search": {"strategy": result.strategy, "upem": result.upem, "seconds": round(result.seconds, 2)},
+        "stage_seconds": {k.removesuffix("_seconds"): round(v, 1) for k, v in stages.items()},
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "history": state.history,
     } | _domain_sampling(cfg, data, state)

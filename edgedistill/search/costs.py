@@ -1,16 +1,20 @@
 """Cost models (registry) of a width config, and the budget check on predicted and measured costs.
 
 `macs` and `params` are counted on the config's plain net (built on `meta`, so counting is cheap); `latency` is
-predicted from a lookup table built by `edgedistill profile`.
+predicted from a lookup table built by `edgedistill profile`. Where a bank's stages change its cost independently
+(each block's cost depends on its own stage's width only, as in the `timm` family), the counts of a few probe configs
+give every config's cost by addition (`StageAdditiveCount`), checked exact on random configs first; a search over
+thousands of 224-px configs then costs a few dozen counts instead of one per config.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from edgedistill.budget.spec import Limits
-from edgedistill.models import SlimmableBank, count_cost
+from edgedistill.models import Cost, SlimmableBank, count_cost
 from edgedistill.registry import Registry
 from edgedistill.search.blocks import plain_net
 from edgedistill.search.lut import LatencyLUT, LatencyPredictor
@@ -41,12 +45,66 @@ CostModel = Callable[[CostInputs], Callable[[Config], dict[str, object]] | None]
 COST_MODELS: Registry[CostModel] = Registry("cost model")
 
 
+class StageAdditiveCount:
+    """MACs and parameters of any config as the full config's plus one change per narrowed stage.
+
+    Built from `1 + stages × (choices - 1)` counts (the full config, and each stage alone at each narrower width);
+    exact when the stages' costs add up independently, which `exact_on` checks against real counts.
+    """
+
+    def __init__(self, bank: SlimmableBank, count: Callable[[Config], Cost]) -> None:
+        self.full = bank.largest_config()
+        self.base = count(self.full)
+        self.delta: dict[tuple[int, float], tuple[int, int]] = {}
+        for stage in range(bank.num_stages):
+            for w in bank.width_choices[:-1]:
+                c = count((*self.full[:stage], w, *self.full[stage + 1 :]))
+                self.delta[stage, w] = (c.macs - self.base.macs, c.params - self.base.params)
+
+    def __call__(self, config: Config) -> Cost:
+        macs, params = self.base.macs, self.base.params
+        for stage, (w, full) in enumerate(zip(config, self.full, strict=True)):
+            if w != full:
+                dm, dp = self.delta[stage, w]
+                macs, params = macs + dm, params + dp
+        return Cost(macs=macs, params=params)
+
+    def exact_on(self, configs: Sequence[Config], count: Callable[[Config], Cost]) -> bool:
+        """Whether the sums equal real counts on `configs`."""
+        return all(self(c) == count(c) for c in configs)
+
+
+ADDITIVE_CHECKS = 3  # random configs (plus the smallest) on which the additive count must equal the real one
+
+
+def additive_count(bank: SlimmableBank, count: Callable[[Config], Cost], seed: int = 0) -> StageAdditiveCount | None:
+    """The stage-additive count of `bank` if exact on the smallest and a few seeded random configs, else None."""
+    if bank.num_stages < 2 or len(bank.width_choices) < 2:
+        return None
+    model = StageAdditiveCount(bank, count)
+    rng = random.Random(seed)
+    checks = [bank.smallest_config()]
+    checks += [tuple(rng.choice(bank.width_choices) for _ in range(bank.num_stages)) for _ in range(ADDITIVE_CHECKS)]
+    return model if model.exact_on(checks, count) else None
+
+
 @COST_MODELS.register("count")
 def _count(inp: CostInputs) -> Callable[[Config], dict[str, object]]:
-    """MACs and parameters of the plain subnet (one `torch.utils.flop_counter` pass gives both)."""
+    """MACs and parameters of the plain subnet (one `torch.utils.flop_counter` pass gives both).
+
+    Banks with more configs than it takes to build the stage-additive count use it when it is exact (checked).
+    """
+
+    def exact(config: Config) -> Cost:
+        return count_cost(plain_net(inp.bank, config), inp.input_shape)
+
+    bank = inp.bank
+    probes = 1 + bank.num_stages * (len(bank.width_choices) - 1) + 1 + ADDITIVE_CHECKS
+    additive = additive_count(bank, exact) if len(bank.width_choices) ** bank.num_stages > 4 * probes else None
+    counted = additive or exact
 
     def cost(config: Config) -> dict[str, object]:
-        c = count_cost(plain_net(inp.bank, config), inp.input_shape)
+        c = counted(config)
         return {"macs": c.macs, "params": c.params}
 
     return cost

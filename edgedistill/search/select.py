@@ -175,20 +175,27 @@ def search_widths(
     start = time.perf_counter()
     estimate = CostEstimator(CostInputs(bank, input_shape, lut))
     outputs = ConfigOutputs(bank, images.bn, images.eval)
-    reference = ensemble_reference(outputs, uniform_configs(bank))
+    uniform = uniform_configs(bank)
+    ref_start = time.perf_counter()
+    reference = ensemble_reference(outputs, uniform)
+    per_score = (time.perf_counter() - ref_start) / len(uniform)  # BN recalibration + outputs of one config
 
     def fits(config: Config) -> bool:
         return not over_limits(estimate(config), limits)
 
     problem = Problem(
-        [bank.width_choices] * bank.num_stages, fits, lambda c: metric(outputs(c), reference), show_progress
+        [bank.width_choices] * bank.num_stages,
+        fits,
+        lambda c: metric(outputs(c), reference),
+        show_progress,
+        seconds_per_score=per_score,
     )
     strategy(problem, settings)
     if not problem.scores:
         raise _no_fit(bank, estimate, limits)
     ranked = sorted(problem.scores, key=lambda c: (problem.scores[c], estimate(c).macs), reverse=True)
     scored = [_candidate(bank, c, estimate(c), problem.scores[c]) for c in ranked]
-    notes = unchecked_limits(limits, latency_known=lut is not None or measure is not None)
+    notes = [*problem.notes, *unchecked_limits(limits, latency_known=lut is not None or measure is not None)]
     seconds = time.perf_counter() - start
     measured: list[Candidate] = []
     log: list[dict[str, Any]] = []

@@ -2,7 +2,8 @@
 
 Each strategy is deterministic under its seed, never scores an infeasible config (cheap cost checks reject them
 first), and scores a config at most once. `auto` enumerates small spaces and runs the evolutionary search on large
-ones.
+ones, unless that would take longer than `time_budget_s` at the measured cost of one score (224-px banks, where one
+score is seconds): then it runs `predictor`, a surrogate search that scores as many configs as the budget allows.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import Field
 
 from edgedistill.config import StrictModel
 from edgedistill.progress import Tracker, progress
@@ -31,6 +36,12 @@ class SearchSettings(StrictModel):
     mutation: float = 0.2
     max_rejections: int = 10_000
     seed: int = 0
+    time_budget_s: float | None = Field(
+        60.0, gt=0, description="auto: scoring time the search may take; above it, `predictor` with what fits"
+    )
+    predictor_initial: int = Field(4, ge=1, description="predictor: random feasible configs scored before the fit")
+    predictor_min: int = Field(6, ge=1, description="auto: configs `predictor` scores at least, whatever the time")
+    enumerate_limit: int = Field(65_536, ge=1, description="predictor: spaces up to this size are ranked whole")
 
 
 @dataclass
@@ -48,8 +59,11 @@ class Problem:
     feasible: Callable[[Config], bool]
     score: Callable[[Config], float]
     show_progress: bool = False
+    seconds_per_score: float | None = None
     scores: dict[Config, float] = field(default_factory=dict)
     rejected: int = 0
+    notes: list[str] = field(default_factory=list)
+    used: str = ""
 
     def evaluate(self, config: Config) -> float:
         """Score once per config (cached)."""
@@ -164,8 +178,84 @@ def greedy(problem: Problem, settings: SearchSettings) -> None:
         problem.evaluate(config)
 
 
+def _features(configs: Sequence[Config]) -> np.ndarray:
+    """Surrogate features: a constant and the log width of every stage."""
+    return np.hstack([np.ones((len(configs), 1)), np.log(np.asarray(configs, dtype=np.float64))])
+
+
+def _fit(configs: Sequence[Config], scores: Sequence[float], ridge: float = 1e-3) -> np.ndarray:
+    """Ridge fit of score ≈ a + Σ_s b_s · log(w_s) (the constant is not penalised)."""
+    x, y = _features(configs), np.asarray(scores, dtype=np.float64)
+    penalty = ridge * len(y) * np.eye(x.shape[1])
+    penalty[0, 0] = 0.0
+    return np.linalg.solve(x.T @ x + penalty, x.T @ y)
+
+
+def _candidates(problem: Problem, settings: SearchSettings, rng: random.Random) -> list[Config]:
+    """Every feasible config of a space up to `enumerate_limit`, else that many feasible random draws."""
+    if problem.space <= settings.enumerate_limit:
+        return [c for c in itertools.product(*problem.choices) if problem.feasible(c)]
+    drawn = {tuple(rng.choice(list(c)) for c in problem.choices) for _ in range(settings.enumerate_limit)}
+    return [c for c in sorted(drawn) if problem.feasible(c)]
+
+
+@SEARCH_STRATEGIES.register("predictor")
+def predictor(problem: Problem, settings: SearchSettings) -> None:
+    """Surrogate search for expensive scores: fit, score the best predicted config, refit; `evaluations` in all.
+
+    Scores the feasible uniform widths (free after the bank-ensemble reference) and `predictor_initial` random
+    feasible configs, fits score ≈ a + Σ_s b_s · log(w_s) on every scored config (ridge), then repeatedly scores the
+    unscored feasible config the fit ranks highest (ties: more MACs saved come later, the order of the candidates).
+    Every feasible config of the space is ranked (cheap: costs only), so the frontier of the budget is reached in a
+    few scores.
+    """
+    rng = random.Random(settings.seed)
+    candidates = _candidates(problem, settings, rng)
+    budget = min(settings.evaluations, len(candidates))
+    if not candidates:
+        return
+    with _bar(problem, "predictor", budget) as bar:
+        uniform = [u for u in (tuple([w] * len(problem.choices)) for w in problem.choices[0]) if problem.ok(u)]
+        first = uniform + rng.sample(candidates, min(settings.predictor_initial, len(candidates)))
+        for config in dict.fromkeys(first):
+            if len(problem.scores) >= budget:
+                return
+            problem.evaluate(config)
+            bar.advance()
+        x_all = _features(candidates)
+        while len(problem.scores) < budget:
+            scored = list(problem.scores)
+            predicted = x_all @ _fit(scored, [problem.scores[c] for c in scored])
+            order = np.argsort(-predicted, kind="stable")
+            nxt = next((candidates[i] for i in order if candidates[i] not in problem.scores), None)
+            if nxt is None:
+                return
+            problem.evaluate(nxt)
+            bar.advance()
+
+
+def _planned(problem: Problem, settings: SearchSettings) -> tuple[Strategy, str, int]:
+    """The strategy `auto` would run by space size, and how many configs it would score."""
+    if problem.space <= settings.exhaustive_limit:
+        feasible = sum(1 for c in itertools.product(*problem.choices) if problem.feasible(c))
+        return exhaustive, "exhaustive", feasible
+    return evolutionary, "evolutionary", min(settings.evaluations, problem.space)
+
+
 @SEARCH_STRATEGIES.register("auto")
 def auto(problem: Problem, settings: SearchSettings) -> None:
-    """`exhaustive` when the space has at most `exhaustive_limit` configs, else `evolutionary`."""
-    strategy = exhaustive if problem.space <= settings.exhaustive_limit else evolutionary
+    """`exhaustive` when the space has at most `exhaustive_limit` configs, else `evolutionary`; `predictor` instead
+    when the planned scores would take longer than `time_budget_s` at `problem.seconds_per_score`."""
+    strategy, name, planned = _planned(problem, settings)
+    per, limit = problem.seconds_per_score, settings.time_budget_s
+    if per is not None and limit is not None and planned * per > limit:
+        n = max(settings.predictor_min, int(limit / per))
+        problem.notes.append(
+            f"auto: {name} would score {planned} configs at {per:.2f} s each ({planned * per:.0f} s > time budget "
+            f"{limit:g} s), so the predictor search scored at most {n}"
+        )
+        strategy, name, settings = predictor, "predictor", settings.model_copy(update={"evaluations": n})
+    problem.used = name
+    start = time.perf_counter()
     strategy(problem, settings)
+    problem.notes.append(f"auto: {name}, {len(problem.scores)} configs scored in {time.perf_counter() - start:.1f} s")
