@@ -16,11 +16,14 @@ def _fmt_ms(stats: dict[str, float] | None, stat: str) -> str:
 def search(
     budget: Annotated[Path | None, typer.Option(help="budget YAML (default: the run's)")] = None,
     run: Annotated[Path, typer.Option(help="run folder made by `edgedistill train`")] = Path("runs/demo"),
-    strategy: Annotated[str, typer.Option(help="auto | exhaustive | evolutionary | greedy")] = "auto",
+    strategy: Annotated[str, typer.Option(help="auto | exhaustive | evolutionary | greedy | predictor")] = "auto",
     upem: Annotated[str, typer.Option(help="agreement | entropy | discrepancy (needs OSTC heads)")] = "agreement",
     seed: Annotated[int, typer.Option(help="strategy seed")] = 0,
     population: Annotated[int, typer.Option(min=2, help="evolutionary population")] = 100,
     evaluations: Annotated[int, typer.Option(min=1, help="evolutionary: configs scored at most")] = 500,
+    time_budget: Annotated[
+        float, typer.Option(min=0.001, help="auto: seconds of scoring; slower scores switch to the predictor")
+    ] = 60.0,
     measure: Annotated[str, typer.Option(help="auto | on | off: time the shortlist end to end here")] = "auto",
     shortlist: Annotated[int, typer.Option(min=1, help="configs measured first, best UPEM first")] = 3,
     measure_limit: Annotated[
@@ -38,6 +41,7 @@ def search(
         strategy=strategy,
         upem=upem,
         seed=seed,
+        time_budget_s=time_budget,
         population=population,
         evaluations=evaluations,
         measure=measure,  # type: ignore[arg-type]  # checked by the API

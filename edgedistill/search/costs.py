@@ -2,13 +2,16 @@
 
 `macs` and `params` are counted on the config's plain net (built on `meta`, so counting is cheap); `latency` is
 predicted from a lookup table built by `edgedistill profile`. Where a bank's stages change its cost independently
-(each block's cost depends on its own stage's width only, as in the `timm` family), the counts of a few probe configs
-give every config's cost by addition (`StageAdditiveCount`), checked exact on random configs first; a search over
-thousands of 224-px configs then costs a few dozen counts instead of one per config.
+(each block's cost depends on its own stage's width only, as in the `timm` family), or in pairs of neighbouring stages
+(the scratch families), the counts of a few probe configs give every config's cost by inclusion-exclusion
+(`StageAdditiveCount`), checked exact on random configs first; a search over the 16,384 configs of a 7-stage bank then
+costs a few dozen counts instead of one per config.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,27 +49,46 @@ COST_MODELS: Registry[CostModel] = Registry("cost model")
 
 
 class StageAdditiveCount:
-    """MACs and parameters of any config as the full config's plus one change per narrowed stage.
+    """MACs and parameters of any config from the counts of a few probe configs, by inclusion-exclusion.
 
-    Built from `1 + stages × (choices - 1)` counts (the full config, and each stage alone at each narrower width);
-    exact when the stages' costs add up independently, which `exact_on` checks against real counts.
+    First order (`pairs=False`): the full config's count plus one change per narrowed stage, from
+    `1 + stages × (choices - 1)` counts; exact when each block's cost depends on its own stage's width only (`timm`
+    banks: only mid channels are elastic). Second order (`pairs=True`): plus one interaction term per pair of
+    neighbouring stages narrowed together, from `(stages - 1) × (choices - 1)²` more counts; exact when a block's cost
+    depends on its own stage's width and its input's (the previous stage), as in the scratch families whose stage
+    outputs are elastic. `exact_on` checks a model against real counts before it is used.
     """
 
-    def __init__(self, bank: SlimmableBank, count: Callable[[Config], Cost]) -> None:
+    def __init__(self, bank: SlimmableBank, count: Callable[[Config], Cost], pairs: bool = False) -> None:
         self.full = bank.largest_config()
-        self.base = count(self.full)
-        self.delta: dict[tuple[int, float], tuple[int, int]] = {}
-        for stage in range(bank.num_stages):
-            for w in bank.width_choices[:-1]:
-                c = count((*self.full[:stage], w, *self.full[stage + 1 :]))
-                self.delta[stage, w] = (c.macs - self.base.macs, c.params - self.base.params)
+        self.pairs = pairs
+        base = count(self.full)
+        self.base = (base.macs, base.params)
+        narrower = bank.width_choices[:-1]
+        self.single: dict[tuple[int, float], tuple[int, int]] = {}
+        for i in range(bank.num_stages):
+            for w in narrower:
+                c = count(self._with({i: w}))
+                self.single[i, w] = (c.macs - base.macs, c.params - base.params)
+        self.pair: dict[tuple[int, float, float], tuple[int, int]] = {}
+        for i in range(bank.num_stages - 1) if pairs else ():
+            for a, b in itertools.product(narrower, narrower):
+                c, (ma, pa), (mb, pb) = count(self._with({i: a, i + 1: b})), self.single[i, a], self.single[i + 1, b]
+                self.pair[i, a, b] = (c.macs - base.macs - ma - mb, c.params - base.params - pa - pb)
+
+    def _with(self, widths: dict[int, float]) -> Config:
+        return tuple(widths.get(i, w) for i, w in enumerate(self.full))
 
     def __call__(self, config: Config) -> Cost:
-        macs, params = self.base.macs, self.base.params
-        for stage, (w, full) in enumerate(zip(config, self.full, strict=True)):
-            if w != full:
-                dm, dp = self.delta[stage, w]
+        macs, params = self.base
+        narrowed = [w != f for w, f in zip(config, self.full, strict=True)]
+        for i, w in enumerate(config):
+            if narrowed[i]:
+                dm, dp = self.single[i, w]
                 macs, params = macs + dm, params + dp
+                if self.pairs and i + 1 < len(config) and narrowed[i + 1]:
+                    dm, dp = self.pair[i, w, config[i + 1]]
+                    macs, params = macs + dm, params + dp
         return Cost(macs=macs, params=params)
 
     def exact_on(self, configs: Sequence[Config], count: Callable[[Config], Cost]) -> bool:
@@ -77,15 +99,26 @@ class StageAdditiveCount:
 ADDITIVE_CHECKS = 3  # random configs (plus the smallest) on which the additive count must equal the real one
 
 
+def probe_counts(stages: int, choices: int, pairs: bool) -> int:
+    """Counts it takes to build a `StageAdditiveCount` (first or second order) and check it."""
+    first = 1 + stages * (choices - 1)
+    return first + (stages - 1) * (choices - 1) ** 2 * pairs + 1 + ADDITIVE_CHECKS
+
+
 def additive_count(bank: SlimmableBank, count: Callable[[Config], Cost], seed: int = 0) -> StageAdditiveCount | None:
-    """The stage-additive count of `bank` if exact on the smallest and a few seeded random configs, else None."""
+    """The first-order, else second-order, stage-additive count of `bank` that is exact on the smallest and a few
+    seeded random configs; None when neither is."""
     if bank.num_stages < 2 or len(bank.width_choices) < 2:
         return None
-    model = StageAdditiveCount(bank, count)
     rng = random.Random(seed)
     checks = [bank.smallest_config()]
     checks += [tuple(rng.choice(bank.width_choices) for _ in range(bank.num_stages)) for _ in range(ADDITIVE_CHECKS)]
-    return model if model.exact_on(checks, count) else None
+    cached = functools.lru_cache(maxsize=None)(count)
+    for pairs in (False, True):
+        model = StageAdditiveCount(bank, cached, pairs)
+        if model.exact_on(checks, cached):
+            return model
+    return None
 
 
 @COST_MODELS.register("count")
@@ -99,7 +132,7 @@ def _count(inp: CostInputs) -> Callable[[Config], dict[str, object]]:
         return count_cost(plain_net(inp.bank, config), inp.input_shape)
 
     bank = inp.bank
-    probes = 1 + bank.num_stages * (len(bank.width_choices) - 1) + 1 + ADDITIVE_CHECKS
+    probes = probe_counts(bank.num_stages, len(bank.width_choices), pairs=True)
     additive = additive_count(bank, exact) if len(bank.width_choices) ** bank.num_stages > 4 * probes else None
     counted = additive or exact
 
