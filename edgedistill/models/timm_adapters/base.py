@@ -50,7 +50,7 @@ class TimmAdapter(ABC):
     def shrink(self, name: str, block: Any, channels: Mapping[str, int]) -> None:
         """Resize a plain block to `channels` (slot name → count), keeping the leading slices of its weights."""
 
-    def check(self, model: str, net: Any) -> None:
+    def check(self, model: str, net: Any) -> None:  # noqa: B027 (an optional hook: most classes have no bad variants)
         """Raise `ConfigError` naming `student.options.model` if `net` has a variant this adapter cannot slice."""
 
 
