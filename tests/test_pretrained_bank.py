@@ -14,7 +14,7 @@ from torch import nn
 
 from edgedistill.errors import CheckpointError, ConfigError
 from edgedistill.models import SlimmableBank, bank_cost, build_bank, extract, load_bank, recalibrate_bn, save_bank
-from edgedistill.models.timm_layers import reorder_block
+from edgedistill.models.timm_adapters.inverted_residual import reorder_block
 from edgedistill.models.timm_student import read_pretrained
 from edgedistill.task import StudentConfig
 
@@ -214,7 +214,8 @@ student: {family: timm, options: {model: mobilenetv2_100, weights: w/mnv2.safete
     ("options", "error", "match"),
     [
         ({"model": "tf_efficientnet_lite9"}, ConfigError, "student.options.model: unknown timm model"),
-        ({"model": "resnet18"}, ConfigError, "student.options.model: 'resnet18' is a ResNet"),
+        ({"model": "convnext_atto"}, ConfigError, "student.options.model: 'convnext_atto' is a ConvNeXt; supported"),
+        ({"model": "resnext50_32x4d"}, ConfigError, "student.options.model: 'resnext50_32x4d' has grouped convs"),
         ({"model": LITE0, "weights": "nope/missing.safetensors"}, CheckpointError, "student.options.weights: .*"),
         ({"model": LITE0, "weights": "packaged:efficientnet_b7"}, ConfigError, "unknown packaged weights"),
         ({"model": "mobilenetv2_100", "weights": PACKAGED}, ConfigError, "holds 'tf_efficientnet_lite0' weights"),

@@ -1,17 +1,14 @@
-"""Elastic-width surgery on timm inverted-residual networks (`EfficientNet` class: Lite0, MobileNetV2, ...).
+"""Slimmable stand-ins for timm layers and the in-place surgery helpers every timm adapter shares.
 
-Three steps, all on the timm module tree in place, keeping every parameter name:
-
-* `reorder_block`: a function-preserving permutation of a block's expanded (mid) channels, most important
-  first, so a narrower width keeps the channels that matter most (OFA's channel sorting).
-* `make_slim`: swap the block convs and every BatchNorm for slimmable ones that run on leading slices.
-* `shrink_block`: resize a block to a fixed mid width, giving the plain network that `extract` fills.
+* `SlimTimmConv2d` / `SlimBatchNormAct2d`: slimmable copies of a timm conv / norm-act layer (same parameter names).
+* `slim_norms`: every BatchNorm of a net becomes a slimmable one (shared or switchable BN).
+* `take`, `resized_conv`, `resized_bn`: permute a tensor in place, or cut a conv / BN to its leading channels
+  (the plain network that `extract` fills).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +17,8 @@ from timm.layers.padding import pad_same
 from torch import nn
 
 from edgedistill.models.slimmable import SlimBatchNorm2d, SlimConv2d
+
+_BN_STATE = ("weight", "bias", "running_mean", "running_var")
 
 
 class SlimTimmConv2d(SlimConv2d):
@@ -59,6 +58,16 @@ class SlimTimmConv2d(SlimConv2d):
         return F.conv2d(x, weight, bias, self.stride, padding, self.dilation, groups)
 
 
+def _copy_bn(source: nn.BatchNorm2d, target: SlimBatchNorm2d) -> None:
+    """Copy `source`'s eps, momentum, affine parameters and running stats into `target` and its private BNs."""
+    for bn in (target, *(target.private or ())):
+        assert isinstance(bn, SlimBatchNorm2d)
+        bn.eps, bn.momentum = source.eps, source.momentum
+        with torch.no_grad():
+            for name in (*_BN_STATE, "num_batches_tracked"):
+                getattr(bn, name).copy_(getattr(source, name))
+
+
 class SlimBatchNormAct2d(SlimBatchNorm2d):
     """`SlimBatchNorm2d` + the dropout and activation of the timm `BatchNormAct2d` it is built from (same keys).
 
@@ -69,12 +78,7 @@ class SlimBatchNormAct2d(SlimBatchNorm2d):
 
     def __init__(self, bn: BatchNormAct2d, switches: int = 0) -> None:
         super().__init__(bn.num_features, switches)
-        for target in (self, *(self.private or ())):
-            assert isinstance(target, SlimBatchNorm2d)
-            target.eps, target.momentum = bn.eps, bn.momentum
-            with torch.no_grad():
-                for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
-                    getattr(target, name).copy_(getattr(bn, name))
+        _copy_bn(bn, self)
         self.drop = bn.drop
         self.act = bn.act
 
@@ -82,62 +86,50 @@ class SlimBatchNormAct2d(SlimBatchNorm2d):
         return self.act(self.drop(super().forward(x)))
 
 
-def _has_se(block: Any) -> bool:
-    return hasattr(block.se, "conv_reduce") and hasattr(block.se, "conv_expand")
+def _slim_bn(bn: nn.BatchNorm2d, switches: int) -> SlimBatchNorm2d:
+    if isinstance(bn, BatchNormAct2d):
+        return SlimBatchNormAct2d(bn, switches)
+    slim = SlimBatchNorm2d(bn.num_features, switches)
+    _copy_bn(bn, slim)
+    return slim
 
 
-def _take(tensor: torch.Tensor, perm: torch.Tensor, dim: int) -> None:
+def slim_norms(net: nn.Module, switches: int) -> None:
+    """Swap every BatchNorm of `net` (timm `BatchNormAct2d` or plain `nn.BatchNorm2d`) for a slimmable copy.
+
+    Every norm, full-width ones included, so switchable BN gives each uniform width private stats everywhere.
+    """
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, BatchNormAct2d) or type(child) is nn.BatchNorm2d:
+                setattr(parent, name, _slim_bn(child, switches))
+
+
+def take(tensor: torch.Tensor, perm: torch.Tensor, dim: int) -> None:
+    """Reorder `tensor` along `dim` in place: new index i holds old index `perm[i]`."""
     tensor.copy_(tensor.index_select(dim, perm.to(tensor.device)))
 
 
-def channel_importance(block: Any) -> torch.Tensor:
-    """Importance of each mid channel: L1 norm of its projection-conv weights (how much it feeds the output)."""
-    return block.conv_pwl.weight.detach().abs().sum(dim=(0, 2, 3))
+def take_bn(bn: nn.BatchNorm2d, perm: torch.Tensor) -> None:
+    """Permute a BN's channels (affine parameters and running stats) in place."""
+    for name in _BN_STATE:
+        take(getattr(bn, name), perm, 0)
 
 
-@torch.no_grad()
-def reorder_block(block: Any, perm: torch.Tensor | None = None) -> torch.Tensor:
-    """Permute an inverted-residual block's mid channels (default: by `channel_importance`, descending).
-
-    Expansion conv outputs + its BN, depthwise conv + BN, squeeze-excite (if any) and the projection conv's
-    inputs move together, so the block computes exactly the same function.
-
-    Returns:
-        The permutation applied (new channel i is old channel perm[i]).
-    """
-    if perm is None:
-        perm = torch.argsort(channel_importance(block), descending=True, stable=True)
-    for bn in (block.bn1, block.bn2):
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            _take(getattr(bn, name), perm, 0)
-    _take(block.conv_pw.weight, perm, 0)
-    _take(block.conv_dw.weight, perm, 0)
-    if _has_se(block):
-        _take(block.se.conv_reduce.weight, perm, 1)
-        _take(block.se.conv_expand.weight, perm, 0)
-        if block.se.conv_expand.bias is not None:
-            _take(block.se.conv_expand.bias, perm, 0)
-    _take(block.conv_pwl.weight, perm, 1)
-    return perm
+def take_conv_out(conv: nn.Conv2d, perm: torch.Tensor) -> None:
+    """Permute a conv's output channels (filters and bias) in place."""
+    take(conv.weight, perm, 0)
+    if conv.bias is not None:
+        take(conv.bias, perm, 0)
 
 
-def make_slim(net: nn.Module, blocks: dict[str, Any], switches: int) -> None:
-    """Make `net` a slimmable bank: each block of `blocks` (slot name → block) gets slimmable convs whose mid
-    width follows its slot, and every `BatchNormAct2d` of `net` becomes a `SlimBatchNormAct2d`."""
-    for slot, block in blocks.items():
-        block.conv_pw = SlimTimmConv2d(block.conv_pw, slot)
-        block.conv_dw = SlimTimmConv2d(block.conv_dw)
-        if _has_se(block):
-            block.se.conv_reduce = SlimTimmConv2d(block.se.conv_reduce)
-            block.se.conv_expand = SlimTimmConv2d(block.se.conv_expand, slot)
-        block.conv_pwl = SlimTimmConv2d(block.conv_pwl)
-    for parent in list(net.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, BatchNormAct2d):
-                setattr(parent, name, SlimBatchNormAct2d(child, switches))
+def input_importance(conv: nn.Conv2d) -> torch.Tensor:
+    """Importance of each input channel of a dense conv: the L1 norm of its weights (how much it feeds the output)."""
+    return conv.weight.detach().abs().sum(dim=(0, 2, 3))
 
 
-def _resized_conv(conv: nn.Conv2d, cin: int, cout: int) -> nn.Conv2d:
+def resized_conv(conv: nn.Conv2d, cin: int, cout: int) -> nn.Conv2d:
+    """A copy of `conv` with `cin` inputs and `cout` outputs (the leading slices; depthwise stays depthwise)."""
     new = copy.deepcopy(conv)
     depthwise = conv.groups > 1
     new.in_channels, new.out_channels, new.groups = cin, cout, (cin if depthwise else 1)
@@ -147,7 +139,8 @@ def _resized_conv(conv: nn.Conv2d, cin: int, cout: int) -> nn.Conv2d:
     return new
 
 
-def _resized_bn(bn: nn.BatchNorm2d, c: int) -> nn.BatchNorm2d:
+def resized_bn(bn: nn.BatchNorm2d, c: int) -> nn.BatchNorm2d:
+    """A copy of `bn` (timm norm-act layers included) over its first `c` channels."""
     new = copy.deepcopy(bn)
     new.num_features = c
     new.weight = nn.Parameter(bn.weight.detach()[:c].clone())
@@ -155,16 +148,3 @@ def _resized_bn(bn: nn.BatchNorm2d, c: int) -> nn.BatchNorm2d:
     for name in ("running_mean", "running_var"):
         new.register_buffer(name, getattr(bn, name)[:c].clone())
     return new
-
-
-def shrink_block(block: Any, mid: int) -> None:
-    """Resize a plain inverted-residual block to `mid` expanded channels (weights are the leading slices)."""
-    block.conv_pw = _resized_conv(block.conv_pw, block.conv_pw.in_channels, mid)
-    block.bn1 = _resized_bn(block.bn1, mid)
-    block.conv_dw = _resized_conv(block.conv_dw, mid, mid)
-    block.bn2 = _resized_bn(block.bn2, mid)
-    if _has_se(block):
-        rd = block.se.conv_reduce.out_channels
-        block.se.conv_reduce = _resized_conv(block.se.conv_reduce, mid, rd)
-        block.se.conv_expand = _resized_conv(block.se.conv_expand, rd, mid)
-    block.conv_pwl = _resized_conv(block.conv_pwl, mid, block.conv_pwl.out_channels)

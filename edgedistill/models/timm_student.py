@@ -1,104 +1,48 @@
-"""`timm`: a pretrained timm inverted-residual network (Lite0, MobileNetV2, ...) as a slimmable bank.
+"""`timm`: a pretrained timm network (EfficientNet, MobileNetV3 or ResNet class) as a slimmable bank.
 
-Every inverted-residual block's expanded (mid) channels are elastic, scaled by its stage's multiplier (OFA
-style); block outputs, the stem and the head stay at full width, so residuals are unchanged. Pretrained mid
-channels are first sorted by importance (function-preserving), so narrow widths keep the strongest channels.
-Width 1.0 everywhere is exactly the pretrained network (with a new classifier when `num_classes` differs).
+The elastic channels of every block are scaled by its stage's multiplier (OFA style): the expanded (mid) channels of
+inverted-residual blocks, the mid channels of ResNet blocks. Block and stage outputs, the stem and the head stay at
+full width, so residuals are unchanged. What is elastic in each timm class is its adapter's business
+(`timm_adapters`, keyed by class); this module does what is common: weights, classifier, norms. Pretrained channels
+are first sorted by importance (function-preserving), so narrow widths keep the strongest channels. Width 1.0
+everywhere is exactly the pretrained network (with a new classifier when `num_classes` differs).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from edgedistill.errors import CheckpointError, ConfigError
+from edgedistill.errors import ConfigError
 from edgedistill.models.students import DEFAULT_WIDTH_CHOICES, STUDENTS, SlimmableBank
-from edgedistill.models.timm_layers import make_slim, reorder_block, shrink_block
+from edgedistill.models.timm_adapters import adapter_for
+from edgedistill.models.timm_layers import slim_norms
+from edgedistill.models.timm_weights import load_pretrained, read_pretrained
 
-_FIELD = "student.options"
+__all__ = ["TimmStudent", "read_pretrained"]
 
 
 def _create(model: str, in_chans: int, num_classes: int) -> Any:
     """The timm net (typed Any: timm's blocks are reached by attribute)."""
     import timm
-    from timm.models.efficientnet import EfficientNet
 
     if not timm.is_model(model):
         close = difflib.get_close_matches(model, timm.list_models(), n=3)
-        raise ConfigError(f"{_FIELD}.model: unknown timm model '{model}'; close: {close}")
-    net = timm.create_model(model, pretrained=False, in_chans=in_chans, num_classes=num_classes)
-    if not isinstance(net, EfficientNet):
-        raise ConfigError(
-            f"{_FIELD}.model: '{model}' is a {type(net).__name__}, not a timm inverted-residual EfficientNet-style "
-            "network (e.g. tf_efficientnet_lite0, mobilenetv2_100)"
-        )
-    return net
-
-
-def read_pretrained(weights: str, model: str) -> dict[str, torch.Tensor]:
-    """The state dict named by `weights`: `packaged:NAME` (an offline weight package) or a local file.
-
-    Raises:
-        ConfigError: Unknown packaged name, or packaged weights of another architecture.
-        CheckpointError: Missing or unreadable file.
-    """
-    from edgedistill.teachers.weights import read_weights
-
-    if weights.startswith("packaged:"):
-        from edgedistill.data.packages import pkg_dir
-        from edgedistill.teachers.zoo import _PACKAGED
-
-        name = weights.removeprefix("packaged:")
-        if name not in _PACKAGED:
-            raise ConfigError(f"{_FIELD}.weights: unknown packaged weights '{name}'; known: {sorted(_PACKAGED)}")
-        package, rel, arch, remap = _PACKAGED[name]
-        if arch != model:
-            raise ConfigError(f"{_FIELD}.weights: packaged:{name} holds '{arch}' weights, not '{model}'")
-        path = pkg_dir(package) / rel
-        return remap(_read(read_weights, path))
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"{_FIELD}.weights: {path}: no such file (a safetensors or torch state dict)")
-    return _read(read_weights, path)
-
-
-def _read(reader: Any, path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state: dict[str, torch.Tensor] = reader(path)
-    except CheckpointError as e:
-        raise CheckpointError(f"{_FIELD}.weights: {e}") from None
-    return state
-
-
-def _pretrained_net(model: str, in_chans: int, weights: str) -> Any:
-    """The timm net with `weights` loaded strictly (its own classifier size; the stem adapted to `in_chans`)."""
-    from timm.models import adapt_input_conv
-
-    state = dict(read_pretrained(weights, model))
-    head = state.get("classifier.weight")
-    net = _create(model, in_chans, int(head.shape[0]) if head is not None and head.ndim == 2 else 1000)
-    stem = state.get("conv_stem.weight")
-    if stem is not None and stem.ndim == 4 and stem.shape[1] != in_chans:
-        state["conv_stem.weight"] = adapt_input_conv(in_chans, stem)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{_FIELD}.weights: {weights} does not fit timm '{model}' ({first})") from None
-    return net
+        raise ConfigError(f"student.options.model: unknown timm model '{model}'; close: {close}")
+    return timm.create_model(model, pretrained=False, in_chans=in_chans, num_classes=num_classes)
 
 
 @STUDENTS.register("timm")
 class TimmStudent(SlimmableBank):
-    """A timm `EfficientNet`-class network; stage i's multiplier scales the mid channels of its blocks.
+    """A timm `EfficientNet`, `MobileNetV3` or `ResNet`; stage i's multiplier scales the elastic channels of its blocks.
 
-    Stages without an expanding block (the first, depthwise-separable one) are not elastic, so a width config
-    has one value per stage that has inverted-residual blocks (6 for Lite0 and MobileNetV2).
+    Stages without elastic blocks (e.g. a first depthwise-separable stage, a last conv-bn-act stage) are not in the
+    width config, so it has one value per stage that has some: 6 for Lite0 and MobileNetV2, 5 for MobileNetV3-Large,
+    4 for ResNets (layer1..layer4).
 
     Args:
         num_classes: Classifier outputs (the pretrained classifier is kept if it has as many rows).
@@ -132,16 +76,11 @@ class TimmStudent(SlimmableBank):
         switchable_bn: bool = False,
         cosine_head: bool = False,
     ) -> None:
-        from timm.models._efficientnet_blocks import InvertedResidual
-
-        net = _pretrained_net(model, in_chans, weights) if weights else _create(model, in_chans, num_classes)
-        blocks: dict[str, Any] = {
-            f"blocks.{s}.{i}": b
-            for s, stage in enumerate(net.blocks)
-            for i, b in enumerate(stage)
-            if isinstance(b, InvertedResidual)
-        }
-        elastic = sorted({int(name.split(".")[1]) for name in blocks})
+        net = _create(model, in_chans, num_classes)
+        adapter = adapter_for(model, net)
+        head = load_pretrained(net, model, weights, adapter.stem, adapter.classifier) if weights else None
+        blocks = adapter.elastic_blocks(net)
+        elastic = sorted({stage for stage, _ in blocks.values()})
         super().__init__(
             num_classes=num_classes,
             in_chans=in_chans,
@@ -153,25 +92,30 @@ class TimmStudent(SlimmableBank):
             switchable_bn=switchable_bn,
             cosine_head=cosine_head,
         )
-        slots = {n: (b.conv_pw.out_channels, elastic.index(int(n.split(".")[1]))) for n, b in blocks.items()}
+        slots = {
+            slot: (full, elastic.index(stage))
+            for name, (stage, block) in blocks.items()
+            for slot, full in adapter.slots(name, block).items()
+        }
         ch = self._init_channels(slots, channels, config)
         if weights:
-            for block in blocks.values():
-                reorder_block(block)
-        self.num_features = int(net.num_features)
-        old = net.classifier
+            for _, block in blocks.values():
+                adapter.reorder(block)
+        self.num_features = int(net.head_hidden_size)  # after MobileNetV3's post-pool head conv, = num_features else
+        self._classifier = adapter.classifier
         new = self.layers.classifier(self.num_features, num_classes)
-        head_loaded = isinstance(old, nn.Linear) and old.weight.shape == new.weight.shape and not cosine_head
+        head_loaded = head is not None and not cosine_head and _fits(new, head)
         if head_loaded:
-            new.load_state_dict(old.state_dict())
-        net.classifier = new
-        self._pretrained_head = bool(weights) and head_loaded
-        self._pretrained = bool(weights)
+            new.load_state_dict(head)
+        setattr(net, adapter.classifier, new)
+        self._pretrained, self._pretrained_head = bool(weights), head_loaded
+        for name, (_, block) in blocks.items():
+            if slim:
+                adapter.make_slim(name, block)
+            else:
+                adapter.shrink(name, block, ch)
         if slim:
-            make_slim(net, blocks, len(self.width_choices) if self.switchable_bn else 0)
-        else:
-            for name, block in blocks.items():
-                shrink_block(block, ch[name])
+            slim_norms(net, len(self.width_choices) if self.switchable_bn else 0)
         self.net: Any = net
         self._finish(
             {
@@ -184,28 +128,35 @@ class TimmStudent(SlimmableBank):
         )
 
     def stage_channels(self, config: Sequence[float]) -> list[int]:
-        """Mid channels of each elastic stage's first block at `config`."""
+        """Elastic channels of each elastic stage's first slot (its first block's mid width) at `config`."""
         widths, first = self.slot_channels(config), dict[int, int]()
         for name, (_, stage) in self._slots.items():
             first.setdefault(stage, widths[name])
         return [first[i] for i in range(self.num_stages)]
 
     def feature_dim(self, config: Sequence[float] | None = None) -> int:
-        """The pooled feature width: the head conv's, fixed at every config."""
+        """The pooled feature width: the head's, fixed at every config."""
         return self.num_features
 
     def classifier_layer(self) -> nn.Module:
-        return self.net.classifier
+        layer: nn.Module = getattr(self.net, self._classifier)
+        return layer
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """Every parameter of the timm net built from `weights`, but a classifier replaced for the task's classes."""
         if not self._pretrained:
             return []
-        new = set() if self._pretrained_head else {id(p) for p in self.net.classifier.parameters()}
+        new = set() if self._pretrained_head else {id(p) for p in self.classifier_layer().parameters()}
         return [p for p in self.net.parameters() if id(p) not in new]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net.classifier(features)
+        return self.classifier_layer()(features)
+
+
+def _fits(layer: nn.Module, head: dict[str, torch.Tensor]) -> bool:
+    """Whether the pretrained classifier tensors `head` have exactly `layer`'s names and shapes."""
+    own = layer.state_dict()
+    return set(own) == set(head) and all(own[k].shape == head[k].shape for k in own)
