@@ -15,14 +15,19 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgedistill.export.manifest import LayerSensitivity, SensitivityReport, sensitivity_key
+from edgedistill.export.onnx2ort_int8 import preprocess_onnx, quantize_onnxruntime
 from edgedistill.export.sensitivity import float_qdq_session, with_outputs
+
+if TYPE_CHECKING:
+    from edgedistill.export.job import ExportJob
 
 MAX_SQNR_DB = 120.0  # float32 rounding sits near 140 dB; anything above this is "exact" and JSON needs a number
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -96,7 +101,9 @@ def quantized_layers(float_path: Path, qdq_path: Path) -> list[_Node]:
             consumers.setdefault(i, []).append(n)
 
     def reads_dq(n: onnx.NodeProto) -> bool:
-        return n.op_type not in QDQ_OPS and any(getattr(producer.get(i), "op_type", "") == "DequantizeLinear" for i in n.input)
+        return n.op_type not in QDQ_OPS and any(
+            getattr(producer.get(i), "op_type", "") == "DequantizeLinear" for i in n.input
+        )
 
     def output_pair(n: onnx.NodeProto) -> Pair | None:
         """The node's output after its own Q/DQ pair when it has one (a removed Relu lives in that Q), else as is."""
@@ -196,7 +203,9 @@ def layer_report(
     for n in nodes:
         added = energy.rel(n.output) - max((energy.rel(i) for i in n.inputs), default=0.0)
         local = sqnr_db(1.0, max(added, 0.0))
-        rows.append(LayerSensitivity(node=n.name, op_type=n.op_type, sqnr_db=energy.sqnr(n.output), local_sqnr_db=local))
+        rows.append(
+            LayerSensitivity(node=n.name, op_type=n.op_type, sqnr_db=energy.sqnr(n.output), local_sqnr_db=local)
+        )
     rows.sort(key=sensitivity_key)
     fp32_pred = _predictions(float_path, images, batch)
     full = 100.0 * float(np.mean(_predictions(qdq_path, images, batch) != fp32_pred))
@@ -216,3 +225,41 @@ def layer_report(
         layers=rows,
         seconds=round(time.perf_counter() - start, 3),
     )
+
+
+METHODS = {
+    "onnxruntime": "this artifact's QDQ model in ONNX Runtime CPU, Q/DQ run as float ops",
+    "tensorrt": "this artifact's explicit-QDQ model in ONNX Runtime CPU, Q/DQ run as float ops (TensorRT's arithmetic)",
+    "openvino": "proxy: an ONNX Runtime QDQ model with the recipe's scheme (int8 per-channel symmetric weights, "
+    "per-tensor activations), not NNCF's own FakeQuantize placement",
+}
+
+
+def export_sensitivity(
+    job: ExportJob, qdq: Path | None, calibration: np.ndarray, *, for_tensorrt: bool = False
+) -> SensitivityReport | None:
+    """The sensitivity report of an INT8 export, or None when its settings turn it off (`images: 0`).
+
+    Args:
+        job: The export (its FP32 model, recipe, settings and unlabeled pool).
+        qdq: The artifact's QDQ ONNX model; None (OpenVINO) measures a QDQ proxy with the recipe's scheme.
+        calibration: The artifact's calibration set: single-layer models are quantized with it.
+        for_tensorrt: TensorRT's QDQ layout (as the artifact).
+    """
+    settings = job.sensitivity
+    if settings.images == 0:
+        return None
+    images = job.unlabeled(settings.images)
+    with tempfile.TemporaryDirectory(prefix="edgedistill-sensitivity-") as tmp:
+        pre = preprocess_onnx(job.fp32, Path(tmp) / "pre.onnx")
+        if qdq is None:
+            qdq = quantize_onnxruntime(job.fp32, Path(tmp) / "proxy.onnx", calibration, job.quant)
+
+        def requantize(nodes: list[str], out: Path) -> Path:
+            return quantize_onnxruntime(
+                job.fp32, out, calibration, job.quant, nodes_to_quantize=nodes, for_tensorrt=for_tensorrt
+            )
+
+        method = METHODS.get(job.recipe.runtime, METHODS["onnxruntime"])
+        method += "; single-layer models: the exporter's quantizer with the same calibration, only that node quantized"
+        return layer_report(pre, qdq, images, requantize, top_k=settings.top_k, method=method)

@@ -122,12 +122,17 @@ class LayerSensitivity(StrictModel):
 
     node: str = Field(description="node name in the QDQ ONNX model (what nodes_to_exclude takes)")
     op_type: str
-    sqnr_db: float = Field(description="SQNR of the node's output in the all-INT8 model vs FP32 (error of every "
-                           "layer up to here)")
-    local_sqnr_db: float = Field(description="SQNR of the error this node adds itself (its quantized inputs and "
-                                 "weights); low = sensitive")
+    sqnr_db: float = Field(
+        description="SQNR of the node's output in the all-INT8 model vs FP32 (error of every layer up to here)"
+    )
+    local_sqnr_db: float = Field(
+        description="SQNR of the error this node adds itself (its quantized inputs and weights); low = sensitive"
+    )
     disagreement_pct: float | None = Field(
-        None, ge=0, le=100, description="top-1 disagreement with FP32 when only this node is quantized; None: not measured"
+        None,
+        ge=0,
+        le=100,
+        description="top-1 disagreement with FP32 when only this node is quantized; None: not measured",
     )
 
 
@@ -137,7 +142,9 @@ class SensitivityReport(StrictModel):
     method: str = Field(description="the QDQ model measured and how Q/DQ ran")
     images: int = Field(gt=0, description="unlabeled pool images (never test labels)")
     source: str = "unlabeled pool"
-    top_k: int = Field(ge=0, description="layers (lowest local SQNR first) whose single-layer disagreement was measured")
+    top_k: int = Field(
+        ge=0, description="layers (lowest local SQNR first) whose single-layer disagreement was measured"
+    )
     output_sqnr_db: float = Field(description="SQNR of the all-INT8 model's logits vs FP32")
     disagreement_pct: float = Field(ge=0, le=100, description="top-1 disagreement of the all-INT8 model with FP32")
     layers: list[LayerSensitivity]
