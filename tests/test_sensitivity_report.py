@@ -159,7 +159,9 @@ def _guard(manifest: object, tmp_path: Path) -> str:
     return str(e.value)
 
 
-def test_guard_names_the_worst_layers_and_the_next_step(broken_report: tuple[SensitivityReport, str], tmp_path: Path) -> None:
+def test_guard_names_the_worst_layers_and_the_next_step(
+    broken_report: tuple[SensitivityReport, str], tmp_path: Path
+) -> None:
     report, node = broken_report
     msg = _guard(_manifest(report), tmp_path)
     assert "\n" not in msg and "5.00 pts below FP32" in msg

@@ -184,7 +184,9 @@ def sensitivity_plot(exports: list[dict[str, Any]], path: Path) -> Path | None:
             twin.plot(*zip(*measured, strict=True), "o", color="red", label="disagreement, layer alone in INT8 (%)")
         twin.set_ylabel("top-1 disagreement with FP32 (%)")
         twin.set_ylim(bottom=0)
-        shown = f"{len(layers)} most sensitive of {len(report['layers'])}" if len(report["layers"]) > len(layers) else ""
+        shown = (
+            f"{len(layers)} most sensitive of {len(report['layers'])}" if len(report["layers"]) > len(layers) else ""
+        )
         ax.set_title(f"{target}: INT8 sensitivity per layer, most sensitive first {shown}".strip())
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax.legend(handles=handles, fontsize=7, loc="upper right")
