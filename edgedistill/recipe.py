@@ -19,6 +19,17 @@ class Calibration(StrictModel):
     percentile: float = Field(99.999, gt=50, le=100)
 
 
+class Sensitivity(StrictModel):
+    """Per-layer INT8 sensitivity report written with every INT8 export (`manifest.json` `sensitivity`)."""
+
+    images: int = Field(256, ge=0, description="unlabeled pool images it is measured on; 0 turns the report off")
+    top_k: int = Field(
+        8,
+        ge=0,
+        description="layers (lowest local SQNR first) whose single-layer disagreement is measured; 0: SQNR only",
+    )
+
+
 class Quantization(StrictModel):
     """Static INT8 quantization settings."""
 
@@ -34,6 +45,7 @@ class Quantization(StrictModel):
     )
     calibration: Calibration = Field(default_factory=Calibration)
     bias_correction: bool = Field(True, description="NNCF (OpenVINO) only: fast bias correction after calibration")
+    sensitivity: Sensitivity = Field(default_factory=Sensitivity)
 
     @model_validator(mode="after")
     def _symmetric_is_signed(self) -> Quantization:

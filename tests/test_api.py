@@ -170,11 +170,13 @@ def test_search_export_bench_report_runner(tiny: tuple[Path, Path, ed.TrainResul
     e = ed.export(run=run, calibration_samples=64, allow_small_calibration=True)
     assert isinstance(e, ed.ExportResult) and [m.name for m in e.manifests] == ["onnxruntime-fp32", "onnxruntime-int8"]
     assert (e.artifact / "manifest.json").is_file() and e.manifest.precision == "int8"
+    assert e.sensitivity is not None and e.sensitivity is e.manifest.sensitivity and e.sensitivity.layers
     b = ed.bench(run=run, reference=False, **FAST)
     assert isinstance(b, ed.BenchResult) and b.verdict in ("PASS", "FAIL") and b.passed == (b.verdict == "PASS")
     assert b.latency[0].runtime == "onnxruntime" and b.latency[0].p50 > 0 and b.checks and b.json.is_file()
     rep = ed.report(run=run)
     assert isinstance(rep, ed.ReportResult) and rep.markdown.is_file() and rep.verdict == b.verdict
+    assert "## INT8 sensitivity" in rep.markdown.read_text() and any(p.name == "sensitivity.png" for p in rep.plots)
     folder = ed.emit_runner(tmp_path / "device", run=run)
     assert (folder.path / "run.sh").is_file() and "run.sh" in folder.instructions
 
@@ -274,6 +276,8 @@ def test_errors_name_parameters_in_python_and_flags_in_the_cli(
         ed.export(run=trained.run, target="onnxrt")
     with pytest.raises(ed.ConfigError, match=r"^fallback: expected none or auto"):
         ed.export(run=trained.run, fallback="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ed.ConfigError, match=r"^sensitivity_images: expected a whole number ≥ 0"):
+        ed.export(run=trained.run, sensitivity_images=-1)
     with pytest.raises(ed.ConfigError, match=r"^measure: expected auto, on or off"):
         ed.search(run=trained.run, measure="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ed.BackendUnavailable, match=r"^device='tpu'"):

@@ -461,6 +461,16 @@ EXPORT_CASES: dict[str, tuple[Callable[[Path], object], list[str], list[str]]] =
     "int8 on torch": (lambda r: None, ["--target", "torch", "--fp32"], ["--target torch"]),
     "bad fallback": (lambda r: None, ["--fallback", "maybe"], ["--fallback"]),
     "zero calibration": (lambda r: None, ["--calibration-samples", "0"], ["--calibration-samples"]),
+    "negative sensitivity images": (
+        lambda r: None,
+        ["--sensitivity-images", "-1"],
+        ["--sensitivity-images", "expected a whole number ≥ 0"],
+    ),
+    "sensitivity on a float target": (
+        lambda r: None,
+        ["--fp32", "--sensitivity-top-k", "2"],
+        ["--sensitivity-top-k", "needs an int8 target"],
+    ),
 }
 
 

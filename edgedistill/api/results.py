@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgedistill.budget import ResolvedBudget
-    from edgedistill.export.manifest import Manifest
+    from edgedistill.export.manifest import Manifest, SensitivityReport
     from edgedistill.search.lut import LatencyLUT
     from edgedistill.search.select import Candidate
 
@@ -175,6 +175,11 @@ class ExportResult:
     def manifest(self) -> Manifest:
         """The target's manifest (the last one)."""
         return self.manifests[-1]
+
+    @property
+    def sensitivity(self) -> SensitivityReport | None:
+        """The target's per-layer INT8 sensitivity report (None for a float target or when turned off)."""
+        return self.manifest.sensitivity
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": str(self.run), "manifests": [m.model_dump(mode="json") for m in self.manifests]}

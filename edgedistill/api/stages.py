@@ -26,6 +26,9 @@ def as_path(p: PathArg | None) -> Path | None:
     return None if p is None else Path(p)
 
 
+_OFF = {"sensitivity_images": "no sensitivity report", "sensitivity_top_k": "SQNR only"}
+
+
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{param(name)}: expected {', '.join(allowed[:-1])} or {allowed[-1]}, got '{value}'")
@@ -177,8 +180,14 @@ def export(
     calibration_samples: int | None = None,
     allow_small_calibration: bool = False,
     fallback: Literal["none", "auto"] = "none",
+    sensitivity_images: int | None = None,
+    sensitivity_top_k: int | None = None,
 ) -> ExportResult:
     """Export the run's chosen subnet: FP32 ONNX reference, then the budget's target (or `target`/`precision`).
+
+    An INT8 export also writes its per-layer sensitivity report (`result.sensitivity`) on `sensitivity_images`
+    unlabeled pool images (0: none), with single-layer disagreement for the `sensitivity_top_k` worst layers
+    (None: the recipe's `quantization.sensitivity`).
 
     Raises:
         ExportError: Quantization failed or the artifact drops more accuracy than the budget allows.
@@ -190,6 +199,9 @@ def export(
         _choice("precision", precision, ("int8", "fp16", "fp32"))
     if calibration_samples is not None and calibration_samples < 1:
         raise ConfigError(f"{param('calibration_samples')}: expected at least 1, got {calibration_samples}")
+    for name, value in (("sensitivity_images", sensitivity_images), ("sensitivity_top_k", sensitivity_top_k)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigError(f"{param(name)}: expected a whole number ≥ 0 (0: {_OFF[name]}), got {value!r}")
     manifests = export_run(
         Path(run),
         budget=as_path(budget),
@@ -199,6 +211,8 @@ def export(
         calibration_samples=calibration_samples,
         allow_small_calibration=allow_small_calibration,
         fallback=fallback,
+        sensitivity_images=sensitivity_images,
+        sensitivity_top_k=sensitivity_top_k,
     )
     return ExportResult(run=Path(run), manifests=tuple(manifests))
 

@@ -25,6 +25,12 @@ def export(
     fallback: Annotated[
         str, typer.Option(help="none | auto: keep the most sensitive layers in float when INT8 misses the budget")
     ] = "none",
+    sensitivity_images: Annotated[
+        int | None, typer.Option(help="INT8: unlabeled images for the per-layer sensitivity report (0: none)")
+    ] = None,
+    sensitivity_top_k: Annotated[
+        int | None, typer.Option(help="INT8: layers whose single-layer disagreement is measured (0: SQNR only)")
+    ] = None,
 ) -> None:
     """Export the run's chosen subnet for its budget (FP32 ONNX reference + the budget's precision)."""
     from edgedistill.api.stages import export as export_stage
@@ -41,6 +47,8 @@ def export(
         calibration_samples=calibration_samples,
         allow_small_calibration=allow_small_calibration,
         fallback=fallback,  # type: ignore[arg-type]  # checked by the API
+        sensitivity_images=sensitivity_images,
+        sensitivity_top_k=sensitivity_top_k,
     ).manifests
     table = Table(title=f"exported {run}")
     for col in ("artifact", "runtime", "precision", "MACs M", "params M", "FP32 top-1", "top-1", "drop", "agree"):
@@ -69,6 +77,12 @@ def export(
                 f"fallback ({state}): {len(f.layers_in_fp)}/{f.quantizable_layers} layers in float "
                 f"[{', '.join(f.layers_in_fp)}]; drop {f.drop_before_pts:+.2f} → {f.drop_after_pts:+.2f} pts; "
                 f"p50 {lat}"
+            )
+        if m.sensitivity is not None:
+            sens = m.sensitivity
+            console().print(
+                f"{m.name}: INT8 sensitivity on {sens.images} unlabeled images, most sensitive: {sens.worst_text(3)} "
+                f"(all of it: manifest.json 'sensitivity', `edgedistill report`)"
             )
         if m.engine is not None:
             console().print(f"{m.name}: engine {m.engine.file or 'not built'} ({m.engine.reason or m.engine.tensorrt})")

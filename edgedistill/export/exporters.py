@@ -12,6 +12,7 @@ import numpy as np
 
 from edgedistill.export.accuracy import compare_accuracy, model_accuracy, onnx_accuracy
 from edgedistill.export.job import ExportJob, build_manifest, finish
+from edgedistill.export.layer_report import export_sensitivity
 from edgedistill.export.manifest import FallbackInfo, Manifest
 from edgedistill.export.mixed_precision import latency_cost, ort_mixed_precision
 from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
@@ -57,7 +58,10 @@ def export_ort_int8(job: ExportJob) -> Manifest:
             b = job.ctx.resolved.budget
             p50, note = latency_cost(probe, full, path, b.target.threads, b.input.batch)
             fallback = fallback.model_copy(update={"latency_p50_ms": p50, "latency_note": note})
-    extra: dict[str, Any] = {"fallback": fallback}
+    extra: dict[str, Any] = {
+        "fallback": fallback,
+        "sensitivity": export_sensitivity(job, path, calib, for_tensorrt=trt),
+    }
     if trt:
         extra.update(_tensorrt_files(job, "model.onnx"))
         extra["notes"] = {"accuracy_runtime": "ONNX Runtime CPU, Q/DQ simulated in float (as TensorRT computes)"}
@@ -103,6 +107,7 @@ def export_openvino(job: ExportJob) -> Manifest:
         )
         acc = after
     notes = {"accuracy_runtime": "OpenVINO CPU, INFERENCE_PRECISION_HINT f32"}
+    sensitivity = export_sensitivity(job, None, calib) if job.recipe.precision == "int8" else None
     m = build_manifest(
         job.ctx,
         job.recipe,
@@ -112,6 +117,7 @@ def export_openvino(job: ExportJob) -> Manifest:
         files={MODEL_BIN: ""},
         fallback=fallback,
         notes=notes,
+        sensitivity=sensitivity,
     )
     return finish(job, m)
 

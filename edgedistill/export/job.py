@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from edgedistill.inputs import pool_images
 from edgedistill.io import sha256_file
 from edgedistill.models import SlimmableBank, count_cost
 from edgedistill.options import opt
-from edgedistill.recipe import Quantization, Recipe
+from edgedistill.recipe import Quantization, Recipe, Sensitivity
 from edgedistill.run import RunDir
 
 MIN_CALIBRATION = 300
@@ -107,6 +107,8 @@ class ExportJob:
     samples: int | None = None
     allow_small: bool = False
     fallback: Fallback = "none"
+    sensitivity_images: int | None = None  # None: the recipe's quantization.sensitivity
+    sensitivity_top_k: int | None = None
 
     @property
     def out(self) -> Path:
@@ -120,6 +122,15 @@ class ExportJob:
     @property
     def max_drop(self) -> float:
         return self.ctx.resolved.budget.accuracy.max_int8_drop_pts
+
+    @property
+    def sensitivity(self) -> Sensitivity:
+        """The recipe's sensitivity-report settings with the caller's overrides."""
+        base = self.quant.sensitivity
+        return Sensitivity(
+            images=base.images if self.sensitivity_images is None else self.sensitivity_images,
+            top_k=base.top_k if self.sensitivity_top_k is None else self.sensitivity_top_k,
+        )
 
     def calibration(self) -> tuple[np.ndarray, CalibrationInfo]:
         """The calibration set the recipe asks for (≥ 300 unless allowed), with its provenance."""
@@ -153,9 +164,31 @@ def finish(job: ExportJob, manifest: Manifest) -> Manifest:
     write_manifest(job.out, manifest)
     a = manifest.accuracy
     if manifest.precision != "fp32" and a.drop_pts is not None and a.drop_pts > job.max_drop:
-        hint = "" if manifest.fallback else f"; try {opt('fallback', 'auto')}"
         raise ExportError(
             f"{job.out}: {manifest.precision.upper()} top-1 {a.artifact:.2f}% is {a.drop_pts:.2f} pts below FP32 "
-            f"{a.fp32:.2f}%, more than the budget's accuracy.max_int8_drop_pts {job.max_drop}{hint}"
+            f"{a.fp32:.2f}%, more than the budget's accuracy.max_int8_drop_pts {job.max_drop}{guard_hint(manifest)}"
         )
     return manifest
+
+
+# What each `--fallback` value does, in the order to try them (a value the option does not take is not offered).
+FALLBACK_STEPS = {"auto": "keeps the most sensitive layers in float", "qat": "quantization-aware distillation (QAD)"}
+
+
+def next_steps(manifest: Manifest) -> list[str]:
+    """The `--fallback` values still to try after this artifact missed the accuracy budget, worded for the caller."""
+    offered = [f for f in FALLBACK_STEPS if f in get_args(Fallback)]
+    if manifest.fallback is not None:  # `auto` made this artifact: what is left comes after it
+        offered = offered[offered.index("auto") + 1 :] if "auto" in offered else []
+    return [f"{opt('fallback', f)} ({FALLBACK_STEPS[f]})" for f in offered]
+
+
+def guard_hint(manifest: Manifest) -> str:
+    """The accuracy guard's advice: the three most sensitive layers (when measured) and the next step."""
+    hint = ""
+    if manifest.sensitivity is not None and manifest.sensitivity.layers:
+        hint += f"; most sensitive layers: {manifest.sensitivity.worst_text(3)}"
+    steps = next_steps(manifest)
+    if steps:
+        hint += "; try " + ", then ".join(steps)
+    return hint

@@ -82,6 +82,7 @@ def quantize_onnxruntime(
     *,
     nodes_to_exclude: Sequence[str] = (),
     for_tensorrt: bool = False,
+    nodes_to_quantize: Sequence[str] | None = None,
 ) -> Path:
     """Statically quantize an FP32 ONNX model to QDQ INT8 for ONNX Runtime.
 
@@ -98,6 +99,8 @@ def quantize_onnxruntime(
         batch: Calibration batch size (the model must accept it; exported models have a dynamic batch).
         nodes_to_exclude: Node names (of the pre-processed model, see `preprocess_onnx`) kept in float.
         for_tensorrt: TensorRT explicit-quantization layout (see `TENSORRT_OPTIONS`).
+        nodes_to_quantize: Only these nodes (pre-processed names) are quantized, with the scales the full
+            calibration gives them; None quantizes every node (less `nodes_to_exclude`).
 
     Returns:
         `out_path`.
@@ -150,6 +153,7 @@ def quantize_onnxruntime(
                 reduce_range=quant.reduce_range,
                 calibrate_method=method,
                 nodes_to_exclude=list(nodes_to_exclude),
+                nodes_to_quantize=None if nodes_to_quantize is None else list(nodes_to_quantize),
                 op_types_to_quantize=list(TENSORRT_OPS) if for_tensorrt else None,
                 extra_options=extra,
             )

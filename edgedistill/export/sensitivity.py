@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def quantized_nodes(qdq_path: Path) -> set[str]:
     return {n.name for n in graph.node if n.op_type not in skip and n.name and any(i in dq for i in n.input)}
 
 
-def _with_outputs(model_path: Path, names: Sequence[str]) -> bytes:
+def with_outputs(model_path: Path, names: Sequence[str]) -> bytes:
     """The model with extra float graph outputs, so intermediate tensors can be read."""
     import onnx
 
@@ -46,13 +47,21 @@ def _with_outputs(model_path: Path, names: Sequence[str]) -> bytes:
     return model.SerializeToString()
 
 
-def _run(model: bytes, images: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+def float_qdq_session(model: bytes | Path, threads: int = 0) -> Any:
+    """An ONNX Runtime CPU session that keeps every named tensor and runs Q/DQ as float ops (no int8 fusion)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # keep the named tensors
     opts.log_severity_level = 3
-    session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    if threads:
+        opts.intra_op_num_threads = threads
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _run(model: bytes, images: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    session = float_qdq_session(model)
     outputs = [o.name for o in session.get_outputs() if o.name in names]
     values = session.run(outputs, {session.get_inputs()[0].name: images})
     return dict(zip(outputs, values, strict=True))
@@ -75,8 +84,8 @@ def layer_sensitivity(float_path: Path, qdq_path: Path, images: np.ndarray) -> d
     quantized = quantized_nodes(qdq_path)
     nodes = [n for n in graph.node if n.name in quantized and n.input]
     names = sorted({t for n in nodes for t in (n.input[0], n.output[0])})
-    ref = _run(_with_outputs(float_path, names), images, names)
-    got = _run(_with_outputs(qdq_path, names), images, names)
+    ref = _run(with_outputs(float_path, names), images, names)
+    got = _run(with_outputs(qdq_path, names), images, names)
 
     def rel_err(t: str) -> float:
         if t not in ref or t not in got:  # a graph input or a tensor the quantizer renamed: no error known

@@ -78,16 +78,22 @@ def export_run(
     calibration_samples: int | None = None,
     allow_small_calibration: bool = False,
     fallback: Fallback = "none",
+    sensitivity_images: int | None = None,
+    sensitivity_top_k: int | None = None,
 ) -> list[Manifest]:
     """Export the run's chosen subnet for the budget's target (or the runtime/precision or recipe asked).
 
     Always writes the FP32 ONNX reference first; the target follows its recipe through the `EXPORTERS` registry.
     `fallback="auto"` lets an INT8 export that misses the accuracy budget keep its most sensitive layers in float.
+    `sensitivity_images` / `sensitivity_top_k` override the recipe's `quantization.sensitivity` (images 0: no report).
     """
     ctx = load_context(run, budget)
     chosen = _resolve_recipe(ctx, runtime, precision, recipe)
     if fallback == "auto" and chosen.precision != "int8":
         raise ConfigError(f"{opt('fallback', 'auto')} needs an int8 target, not {chosen.target}")
+    for name, value in (("sensitivity_images", sensitivity_images), ("sensitivity_top_k", sensitivity_top_k)):
+        if value is not None and chosen.precision != "int8":
+            raise ConfigError(f"{param(name)}: the sensitivity report needs an int8 target, not {chosen.target}")
     exporter = EXPORTERS.get(chosen.target) if chosen.target != FP32_TARGET else None
     for target in {FP32_TARGET, chosen.target}:  # artifact folders are the run's own: never a link out of it
         d = ctx.rd.export_dir(target)
@@ -98,4 +104,5 @@ def export_run(
         return [fp32_manifest]
     fp32_path = ctx.rd.export_dir(FP32_TARGET) / "model.onnx"
     job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small_calibration, fallback)
+    job.sensitivity_images, job.sensitivity_top_k = sensitivity_images, sensitivity_top_k
     return [fp32_manifest, exporter(job)]

@@ -11,9 +11,9 @@ from edgedistill.options import param
 from edgedistill.outputs import check_output_dir, check_replace, claim_dir, forget_file, record_files
 from edgedistill.report.markdown import render_markdown
 from edgedistill.report.merge import merge_run
-from edgedistill.report.plots import latency_plot, pareto_plot
+from edgedistill.report.plots import latency_plot, pareto_plot, sensitivity_plot
 
-REPORT_FILES = ("report.md", "report.json", "latency.png", "pareto.png")
+REPORT_FILES = ("report.md", "report.json", "latency.png", "pareto.png", "sensitivity.png")
 
 
 def _latency_limit(report: dict[str, Any]) -> tuple[str, float] | None:
@@ -44,6 +44,10 @@ def write_report(run: Path, out: Path | None = None, budget: Path | None = None)
         plots["latency histogram and CDF per runtime"] = "latency.png"
     if pareto_plot(report, out / "pareto.png", limit) is not None:
         plots["accuracy vs latency: widths and precisions, budget line"] = "pareto.png"
+    if sensitivity_plot(report["exports"], out / "sensitivity.png") is not None:
+        plots["INT8 sensitivity per layer, most sensitive first"] = "sensitivity.png"
+    else:
+        forget_file(out, "sensitivity.png")  # no INT8 report (a float-only run is complete without one)
     for name, what in (("latency.png", "per-call latency plots"), ("pareto.png", "Pareto plot")):
         if name not in plots.values():
             report["missing"].append(f"{what} (no data: needs bench results with per-call times / accuracies)")

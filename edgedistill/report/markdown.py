@@ -125,6 +125,60 @@ def _export_lines(exports: list[dict[str, Any]]) -> list[str]:
     return [*_table(header, rows), ""]
 
 
+SENSITIVITY_ROWS = 10  # worst layers shown per artifact; the manifest has them all
+
+
+def _sensitivity_rows(layers: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for layer in layers[:SENSITIVITY_ROWS]:
+        d = layer.get("disagreement_pct")
+        rows.append(
+            [
+                f"`{layer['node']}`",
+                layer["op_type"],
+                _f(layer["local_sqnr_db"], 1),
+                _f(layer["sqnr_db"], 1),
+                "not measured" if d is None else _f(d, 1),
+            ]
+        )
+    return rows
+
+
+def _sensitivity_lines(exports: list[dict[str, Any]]) -> list[str]:
+    """Per INT8 artifact: the worst layers by single-layer disagreement, then local SQNR (`manifest.sensitivity`)."""
+    int8 = [e for e in exports if e.get("precision") == "int8"]
+    if not int8:
+        return []
+    lines = [
+        "## INT8 sensitivity",
+        "",
+        "Per quantized layer, on unlabeled pool images: *SQNR* is the signal-to-quantization-noise ratio of its "
+        "output in the all-INT8 model against FP32 (higher is better, about 6 dB per bit), *local SQNR* that of the "
+        "error the layer adds itself, and *disagreement* the share of images whose top-1 differs from FP32 when only "
+        "that layer is quantized (measured for the layers of lowest local SQNR). Most sensitive first; keep those "
+        "in float with `--fallback auto`.",
+        "",
+    ]
+    for e in int8:
+        s = e.get("sensitivity")
+        lines += [f"### {e['target']}", ""]
+        if not s:
+            lines += ["No sensitivity report (exported with `--sensitivity-images 0` or by an older version).", ""]
+            continue
+        layers = s.get("layers") or []
+        lines += [
+            f"{len(layers)} quantized layers, {s['images']} images ({s['source']}); all-INT8: logits SQNR "
+            f"{_f(s['output_sqnr_db'], 1)} dB, top-1 disagreement {_f(s['disagreement_pct'], 1)}%. Disagreement "
+            f"measured for the {s['top_k']} layers of lowest local SQNR. Method: {s['method']}.",
+            "",
+            *_table(["layer", "op", "local SQNR dB", "SQNR dB", "disagreement %"], _sensitivity_rows(layers)),
+            "",
+        ]
+        if len(layers) > SENSITIVITY_ROWS:
+            lines += [f"{len(layers) - SENSITIVITY_ROWS} more layers in `export/{e['target']}/manifest.json`.", ""]
+    return lines
+
+
 def _latency_lines(latency: list[dict[str, Any]]) -> list[str]:
     lines = ["## Latency", ""]
     if not latency:
@@ -186,6 +240,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines = [f"# Report: {report['run']}", "", *_verdict_lines(report)]
     lines += _train_lines(report.get("train"), report.get("search"))
     lines += _export_lines(report.get("exports", []))
+    lines += _sensitivity_lines(report.get("exports", []))
     lines += _latency_lines(report.get("latency", []))
     for caption, rel in plots.items():
         lines += [f"![{caption}]({rel})", ""]

@@ -73,6 +73,7 @@ def _exports(rd: RunDir, missing: list[str]) -> tuple[list[dict[str, Any]], list
                 "cost": manifest.get("cost"),
                 "calibration": manifest.get("calibration"),
                 "fallback": manifest.get("fallback"),
+                "sensitivity": manifest.get("sensitivity"),
                 "bench": None if bench is None else {k: bench.get(k) for k in ("budget", "verdict", "command")},
             }
         )

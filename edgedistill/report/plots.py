@@ -154,3 +154,41 @@ def pareto_plot(report: dict[str, Any], path: Path, limit: tuple[str, float] | N
     ax.set_title("accuracy vs latency")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+SENSITIVITY_BARS = 30  # layers per artifact in the figure (most sensitive first); the manifest has them all
+
+
+def sensitivity_plot(exports: list[dict[str, Any]], path: Path) -> Path | None:
+    """Per INT8 artifact with a sensitivity report: its layers sorted by sensitivity, local SQNR and SQNR bars
+    (left axis) and single-layer disagreement dots (right axis).
+
+    Returns:
+        `path`, or None when no export has a sensitivity report.
+    """
+    reports = [(e["target"], e["sensitivity"]) for e in exports if (e.get("sensitivity") or {}).get("layers")]
+    if not reports:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(reports), 1, figsize=(11, 3.8 * len(reports)), squeeze=False)
+    for ax, (target, report) in zip(axes[:, 0], reports, strict=True):
+        layers = report["layers"][:SENSITIVITY_BARS]
+        x = np.arange(len(layers))
+        ax.bar(x - 0.2, [r["local_sqnr_db"] for r in layers], width=0.4, label="local SQNR (dB)")
+        ax.bar(x + 0.2, [r["sqnr_db"] for r in layers], width=0.4, label="SQNR in the INT8 model (dB)", alpha=0.6)
+        ax.set_ylabel("SQNR (dB, higher is better)")
+        ax.set_xticks(x, [r["node"][-28:] for r in layers], rotation=75, fontsize=7, ha="right")
+        twin = ax.twinx()
+        measured = [(i, r["disagreement_pct"]) for i, r in enumerate(layers) if r.get("disagreement_pct") is not None]
+        if measured:
+            twin.plot(*zip(*measured, strict=True), "o", color="red", label="disagreement, layer alone in INT8 (%)")
+        twin.set_ylabel("top-1 disagreement with FP32 (%)")
+        twin.set_ylim(bottom=0)
+        shown = (
+            f"{len(layers)} most sensitive of {len(report['layers'])}" if len(report["layers"]) > len(layers) else ""
+        )
+        ax.set_title(f"{target}: INT8 sensitivity per layer, most sensitive first {shown}".strip())
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
