@@ -170,16 +170,22 @@ def export(
     precision: Literal["int8", "fp16", "fp32"] | None = None,
     calibration_samples: int | None = None,
     allow_small_calibration: bool = False,
-    fallback: Literal["none", "auto"] = "none",
+    fallback: Literal["none", "auto", "qat"] = "none",
+    qad_steps: int | None = None,
+    qad_lr: float | None = None,
 ) -> ExportResult:
     """Export the run's chosen subnet: FP32 ONNX reference, then the budget's target (or `target`/`precision`).
+
+    `fallback`: "auto" keeps the most sensitive layers in float when INT8 misses the accuracy budget, then
+    fine-tunes with quantization-aware distillation (QAD) if that still misses; "qat" always runs QAD
+    (`qad_steps`, `qad_lr` override the recipe's `qad:` settings).
 
     Raises:
         ExportError: Quantization failed or the artifact drops more accuracy than the budget allows.
     """
     from edgedistill.pipeline.export import export_run
 
-    _choice("fallback", fallback, ("none", "auto"))
+    _choice("fallback", fallback, ("none", "auto", "qat"))
     if precision is not None:
         _choice("precision", precision, ("int8", "fp16", "fp32"))
     if calibration_samples is not None and calibration_samples < 1:
@@ -193,6 +199,8 @@ def export(
         calibration_samples=calibration_samples,
         allow_small_calibration=allow_small_calibration,
         fallback=fallback,
+        qad_steps=qad_steps,
+        qad_lr=qad_lr,
     )
     return ExportResult(run=Path(run), manifests=tuple(manifests))
 

@@ -23,8 +23,14 @@ def export(
     calibration_samples: Annotated[int | None, typer.Option(min=1, help="override the recipe's count")] = None,
     allow_small_calibration: Annotated[bool, typer.Option(help="accept fewer than 300 calibration images")] = False,
     fallback: Annotated[
-        str, typer.Option(help="none | auto: keep the most sensitive layers in float when INT8 misses the budget")
+        str,
+        typer.Option(
+            help="none | auto: keep the most sensitive layers in float when INT8 misses the budget, then QAD if "
+            "that misses too | qat: quantization-aware distillation"
+        ),
     ] = "none",
+    qad_steps: Annotated[int | None, typer.Option(help="QAD fine-tuning steps (recipe qad.steps, default 300)")] = None,
+    qad_lr: Annotated[float | None, typer.Option(help="QAD learning rate (recipe qad.lr, default 1e-4)")] = None,
 ) -> None:
     """Export the run's chosen subnet for its budget (FP32 ONNX reference + the budget's precision)."""
     from edgedistill.api.stages import export as export_stage
@@ -41,6 +47,8 @@ def export(
         calibration_samples=calibration_samples,
         allow_small_calibration=allow_small_calibration,
         fallback=fallback,  # type: ignore[arg-type]  # checked by the API
+        qad_steps=qad_steps,
+        qad_lr=qad_lr,
     ).manifests
     table = Table(title=f"exported {run}")
     for col in ("artifact", "runtime", "precision", "MACs M", "params M", "FP32 top-1", "top-1", "drop", "agree"):
@@ -69,6 +77,12 @@ def export(
                 f"fallback ({state}): {len(f.layers_in_fp)}/{f.quantizable_layers} layers in float "
                 f"[{', '.join(f.layers_in_fp)}]; drop {f.drop_before_pts:+.2f} → {f.drop_after_pts:+.2f} pts; "
                 f"p50 {lat}"
+            )
+        if m.qad is not None:
+            q = m.qad
+            console().print(
+                f"QAD: {q.steps} steps on {q.images} pool images in {q.seconds:.1f} s; drop {q.drop_before_pts:+.2f} → "
+                f"{q.drop_after_pts:+.2f} pts; agreement with its fake-quant model {q.parity.get('agreement_pct', 0):.2f}%"
             )
         if m.engine is not None:
             console().print(f"{m.name}: engine {m.engine.file or 'not built'} ({m.engine.reason or m.engine.tensorrt})")

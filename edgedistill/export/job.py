@@ -21,12 +21,12 @@ from edgedistill.export.versions import runtime_versions
 from edgedistill.inputs import pool_images
 from edgedistill.io import sha256_file
 from edgedistill.models import SlimmableBank, count_cost
-from edgedistill.options import opt
+from edgedistill.options import opt, param
 from edgedistill.recipe import Quantization, Recipe
 from edgedistill.run import RunDir
 
 MIN_CALIBRATION = 300
-Fallback = Literal["none", "auto"]
+Fallback = Literal["none", "auto", "qat"]
 
 
 @dataclass
@@ -107,6 +107,7 @@ class ExportJob:
     samples: int | None = None
     allow_small: bool = False
     fallback: Fallback = "none"
+    guard: bool = True  # False: `finish` records the drop without raising (QAD measures PTQ's drop first)
 
     @property
     def out(self) -> Path:
@@ -152,8 +153,10 @@ def finish(job: ExportJob, manifest: Manifest) -> Manifest:
     """Write the manifest, then fail when a reduced-precision artifact drops more than the budget allows."""
     write_manifest(job.out, manifest)
     a = manifest.accuracy
-    if manifest.precision != "fp32" and a.drop_pts is not None and a.drop_pts > job.max_drop:
+    if job.guard and manifest.precision != "fp32" and a.drop_pts is not None and a.drop_pts > job.max_drop:
         hint = "" if manifest.fallback else f"; try {opt('fallback', 'auto')}"
+        if manifest.qad is not None:
+            hint = f" (after QAD, {manifest.qad.drop_before_pts:.2f} pts before); try more {param('qad_steps')}"
         raise ExportError(
             f"{job.out}: {manifest.precision.upper()} top-1 {a.artifact:.2f}% is {a.drop_pts:.2f} pts below FP32 "
             f"{a.fp32:.2f}%, more than the budget's accuracy.max_int8_drop_pts {job.max_drop}{hint}"

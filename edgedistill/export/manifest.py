@@ -117,6 +117,31 @@ class FallbackInfo(StrictModel):
     latency_note: str | None = None
 
 
+class QADInfo(StrictModel):
+    """Quantization-aware distillation that produced this artifact's weights (`--fallback qat`, or `auto`)."""
+
+    method: str = Field(description="fake-quant scheme, loss and the exporter the fine-tuned weights went through")
+    trigger: str = Field(description="why QAD ran: asked (fallback qat) or auto (the earlier steps missed)")
+    steps: int = Field(ge=1)
+    images: int = Field(ge=1, description="unlabeled pool images fine-tuned on")
+    seed: int
+    lr: float
+    batch: int
+    temperature: float
+    teacher_weight: float
+    teachers: list[str] = Field(default_factory=list, description="cached teacher targets used")
+    teachers_skipped: list[str] = Field(default_factory=list)
+    bn: Literal["folded", "frozen"]
+    layers: int = Field(ge=0, description="Conv/Linear layers fake-quantized")
+    seconds: float = Field(ge=0)
+    drop_before_pts: float = Field(description="test top-1 drop of the INT8 export without QAD")
+    drop_after_pts: float | None = Field(None, description="the same for this artifact")
+    parity: dict[str, float] = Field(
+        default_factory=dict, description="artifact vs its fake-quant torch model on pool images"
+    )
+    history: list[dict[str, float]] = Field(default_factory=list, description="loss terms every 50 steps")
+
+
 class Cost(StrictModel):
     """Per-image compute and size."""
 
@@ -146,6 +171,7 @@ class Manifest(StrictModel):
     created: str
     engine: EngineInfo | None = None
     fallback: FallbackInfo | None = None
+    qad: QADInfo | None = None
     notes: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("model_file")
