@@ -51,7 +51,7 @@ class QADSettings(StrictModel):
     images: int = Field(2000, ge=1, description="unlabeled pool images drawn for fine-tuning (all of a smaller pool)")
     temperature: float = Field(2.0, gt=0, description="softening of the FP32 subnet's and the teachers' logits")
     teacher_weight: float = Field(
-        0.5, ge=0, description="weight of the KD term to the run's cached teacher targets (0: FP32 subnet only)"
+        0.1, ge=0, description="weight of the KD term to the run's cached teacher targets (0: FP32 subnet only)"
     )
     seed: int = Field(0, ge=0, description="image draw and batch order")
 

@@ -462,7 +462,11 @@ EXPORT_CASES: dict[str, tuple[Callable[[Path], object], list[str], list[str]]] =
     "bad fallback": (lambda r: None, ["--fallback", "maybe"], ["--fallback"]),
     "zero calibration": (lambda r: None, ["--calibration-samples", "0"], ["--calibration-samples"]),
     "qat on fp16": (lambda r: None, ["--fp16", "--fallback", "qat"], ["--fallback qat", "needs an int8 target"]),
-    "zero qad steps": (lambda r: None, ["--fallback", "qat", "--qad-steps", "0"], ["--qad-steps: must be greater than or equal to 1, got 0"]),
+    "zero qad steps": (
+        lambda r: None,
+        ["--fallback", "qat", "--qad-steps", "0"],
+        ["--qad-steps: must be greater than or equal to 1, got 0"],
+    ),
     "qad steps without qat": (lambda r: None, ["--qad-steps", "10"], ["--qad-steps", "only used by --fallback qat"]),
 }
 

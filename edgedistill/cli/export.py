@@ -79,10 +79,12 @@ def export(
                 f"p50 {lat}"
             )
         if m.qad is not None:
-            q = m.qad
+            qad = m.qad
+            after = "-" if qad.drop_after_pts is None else f"{qad.drop_after_pts:+.2f}"
             console().print(
-                f"QAD: {q.steps} steps on {q.images} pool images in {q.seconds:.1f} s; drop {q.drop_before_pts:+.2f} → "
-                f"{q.drop_after_pts:+.2f} pts; agreement with its fake-quant model {q.parity.get('agreement_pct', 0):.2f}%"
+                f"QAD: {qad.steps} steps on {qad.images} pool images in {qad.seconds:.1f} s; drop "
+                f"{qad.drop_before_pts:+.2f} → {after} pts; agreement with its fake-quant model "
+                f"{qad.parity.get('agreement_pct', 0):.2f}%"
             )
         if m.engine is not None:
             console().print(f"{m.name}: engine {m.engine.file or 'not built'} ({m.engine.reason or m.engine.tensorrt})")

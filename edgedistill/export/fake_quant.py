@@ -67,7 +67,11 @@ def _weight_fq(s: FakeQuantScheme) -> FakeQuantize:
     # averaging_constant 1: the range of the current weights, exactly what the exporter computes from the final ones
     args: dict[str, Any] = {"quant_min": s.weight_min, "quant_max": s.weight_max, "dtype": torch.qint8}
     if s.per_channel:
-        args |= {"observer": MovingAveragePerChannelMinMaxObserver, "qscheme": torch.per_channel_symmetric, "ch_axis": 0}
+        args |= {
+            "observer": MovingAveragePerChannelMinMaxObserver,
+            "qscheme": torch.per_channel_symmetric,
+            "ch_axis": 0,
+        }
     else:
         args |= {"observer": MovingAverageMinMaxObserver, "qscheme": torch.per_tensor_symmetric}
     return FakeQuantize(averaging_constant=1.0, **args)

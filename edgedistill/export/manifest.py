@@ -136,6 +136,9 @@ class QADInfo(StrictModel):
     seconds: float = Field(ge=0)
     drop_before_pts: float = Field(description="test top-1 drop of the INT8 export without QAD")
     drop_after_pts: float | None = Field(None, description="the same for this artifact")
+    agreement_before_pct: float | None = Field(
+        None, description="test top-1 agreement with FP32 of the INT8 export without QAD (after: accuracy.agreement)"
+    )
     parity: dict[str, float] = Field(
         default_factory=dict, description="artifact vs its fake-quant torch model on pool images"
     )

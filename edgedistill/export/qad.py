@@ -81,7 +81,9 @@ def quantization_aware_distill(
     student.eval()  # BN (when not folded) keeps its running statistics: frozen, as QAT does near convergence
     for step in range(settings.steps):
         idx = torch.randint(len(data.images), (min(settings.batch, len(data.images)),), generator=gen)
-        losses = qad_losses(student(data.images[idx]), fp32[idx], data.teacher_probs(idx, settings.temperature), settings)
+        losses = qad_losses(
+            student(data.images[idx]), fp32[idx], data.teacher_probs(idx, settings.temperature), settings
+        )
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]

@@ -31,7 +31,7 @@ Exporter = Callable[[ExportJob], Manifest]
 # How each runtime's artifact is made from the QAD weights (recorded in the manifest's qad.method).
 EXPORTED_BY = {
     "onnxruntime": "ONNX Runtime quantize_static (QDQ) of the fine-tuned weights",
-    "tensorrt": "ONNX Runtime quantize_static in TensorRT's explicit-QDQ layout (zero point 0) of the fine-tuned weights",
+    "tensorrt": "ONNX Runtime quantize_static in TensorRT's explicit-QDQ layout (zero point 0), fine-tuned weights",
     "openvino": "NNCF post-training INT8 of the fine-tuned weights (NNCF's own torch QAT is not used)",
 }
 
@@ -106,6 +106,7 @@ def export_with_qad(job: ExportJob, exporter: Exporter) -> Manifest:
         seconds=round(result.seconds, 2),
         drop_before_pts=round(before, 4),
         drop_after_pts=manifest.accuracy.drop_pts,
+        agreement_before_pct=plain.accuracy.agreement,
         parity=fake_quant_parity(result.model, _predictor(job, manifest), val),
         history=result.history,
     )

@@ -120,5 +120,6 @@ def _with_qad(chosen: Recipe, fallback: Fallback, steps: int | None, lr: float |
         settings = QADSettings.model_validate((chosen.qad or QADSettings()).model_dump() | overrides)
     except ValidationError as e:
         err = e.errors()[0]
-        raise ConfigError(f"{param('qad_' + str(err['loc'][0]))}: {err['msg'].replace('Input should be', 'must be')}, got {err['input']}") from None
+        what = err["msg"].replace("Input should be", "must be")
+        raise ConfigError(f"{param('qad_' + str(err['loc'][0]))}: {what}, got {err['input']}") from None
     return chosen.model_copy(update={"qad": settings})
