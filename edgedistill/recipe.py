@@ -54,6 +54,20 @@ class Quantization(StrictModel):
         return self
 
 
+class QADSettings(StrictModel):
+    """Quantization-aware distillation (`--fallback qat`, or `auto` when PTQ and mixed precision miss the budget)."""
+
+    steps: int = Field(300, ge=1, description="fine-tuning steps of the fake-quantized subnet")
+    lr: float = Field(1e-4, gt=0, le=0.1, description="Adam learning rate (small: the FP32 subnet is the start)")
+    batch: int = Field(64, ge=1, description="unlabeled pool images per step")
+    images: int = Field(2000, ge=1, description="unlabeled pool images drawn for fine-tuning (all of a smaller pool)")
+    temperature: float = Field(2.0, gt=0, description="softening of the FP32 subnet's and the teachers' logits")
+    teacher_weight: float = Field(
+        0.1, ge=0, description="weight of the KD term to the run's cached teacher targets (0: FP32 subnet only)"
+    )
+    seed: int = Field(0, ge=0, description="image draw and batch order")
+
+
 class TensorRTBuild(StrictModel):
     """Engine build settings (TensorRT Python API and the generated `build_engine.sh`)."""
 
@@ -77,6 +91,7 @@ class Recipe(StrictModel):
         False, description="OpenVINO: nncf.quantize_with_accuracy_control within the budget's max drop"
     )
     tensorrt: TensorRTBuild | None = None
+    qad: QADSettings | None = Field(None, description="QAD settings (int8 only); None: the QADSettings defaults")
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -87,6 +102,8 @@ class Recipe(StrictModel):
             raise ValueError(f"'quantization' is only valid with precision int8, not {self.precision}")
         if self.accuracy_control and (self.runtime, self.precision) != ("openvino", "int8"):
             raise ValueError("accuracy_control is only available for runtime openvino, precision int8")
+        if self.qad is not None and self.precision != "int8":
+            raise ValueError(f"'qad' (quantization-aware distillation) needs precision int8, not {self.precision}")
         if self.tensorrt is not None and self.runtime != "tensorrt":
             raise ValueError(f"'tensorrt' build settings need runtime tensorrt, not {self.runtime}")
         return self

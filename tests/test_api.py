@@ -274,7 +274,7 @@ def test_errors_name_parameters_in_python_and_flags_in_the_cli(
     assert code == 2 and "pass --allow-small-calibration to accept fewer" in err
     with pytest.raises(ed.ConfigError, match=r"^target: unknown runtime 'onnxrt'"):
         ed.export(run=trained.run, target="onnxrt")
-    with pytest.raises(ed.ConfigError, match=r"^fallback: expected none or auto"):
+    with pytest.raises(ed.ConfigError, match=r"^fallback: expected none, auto or qat"):
         ed.export(run=trained.run, fallback="maybe")  # type: ignore[arg-type]
     with pytest.raises(ed.ConfigError, match=r"^sensitivity_images: expected a whole number ≥ 0"):
         ed.export(run=trained.run, sensitivity_images=-1)

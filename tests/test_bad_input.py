@@ -471,6 +471,13 @@ EXPORT_CASES: dict[str, tuple[Callable[[Path], object], list[str], list[str]]] =
         ["--fp32", "--sensitivity-top-k", "2"],
         ["--sensitivity-top-k", "needs an int8 target"],
     ),
+    "qat on fp16": (lambda r: None, ["--fp16", "--fallback", "qat"], ["--fallback qat", "needs an int8 target"]),
+    "zero qad steps": (
+        lambda r: None,
+        ["--fallback", "qat", "--qad-steps", "0"],
+        ["--qad-steps: must be greater than or equal to 1, got 0"],
+    ),
+    "qad steps without qat": (lambda r: None, ["--qad-steps", "10"], ["--qad-steps", "only used by --fallback qat"]),
 }
 
 

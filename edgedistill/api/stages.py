@@ -179,12 +179,17 @@ def export(
     precision: Literal["int8", "fp16", "fp32"] | None = None,
     calibration_samples: int | None = None,
     allow_small_calibration: bool = False,
-    fallback: Literal["none", "auto"] = "none",
+    fallback: Literal["none", "auto", "qat"] = "none",
     sensitivity_images: int | None = None,
     sensitivity_top_k: int | None = None,
+    qad_steps: int | None = None,
+    qad_lr: float | None = None,
 ) -> ExportResult:
     """Export the run's chosen subnet: FP32 ONNX reference, then the budget's target (or `target`/`precision`).
 
+    `fallback`: "auto" keeps the most sensitive layers in float when INT8 misses the accuracy budget, then
+    fine-tunes with quantization-aware distillation (QAD) if that still misses; "qat" always runs QAD
+    (`qad_steps`, `qad_lr` override the recipe's `qad:` settings).
     An INT8 export also writes its per-layer sensitivity report (`result.sensitivity`) on `sensitivity_images`
     unlabeled pool images (0: none), with single-layer disagreement for the `sensitivity_top_k` worst layers
     (None: the recipe's `quantization.sensitivity`).
@@ -194,7 +199,7 @@ def export(
     """
     from edgedistill.pipeline.export import export_run
 
-    _choice("fallback", fallback, ("none", "auto"))
+    _choice("fallback", fallback, ("none", "auto", "qat"))
     if precision is not None:
         _choice("precision", precision, ("int8", "fp16", "fp32"))
     if calibration_samples is not None and calibration_samples < 1:
@@ -213,6 +218,8 @@ def export(
         fallback=fallback,
         sensitivity_images=sensitivity_images,
         sensitivity_top_k=sensitivity_top_k,
+        qad_steps=qad_steps,
+        qad_lr=qad_lr,
     )
     return ExportResult(run=Path(run), manifests=tuple(manifests))
 

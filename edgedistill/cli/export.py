@@ -23,7 +23,11 @@ def export(
     calibration_samples: Annotated[int | None, typer.Option(min=1, help="override the recipe's count")] = None,
     allow_small_calibration: Annotated[bool, typer.Option(help="accept fewer than 300 calibration images")] = False,
     fallback: Annotated[
-        str, typer.Option(help="none | auto: keep the most sensitive layers in float when INT8 misses the budget")
+        str,
+        typer.Option(
+            help="none | auto: keep the most sensitive layers in float when INT8 misses the budget, then QAD if "
+            "that misses too | qat: quantization-aware distillation"
+        ),
     ] = "none",
     sensitivity_images: Annotated[
         int | None, typer.Option(help="INT8: unlabeled images for the per-layer sensitivity report (0: none)")
@@ -31,6 +35,8 @@ def export(
     sensitivity_top_k: Annotated[
         int | None, typer.Option(help="INT8: layers whose single-layer disagreement is measured (0: SQNR only)")
     ] = None,
+    qad_steps: Annotated[int | None, typer.Option(help="QAD fine-tuning steps (recipe qad.steps, default 300)")] = None,
+    qad_lr: Annotated[float | None, typer.Option(help="QAD learning rate (recipe qad.lr, default 1e-4)")] = None,
 ) -> None:
     """Export the run's chosen subnet for its budget (FP32 ONNX reference + the budget's precision)."""
     from edgedistill.api.stages import export as export_stage
@@ -49,6 +55,8 @@ def export(
         fallback=fallback,  # type: ignore[arg-type]  # checked by the API
         sensitivity_images=sensitivity_images,
         sensitivity_top_k=sensitivity_top_k,
+        qad_steps=qad_steps,
+        qad_lr=qad_lr,
     ).manifests
     table = Table(title=f"exported {run}")
     for col in ("artifact", "runtime", "precision", "MACs M", "params M", "FP32 top-1", "top-1", "drop", "agree"):
@@ -83,6 +91,14 @@ def export(
             console().print(
                 f"{m.name}: INT8 sensitivity on {sens.images} unlabeled images, most sensitive: {sens.worst_text(3)} "
                 f"(all of it: manifest.json 'sensitivity', `edgedistill report`)"
+            )
+        if m.qad is not None:
+            qad = m.qad
+            after = "-" if qad.drop_after_pts is None else f"{qad.drop_after_pts:+.2f}"
+            console().print(
+                f"QAD: {qad.steps} steps on {qad.images} pool images in {qad.seconds:.1f} s; drop "
+                f"{qad.drop_before_pts:+.2f} → {after} pts; agreement with its fake-quant model "
+                f"{qad.parity.get('agreement_pct', 0):.2f}%"
             )
         if m.engine is not None:
             console().print(f"{m.name}: engine {m.engine.file or 'not built'} ({m.engine.reason or m.engine.tensorrt})")

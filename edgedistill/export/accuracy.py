@@ -64,6 +64,13 @@ def onnx_accuracy(
     return model_accuracy(lambda x: session.run(None, {input_name: x})[0], batches, str(path))
 
 
+def onnx_predictor(path: Path, threads: int = 2, fake_quant: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """`x → logits` of an ONNX model in ONNX Runtime CPU (`fake_quant`: Q/DQ in float, see `onnx_accuracy`)."""
+    session = _fake_quant_session(path, threads) if fake_quant else ort_session(path, threads)
+    input_name = session.get_inputs()[0].name
+    return lambda x: np.asarray(session.run(None, {input_name: np.ascontiguousarray(x, dtype=np.float32)})[0])
+
+
 def _fake_quant_session(path: Path, threads: int) -> Any:
     import onnxruntime as ort
 

@@ -21,12 +21,12 @@ from edgedistill.export.versions import runtime_versions
 from edgedistill.inputs import pool_images
 from edgedistill.io import sha256_file
 from edgedistill.models import SlimmableBank, count_cost
-from edgedistill.options import opt
+from edgedistill.options import opt, param
 from edgedistill.recipe import Quantization, Recipe, Sensitivity
 from edgedistill.run import RunDir
 
 MIN_CALIBRATION = 300
-Fallback = Literal["none", "auto"]
+Fallback = Literal["none", "auto", "qat"]
 
 
 @dataclass
@@ -109,6 +109,7 @@ class ExportJob:
     fallback: Fallback = "none"
     sensitivity_images: int | None = None  # None: the recipe's quantization.sensitivity
     sensitivity_top_k: int | None = None
+    guard: bool = True  # False: `finish` records the drop without raising (QAD measures PTQ's drop first)
 
     @property
     def out(self) -> Path:
@@ -163,7 +164,7 @@ def finish(job: ExportJob, manifest: Manifest) -> Manifest:
     """Write the manifest, then fail when a reduced-precision artifact drops more than the budget allows."""
     write_manifest(job.out, manifest)
     a = manifest.accuracy
-    if manifest.precision != "fp32" and a.drop_pts is not None and a.drop_pts > job.max_drop:
+    if job.guard and manifest.precision != "fp32" and a.drop_pts is not None and a.drop_pts > job.max_drop:
         raise ExportError(
             f"{job.out}: {manifest.precision.upper()} top-1 {a.artifact:.2f}% is {a.drop_pts:.2f} pts below FP32 "
             f"{a.fp32:.2f}%, more than the budget's accuracy.max_int8_drop_pts {job.max_drop}{guard_hint(manifest)}"
@@ -186,8 +187,12 @@ def next_steps(manifest: Manifest) -> list[str]:
 def guard_hint(manifest: Manifest) -> str:
     """The accuracy guard's advice: the three most sensitive layers (when measured) and the next step."""
     hint = ""
+    if manifest.qad is not None:
+        hint += f" (after QAD; {manifest.qad.drop_before_pts:.2f} pts before it)"
     if manifest.sensitivity is not None and manifest.sensitivity.layers:
         hint += f"; most sensitive layers: {manifest.sensitivity.worst_text(3)}"
+    if manifest.qad is not None:
+        return hint + f"; try more {param('qad_steps')}, or relax accuracy.max_int8_drop_pts"
     steps = next_steps(manifest)
     if steps:
         hint += "; try " + ", then ".join(steps)

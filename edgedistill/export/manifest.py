@@ -167,6 +167,32 @@ def sensitivity_key(layer: LayerSensitivity) -> tuple[bool, float, float]:
     """Sort key, most sensitive first: measured disagreement (highest first), then local SQNR (lowest first)."""
     d = layer.disagreement_pct
     return (d is None, -(d or 0.0), layer.local_sqnr_db)
+class QADInfo(StrictModel):
+    """Quantization-aware distillation that produced this artifact's weights (`--fallback qat`, or `auto`)."""
+
+    method: str = Field(description="fake-quant scheme, loss and the exporter the fine-tuned weights went through")
+    trigger: str = Field(description="why QAD ran: asked (fallback qat) or auto (the earlier steps missed)")
+    steps: int = Field(ge=1)
+    images: int = Field(ge=1, description="unlabeled pool images fine-tuned on")
+    seed: int
+    lr: float
+    batch: int
+    temperature: float
+    teacher_weight: float
+    teachers: list[str] = Field(default_factory=list, description="cached teacher targets used")
+    teachers_skipped: list[str] = Field(default_factory=list)
+    bn: Literal["folded", "frozen"]
+    layers: int = Field(ge=0, description="Conv/Linear layers fake-quantized")
+    seconds: float = Field(ge=0)
+    drop_before_pts: float = Field(description="test top-1 drop of the INT8 export without QAD")
+    drop_after_pts: float | None = Field(None, description="the same for this artifact")
+    agreement_before_pct: float | None = Field(
+        None, description="test top-1 agreement with FP32 of the INT8 export without QAD (after: accuracy.agreement)"
+    )
+    parity: dict[str, float] = Field(
+        default_factory=dict, description="artifact vs its fake-quant torch model on pool images"
+    )
+    history: list[dict[str, float]] = Field(default_factory=list, description="loss terms every 50 steps")
 
 
 class Cost(StrictModel):
@@ -199,6 +225,7 @@ class Manifest(StrictModel):
     engine: EngineInfo | None = None
     fallback: FallbackInfo | None = None
     sensitivity: SensitivityReport | None = None
+    qad: QADInfo | None = None
     notes: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("model_file")

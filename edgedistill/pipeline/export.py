@@ -5,16 +5,19 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from edgedistill.errors import ConfigError
 from edgedistill.export.accuracy import Accuracy, onnx_accuracy
 from edgedistill.export.exporters import EXPORTERS
 from edgedistill.export.job import MIN_CALIBRATION, ExportJob, Fallback, RunContext, build_manifest
 from edgedistill.export.manifest import AccuracyInfo, Manifest, write_manifest
+from edgedistill.export.qad_export import export_with_qad
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
 from edgedistill.options import is_cli, opt, param
 from edgedistill.outputs import check_output_dir, inside
 from edgedistill.pipeline.context import load_context
-from edgedistill.recipe import Recipe, load_recipe
+from edgedistill.recipe import QADSettings, Recipe, load_recipe
 from edgedistill.run import FP32_TARGET, find_recipe
 from edgedistill.runtimes import RUNTIME_SPECS, check_runtime_precision
 
@@ -80,17 +83,19 @@ def export_run(
     fallback: Fallback = "none",
     sensitivity_images: int | None = None,
     sensitivity_top_k: int | None = None,
+    qad_steps: int | None = None,
+    qad_lr: float | None = None,
 ) -> list[Manifest]:
     """Export the run's chosen subnet for the budget's target (or the runtime/precision or recipe asked).
 
     Always writes the FP32 ONNX reference first; the target follows its recipe through the `EXPORTERS` registry.
-    `fallback="auto"` lets an INT8 export that misses the accuracy budget keep its most sensitive layers in float.
+    `fallback="auto"` lets an INT8 export that misses the accuracy budget keep its most sensitive layers in float,
+    then fine-tune with quantization-aware distillation when that still misses; `fallback="qat"` always fine-tunes
+    (`qad_steps`, `qad_lr` override the recipe's `qad:` settings).
     `sensitivity_images` / `sensitivity_top_k` override the recipe's `quantization.sensitivity` (images 0: no report).
     """
     ctx = load_context(run, budget)
-    chosen = _resolve_recipe(ctx, runtime, precision, recipe)
-    if fallback == "auto" and chosen.precision != "int8":
-        raise ConfigError(f"{opt('fallback', 'auto')} needs an int8 target, not {chosen.target}")
+    chosen = _with_qad(_resolve_recipe(ctx, runtime, precision, recipe), fallback, qad_steps, qad_lr)
     for name, value in (("sensitivity_images", sensitivity_images), ("sensitivity_top_k", sensitivity_top_k)):
         if value is not None and chosen.precision != "int8":
             raise ConfigError(f"{param(name)}: the sensitivity report needs an int8 target, not {chosen.target}")
@@ -105,4 +110,23 @@ def export_run(
     fp32_path = ctx.rd.export_dir(FP32_TARGET) / "model.onnx"
     job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small_calibration, fallback)
     job.sensitivity_images, job.sensitivity_top_k = sensitivity_images, sensitivity_top_k
-    return [fp32_manifest, exporter(job)]
+    return [fp32_manifest, export_with_qad(job, exporter) if fallback in ("auto", "qat") else exporter(job)]
+
+
+def _with_qad(chosen: Recipe, fallback: Fallback, steps: int | None, lr: float | None) -> Recipe:
+    """The recipe with the QAD overrides; fallbacks and QAD options on a float target fail in one line."""
+    if fallback in ("auto", "qat") and chosen.precision != "int8":
+        raise ConfigError(f"{opt('fallback', fallback)} needs an int8 target, not {chosen.target}")
+    overrides = {k: v for k, v in (("steps", steps), ("lr", lr)) if v is not None}
+    if overrides and fallback not in ("auto", "qat"):
+        names = " and ".join(param(f"qad_{k}") for k in overrides)
+        raise ConfigError(f"{names}: only used by {opt('fallback', 'qat')} or {opt('fallback', 'auto')}")
+    if not overrides:
+        return chosen
+    try:
+        settings = QADSettings.model_validate((chosen.qad or QADSettings()).model_dump() | overrides)
+    except ValidationError as e:
+        err = e.errors()[0]
+        what = err["msg"].replace("Input should be", "must be")
+        raise ConfigError(f"{param('qad_' + str(err['loc'][0]))}: {what}, got {err['input']}") from None
+    return chosen.model_copy(update={"qad": settings})

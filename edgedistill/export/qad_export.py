@@ -1,0 +1,113 @@
+"""`--fallback qat`, and the last step of `--fallback auto`: QAD, then the target's own INT8 exporter.
+
+`qat` always fine-tunes; `auto` runs the exporter's own fallback first (ONNX Runtime / TensorRT: mixed precision;
+OpenVINO: NNCF accuracy control) and fine-tunes only when that still misses `accuracy.max_int8_drop_pts`. The
+fine-tuned float weights are exported to ONNX and quantized by the same exporter, calibration set and accuracy
+guard as post-training INT8, so the artifact is a stock QDQ ONNX model (or OpenVINO IR).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgedistill.export.accuracy import onnx_predictor
+from edgedistill.export.fake_quant import scheme_for
+from edgedistill.export.job import ExportJob, finish
+from edgedistill.export.manifest import Manifest, QADInfo
+from edgedistill.export.qad import QADResult, quantization_aware_distill
+from edgedistill.export.qad_data import qad_data
+from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
+from edgedistill.recipe import QADSettings
+
+Exporter = Callable[[ExportJob], Manifest]
+
+# How each runtime's artifact is made from the QAD weights (recorded in the manifest's qad.method).
+EXPORTED_BY = {
+    "onnxruntime": "ONNX Runtime quantize_static (QDQ) of the fine-tuned weights",
+    "tensorrt": "ONNX Runtime quantize_static in TensorRT's explicit-QDQ layout (zero point 0), fine-tuned weights",
+    "openvino": "NNCF post-training INT8 of the fine-tuned weights (NNCF's own torch QAT is not used)",
+}
+
+
+def _predictor(job: ExportJob, manifest: Manifest) -> Callable[[np.ndarray], np.ndarray]:
+    path = job.out / manifest.model_file
+    if path.suffix == ".xml":
+        from edgedistill.export.onnx2openvino import load_openvino
+
+        return load_openvino(path)
+    return onnx_predictor(path, fake_quant=manifest.runtime == "tensorrt")  # as the accuracy check runs it
+
+
+def fake_quant_parity(model: nn.Module, predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> dict[str, float]:
+    """Top-1 agreement (%) and mean absolute logit difference of the artifact vs its fake-quant torch model."""
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    got = predict(x)
+    return {
+        "agreement_pct": round(100.0 * float(np.mean(ref.argmax(1) == got.argmax(1))), 3),
+        "logit_mae": round(float(np.mean(np.abs(got - ref))), 6),
+        "logit_mean_abs": round(float(np.mean(np.abs(ref))), 6),
+        "images": float(len(x)),
+    }
+
+
+def _method(job: ExportJob, result: QADResult) -> str:
+    scheme = scheme_for(job.quant).describe()
+    bn = "BN folded" if result.bn_folded else "BN frozen"
+    return (
+        f"torch.ao FakeQuantize on {result.layers} Conv/Linear layers ({scheme}; {bn}); loss KL to the FP32 "
+        f"subnet (+ cached teacher targets); then {EXPORTED_BY[job.recipe.runtime]}"
+    )
+
+
+def export_with_qad(job: ExportJob, exporter: Exporter) -> Manifest:
+    """Export with `job.fallback` "qat" or "auto" (see the module doc); the accuracy guard applies to the result."""
+    settings = job.recipe.qad or QADSettings()
+    plain = exporter(replace(job, guard=False, fallback="none" if job.fallback == "qat" else job.fallback))
+    before = plain.accuracy.drop_pts
+    assert before is not None
+    if job.fallback == "auto" and before <= job.max_drop:
+        return plain  # post-training INT8 (or its fallback) fits: no fine-tuning
+    trigger = "asked (fallback qat)"
+    if job.fallback == "auto":
+        how = "its fallback" if plain.fallback is not None else "post-training INT8"
+        trigger = f"auto: {how} dropped {before:.2f} pts, more than accuracy.max_int8_drop_pts {job.max_drop}"
+    calib, _ = job.calibration()
+    ctx = job.ctx
+    data = qad_data(ctx.rd, ctx.data, ctx.pre, settings.images, settings.seed, settings.teacher_weight > 0)
+    result = quantization_aware_distill(ctx.subnet, data, scheme_for(job.quant), settings, calib)
+    val = job.unlabeled()
+    with tempfile.TemporaryDirectory(prefix="edgedistill-qad-") as tmp:
+        shape = ctx.resolved.budget.input.shape
+        fp32 = torch_to_onnx(result.float_model, shape, Path(tmp) / "qad-fp32.onnx", job.recipe.opset)
+        onnx_parity(result.float_model, fp32, val[:16], atol=1e-4)
+        manifest = exporter(replace(job, fp32=fp32, guard=False, fallback="none"))
+    info = QADInfo(
+        method=_method(job, result),
+        trigger=trigger,
+        steps=settings.steps,
+        images=len(data.images),
+        seed=settings.seed,
+        lr=settings.lr,
+        batch=settings.batch,
+        temperature=settings.temperature,
+        teacher_weight=settings.teacher_weight,
+        teachers=data.teachers,
+        teachers_skipped=data.skipped,
+        bn="folded" if result.bn_folded else "frozen",
+        layers=result.layers,
+        seconds=round(result.seconds, 2),
+        drop_before_pts=round(before, 4),
+        drop_after_pts=manifest.accuracy.drop_pts,
+        agreement_before_pct=plain.accuracy.agreement,
+        parity=fake_quant_parity(result.model, _predictor(job, manifest), val),
+        history=result.history,
+    )
+    return finish(job, manifest.model_copy(update={"qad": info, "fallback": None}))

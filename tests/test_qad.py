@@ -1,0 +1,215 @@
+"""Quantization-aware distillation (`--fallback qat`, and `auto`'s last step) on the small real run: the artifacts
+load in ONNX Runtime and OpenVINO and match their fake-quant torch models, the TensorRT variant is symmetric with
+zero points 0, QAD fixes a deliberately bad PTQ case, the manifest records it, and bad options fail in one line."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgedistill.errors import ConfigError, ExportError
+from edgedistill.export.accuracy import onnx_accuracy, onnx_predictor
+from edgedistill.export.fake_quant import FakeQuantLayer, fold_bn, prepare, scheme_for, zero_points_zero
+from edgedistill.export.job import RunContext
+from edgedistill.export.manifest import Manifest, read_manifest
+from edgedistill.export.qad_data import pool_rows, qad_data
+from edgedistill.export.qad_export import export_with_qad
+from edgedistill.pipeline.context import load_context
+from edgedistill.pipeline.export import EXPORTERS, ExportJob, export_fp32, export_run
+from edgedistill.recipe import QADSettings, Recipe, load_recipe
+from edgedistill.run import find_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "export"
+MAX_DROP = 2.0  # the session run's budget (tests/conftest.py)
+STEPS = 40  # enough for the bad-PTQ case below; each QAD run is a few seconds on 2 CPU cores
+# The artifact vs its fake-quant torch model on 500 pool images (top-1 agreement %, mean |logit difference| relative
+# to the mean |logit|). Both quantize every Conv/Gemm input and weight on the same grid from the same calibration
+# images; ONNX Runtime also requantizes the Conv/Add/pool outputs (TensorRT's layout: percentile ranges), so images
+# near a decision boundary may flip. This 60-step run's logits are small (mean |logit| ~1), which makes flips
+# common: measured 97.2-98.8% (ORT), 98.0% (TensorRT), against 99.8% on the fully trained demo run. NNCF places
+# and rounds its own FakeQuantize ops (Add inputs, its weight ranges), hence OpenVINO's looser bound (measured 93.8%,
+# relative MAE 0.11).
+PARITY = {"onnxruntime": (96.0, 0.1), "tensorrt": (96.0, 0.1), "openvino": (90.0, 0.2)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def ctx_ref(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunContext, object]:
+    run = tmp_path_factory.mktemp("qad") / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint"))
+    ctx = load_context(run)
+    _, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32", RECIPES))
+    return ctx, ref
+
+
+def _recipe(name: str, **qad: object) -> Recipe:
+    r = load_recipe(RECIPES / f"{name}.yaml")
+    return r.model_copy(update={"qad": QADSettings(steps=STEPS, **qad)})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def job(ctx_ref: tuple[RunContext, object]) -> Callable[..., ExportJob]:
+    ctx, ref = ctx_ref
+
+    def make(recipe: Recipe, **kw: object) -> ExportJob:
+        fp32 = ctx.rd.export_dir("onnxruntime-fp32") / "model.onnx"
+        return ExportJob(ctx, recipe, fp32, ref, **kw)  # type: ignore[arg-type]
+
+    return make
+
+
+def _qad(make: Callable[..., ExportJob], recipe: Recipe, fallback: str = "qat") -> tuple[Manifest, Path]:
+    j = make(recipe, fallback=fallback)
+    return export_with_qad(j, EXPORTERS.get(recipe.target)), j.out
+
+
+@pytest.fixture(scope="module")
+def ort_qad(job: Callable[..., ExportJob]) -> tuple[Manifest, Path]:
+    return _qad(job, _recipe("onnxruntime-int8"))
+
+
+def _check_parity(m: Manifest) -> None:
+    assert m.qad is not None
+    p, (agreement, rel_mae) = m.qad.parity, PARITY[m.runtime]
+    assert p["images"] == 500 and p["agreement_pct"] >= agreement, p
+    assert p["logit_mae"] <= rel_mae * p["logit_mean_abs"], p
+
+
+def test_qad_onnxruntime_artifact_manifest_and_parity(ort_qad: tuple[Manifest, Path], job: Callable) -> None:
+    m, out = ort_qad
+    loaded = read_manifest(out)  # sha256s and the model file's claims (quantized, input, classes)
+    q = loaded.qad
+    assert q is not None and loaded.calibration is not None and loaded.fallback is None
+    assert (q.steps, q.seed, q.lr, q.batch, q.bn) == (STEPS, 0, 1e-4, 64, "folded")
+    assert q.images == 2000 and q.seconds > 0 and q.layers > 0 and q.trigger == "asked (fallback qat)"
+    assert "torch.ao FakeQuantize" in q.method and "quantize_static" in q.method and "[-64, 64]" in q.method
+    assert q.teachers == ["ccexam:usps?crop=0.72", "ccexam:svhn?invert=1"] and not q.teachers_skipped
+    assert q.drop_after_pts == loaded.accuracy.drop_pts and q.drop_after_pts is not None
+    assert q.drop_after_pts <= MAX_DROP and {"kd_fp32", "kd_teacher"} <= set(q.history[-1])
+    _check_parity(loaded)
+    # what the manifest says is what ONNX Runtime computes again
+    rerun = onnx_accuracy(out / "model.onnx", job(_recipe("onnxruntime-int8")).ctx.test_batches())
+    assert abs(rerun.top1 - (loaded.accuracy.artifact or 0)) < 1e-9
+
+
+def test_qad_onnx_loads_in_openvino(ort_qad: tuple[Manifest, Path], job: Callable) -> None:
+    """The stock OpenVINO runtime reads the QDQ ONNX model and computes what ONNX Runtime computes."""
+    ov = pytest.importorskip("openvino")
+    _, out = ort_qad
+    x = job(_recipe("onnxruntime-int8")).unlabeled(200)
+    compiled = ov.Core().compile_model(str(out / "model.onnx"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    got = np.asarray(compiled(x)[0])
+    ref = onnx_predictor(out / "model.onnx")(x)
+    agreement = 100 * float(np.mean(got.argmax(1) == ref.argmax(1)))
+    assert agreement >= PARITY["openvino"][0], agreement
+
+
+@pytest.mark.slow  # ~21 s: NNCF quantizes twice (before and after QAD)
+def test_qad_openvino_ir(job: Callable[..., ExportJob]) -> None:
+    pytest.importorskip("nncf")
+    m, out = _qad(job, _recipe("openvino-int8"))
+    loaded = read_manifest(out)
+    assert loaded.model_file == "model.xml" and loaded.qad is not None and "NNCF" in loaded.qad.method
+    assert loaded.accuracy.drop_pts is not None and loaded.accuracy.drop_pts <= MAX_DROP
+    _check_parity(loaded)
+
+
+def test_qad_tensorrt_is_symmetric_with_zero_points_0(job: Callable[..., ExportJob]) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    m, out = _qad(job, _recipe("tensorrt-int8"))
+    assert m.qad is not None and "zero point 0" in m.qad.method and m.engine is not None
+    g = onnx.load(str(out / "model.onnx")).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    qdq = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) >= 4 * m.qad.layers  # Q and DQ on the input and the weight of every Conv/Gemm
+    for n in qdq:
+        zp = inits[n.input[2]]
+        assert zp.dtype == np.int8 and not zp.any(), n.name
+    # and the torch model QAD trained has zero points 0 too
+    net = prepare(
+        fold_bn(job(_recipe("tensorrt-int8")).ctx.subnet)[0], scheme_for(_recipe("tensorrt-int8").quantization)
+    )
+    net(torch.zeros(2, 1, 28, 28))
+    assert zero_points_zero(net) and any(isinstance(x, FakeQuantLayer) for x in net.modules())
+
+
+def test_qad_repairs_a_bad_ptq_case(job: Callable[..., ExportJob]) -> None:
+    """Per-tensor 7-bit weights on BN-folded convolutions: post-training INT8 disagrees with FP32 on 6.5% of the
+    test images (measured 93.55% agreement); QAD from the FP32 subnet alone (no teachers) brings the artifact back
+    towards it (measured 96.2%, drop 0.25 → -0.45 pts)."""
+    base = load_recipe(RECIPES / "onnxruntime-int8.yaml")
+    bad = base.quantization.model_copy(update={"per_channel": False})  # type: ignore[union-attr]
+    recipe = base.model_copy(update={"quantization": bad, "qad": QADSettings(steps=STEPS, teacher_weight=0)})
+    m, _ = _qad(job, recipe)
+    q = m.qad
+    assert q is not None and q.drop_after_pts is not None and q.agreement_before_pct is not None
+    assert m.accuracy.agreement is not None and m.accuracy.agreement > q.agreement_before_pct + 1.0, q
+    assert q.drop_after_pts <= q.drop_before_pts and q.teachers == [] and "kd_teacher" not in q.history[-1]
+
+
+def test_auto_stops_when_ptq_fits(job: Callable[..., ExportJob]) -> None:
+    m, _ = _qad(job, _recipe("onnxruntime-int8"), fallback="auto")
+    assert m.qad is None and m.accuracy.drop_pts is not None and m.accuracy.drop_pts <= MAX_DROP
+
+
+def test_qad_data_is_the_unlabeled_pool_with_cached_teachers(ctx_ref: tuple[RunContext, object]) -> None:
+    ctx, _ = ctx_ref
+    rows = pool_rows(ctx.data, 300, seed=0)
+    assert len(set(rows.tolist())) == 300 and rows.max() < len(ctx.data.unlabeled)
+    d = qad_data(ctx.rd, ctx.data, ctx.pre, 300, seed=0)
+    assert d.images.shape == (300, 1, 28, 28) and len(d.teacher_logits) == 2 and abs(sum(d.alphas) - 1) < 1e-9
+    probs = d.teacher_probs(torch.arange(5), temperature=2.0)
+    assert probs is not None and torch.allclose(probs.sum(1), torch.ones(5))
+    assert not qad_data(ctx.rd, ctx.data, ctx.pre, 300, seed=0, use_teachers=False).teacher_logits
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"precision": "fp16", "runtime": "openvino", "fallback": "qat"}, r"^fallback='qat' needs an int8 target"),
+        ({"fallback": "qat", "qad_steps": 0}, r"^qad_steps: must be greater than or equal to 1, got 0$"),
+        ({"fallback": "qat", "qad_lr": -1.0}, r"^qad_lr: must be greater than 0, got -1.0$"),
+        ({"qad_steps": 10}, r"^qad_steps: only used by fallback='qat' or fallback='auto'$"),
+    ],
+)
+def test_bad_qad_options_fail_in_one_line(ctx_ref: tuple[RunContext, object], kw: dict, message: str) -> None:
+    ctx, _ = ctx_ref
+    with pytest.raises(ConfigError, match=message):
+        export_run(ctx.rd.root, **kw)
+
+
+def test_recipe_qad_section_is_validated(tmp_path: Path) -> None:
+    text = (RECIPES / "openvino-fp16.yaml").read_text() + "qad: {steps: 10}\n"
+    (tmp_path / "r.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="'qad' .* needs precision int8, not fp16"):
+        load_recipe(tmp_path / "r.yaml")
+    (tmp_path / "s.yaml").write_text((RECIPES / "onnxruntime-int8.yaml").read_text() + "qad: {steps: 0}\n")
+    with pytest.raises(ConfigError, match=r"qad\.steps"):
+        load_recipe(tmp_path / "s.yaml")
+
+
+def test_guard_after_qad_names_both_drops(job: Callable[..., ExportJob]) -> None:
+    class Strict(ExportJob):
+        @property
+        def max_drop(self) -> float:
+            return -100.0  # no model can gain 100 pts: the guard must fire after QAD
+
+    j = Strict(**{f: getattr(job(_recipe("onnxruntime-int8")), f) for f in ("ctx", "recipe", "fp32", "ref")})
+    j.fallback = "qat"
+    with pytest.raises(
+        ExportError, match=r"pts below FP32 .* \(after QAD, -?\d+\.\d\d pts before\); try more qad_steps$"
+    ):
+        export_with_qad(j, EXPORTERS.get("onnxruntime-int8"))
+    assert read_manifest(j.out).qad is not None
