@@ -174,10 +174,13 @@ def export(
 ) -> ExportResult:
     """Export the run's chosen subnet: FP32 ONNX reference, then the budget's target (or `target`/`precision`).
 
+    Under a `precision: auto` budget with neither `target`, `precision` nor `recipe`, every precision of the
+    budget's runtime is exported (`notes` says which were skipped or missed the accuracy budget); `bench` decides.
+
     Raises:
         ExportError: Quantization failed or the artifact drops more accuracy than the budget allows.
     """
-    from edgedistill.pipeline.export import export_run
+    from edgedistill.pipeline.export import auto_notes, export_run
 
     _choice("fallback", fallback, ("none", "auto"))
     if precision is not None:
@@ -194,7 +197,8 @@ def export(
         allow_small_calibration=allow_small_calibration,
         fallback=fallback,
     )
-    return ExportResult(run=Path(run), manifests=tuple(manifests))
+    notes = auto_notes(Path(run), manifests, as_path(budget))
+    return ExportResult(run=Path(run), manifests=tuple(manifests), notes=tuple(notes))
 
 
 def bench(
