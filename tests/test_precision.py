@@ -50,7 +50,11 @@ def test_int8_speedup_is_best_fp32_over_int8() -> None:
 
 
 def test_int8_under_1_1x_is_flagged_with_the_fp32_runtime_and_p50() -> None:
-    results = [_result("openvino", "int8", 0.200), _result("openvino", "fp32", 0.208), _result("onnxruntime", "fp32", 0.3)]
+    results = [
+        _result("openvino", "int8", 0.200),
+        _result("openvino", "fp32", 0.208),
+        _result("onnxruntime", "fp32", 0.3),
+    ]
     (s,) = int8_speedups(results)
     assert s.speedup_vs_best_fp32 == pytest.approx(1.04) and s.pays is False
     assert s.warning == "INT8 pays less than 1.1× over FP32 (openvino 0.208 ms): 1.04×"
@@ -95,7 +99,10 @@ def test_choose_deploys_the_fastest_kept_precision() -> None:
     assert (c.precision, c.target) == ("int8", "openvino-int8")
     by = {o.precision: o for o in c.candidates}
     assert by["int8"].deployed and by["int8"].reason.endswith("→ deployed")
-    assert not by["fp16"].pays and by["fp16"].reason == "fp16: 1.05× over fp32 (0.200 ms p50, drop 0.00 pts), less than 1.1× → deployed int8"
+    assert (
+        not by["fp16"].pays
+        and by["fp16"].reason == "fp16: 1.05× over fp32 (0.200 ms p50, drop 0.00 pts), less than 1.1× → deployed int8"
+    )
     assert by["fp32"].reason.endswith("→ int8 is faster")
 
 
