@@ -86,6 +86,7 @@ def int8_speedups(results: Iterable[Mapping[str, Any]], pays_at: float = PAYS_AT
         pays = speedup >= pays_at
         warning = None
         if not pays:
-            warning = f"INT8 pays less than {pays_at:g}× over FP32 ({best['runtime']} {best_p50:.3f} ms): {speedup:.2f}×"
+            fp32_text = f"{best['runtime']} {best_p50:.3f} ms"
+            warning = f"INT8 pays less than {pays_at:g}× over FP32 ({fp32_text}): {speedup:.2f}×"
         out.append(Int8Speedup(*head, f"{best['runtime']} fp32", best_p50, speedup, pays, warning))
     return out
