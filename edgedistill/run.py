@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedistill.budget import Budget, ResolvedBudget, load_budget
+from edgedistill.budget import Budget, ResolvedBudget, is_auto, load_budget
 from edgedistill.config import load_yaml_model, read_json_mapping
 from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.io import sha256_file
@@ -69,6 +69,11 @@ class RunDir:
     def export_dir(self, target: str) -> Path:
         return self.root / "export" / target
 
+    @property
+    def deployed_json(self) -> Path:
+        """`precision: auto`: which artifact `bench` deployed for which budget, and why."""
+        return self.root / "bench" / "deployed.json"
+
     def require(self, path: Path, made_by: str) -> Path:
         """`path`, or a ConfigError telling which command makes it."""
         if not path.exists():
@@ -86,6 +91,19 @@ def run_budget(rd: RunDir, budget: Path | None) -> ResolvedBudget:
     except ConfigError as e:
         raise BudgetError(str(e)) from None
     return ResolvedBudget(path=str(path), budget=b, recipe=load_recipe(rd.recipe))
+
+
+def budget_target(rd: RunDir, resolved: ResolvedBudget) -> str | None:
+    """The artifact folder the budget deploys: its recipe's, or under `precision: auto` the one `bench` chose.
+
+    None when the budget is `auto` and `bench` has not decided for it yet.
+    """
+    if not is_auto(resolved.budget):
+        return resolved.recipe.target
+    if not rd.deployed_json.is_file():
+        return None
+    record = read_json_mapping(rd.deployed_json, ("budget", "target"), "edgedistill bench")
+    return str(record["target"]) if record["budget"] == resolved.budget.name else None
 
 
 def find_recipe(runtime: str, precision: str, recipes_dir: Path = Path("export")) -> Recipe:

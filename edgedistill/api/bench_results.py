@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from edgedistill.api.results import _Result
 
 if TYPE_CHECKING:
+    from edgedistill.bench.choose import PrecisionChoice
+    from edgedistill.bench.pays import Int8Speedup
     from edgedistill.bench.verdict import LimitCheck
 
 
@@ -63,7 +65,10 @@ class WidthLatency:
 
 @dataclass(frozen=True)
 class BenchResult(_Result):
-    """The artifact's latency (first in `latency`, then the references), its budget checks and the verdict."""
+    """The artifact's latency (first in `latency`, then the references), its budget checks and the verdict.
+
+    Under a `precision: auto` budget `artifact` is the deployed one and `precision_choice` says why.
+    """
 
     artifact: Path
     budget: str
@@ -74,6 +79,8 @@ class BenchResult(_Result):
     latency: tuple[Latency, ...]
     checks: tuple[LimitCheck, ...]
     widths: tuple[WidthLatency, ...] = ()
+    int8_speedup: tuple[Int8Speedup, ...] = ()  # every INT8 timing vs the best FP32 one on its device
+    precision_choice: PrecisionChoice | None = None  # precision auto: what deployed and why
 
     @property
     def passed(self) -> bool:
@@ -86,8 +93,11 @@ class BenchResult(_Result):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BenchResult:
         """From `bench.json` (or what `bench_run` returns)."""
+        from edgedistill.bench.choose import PrecisionChoice
+        from edgedistill.bench.pays import Int8Speedup
         from edgedistill.bench.verdict import LimitCheck
 
+        choice = d.get("precision_choice")
         widths = (d.get("widths") or {}).get("widths", [])
         return cls(
             raw=d,
@@ -100,6 +110,8 @@ class BenchResult(_Result):
             latency=tuple(Latency.from_dict(r) for r in d.get("results", [])),
             checks=tuple(LimitCheck(**c) for c in d.get("checks", [])),
             widths=tuple(WidthLatency(float(w["width"]), float(w["accuracy"]), dict(w["stats"])) for w in widths),
+            int8_speedup=tuple(Int8Speedup.from_json(x) for x in d.get("int8_speedup") or []),
+            precision_choice=None if choice is None else PrecisionChoice.from_json(choice),
         )
 
 

@@ -160,6 +160,7 @@ class ExportResult:
 
     run: Path
     manifests: tuple[Manifest, ...]
+    notes: tuple[str, ...] = ()  # precision auto: skipped precisions, candidates over the accuracy budget
 
     @property
     def artifacts(self) -> tuple[Path, ...]:
@@ -182,7 +183,8 @@ class ExportResult:
         return self.manifest.sensitivity
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": str(self.run), "manifests": [m.model_dump(mode="json") for m in self.manifests]}
+        manifests = [m.model_dump(mode="json") for m in self.manifests]
+        return {"run": str(self.run), "manifests": manifests, "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)

@@ -193,11 +193,13 @@ def export(
     An INT8 export also writes its per-layer sensitivity report (`result.sensitivity`) on `sensitivity_images`
     unlabeled pool images (0: none), with single-layer disagreement for the `sensitivity_top_k` worst layers
     (None: the recipe's `quantization.sensitivity`).
+    Under a `precision: auto` budget with neither `target`, `precision` nor `recipe`, every precision of the
+    budget's runtime is exported (`notes` says which were skipped or missed the accuracy budget); `bench` decides.
 
     Raises:
         ExportError: Quantization failed or the artifact drops more accuracy than the budget allows.
     """
-    from edgedistill.pipeline.export import export_run
+    from edgedistill.pipeline.export import auto_notes, export_run
 
     _choice("fallback", fallback, ("none", "auto", "qat"))
     if precision is not None:
@@ -221,7 +223,8 @@ def export(
         qad_steps=qad_steps,
         qad_lr=qad_lr,
     )
-    return ExportResult(run=Path(run), manifests=tuple(manifests))
+    notes = auto_notes(Path(run), manifests, as_path(budget))
+    return ExportResult(run=Path(run), manifests=tuple(manifests), notes=tuple(notes))
 
 
 def bench(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedistill.budget.spec import Budget, ResolvedBudget
+from edgedistill.budget.spec import AUTO, Budget, ResolvedBudget
 from edgedistill.config import load_yaml_model
 from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.recipe import load_recipe
@@ -32,7 +32,9 @@ def load_budget(path: str | Path) -> ResolvedBudget:
         raise BudgetError(f"{p}: target.recipe: {e}") from None
     for field in ("runtime", "precision"):
         want, got = getattr(budget.target, field), getattr(recipe, field)
-        if want != got:
+        if want == AUTO and got != "int8":  # auto: the recipe sets the INT8 candidate's quantization
+            raise BudgetError(f"{p}: target.recipe: precision auto needs an int8 recipe, {recipe.name} is for {got}")
+        if want not in (got, AUTO):
             raise BudgetError(f"{p}: target.recipe: recipe {recipe.name} is for {field} {got}, budget asks {want}")
     return ResolvedBudget(path=str(p), budget=budget, recipe=recipe)
 

@@ -8,9 +8,11 @@ from pydantic import Field, model_validator
 
 from edgedistill.config import SafeName, StrictModel
 from edgedistill.recipe import Recipe
-from edgedistill.runtimes import Precision, Runtime, check_runtime_precision
+from edgedistill.runtimes import Runtime, check_runtime_precision, runtime_spec
 
 Percentile = Literal["p50", "p90", "p99", "mean"]
+TargetPrecision = Literal["fp32", "fp16", "int8", "auto"]
+AUTO = "auto"  # export every precision the runtime runs; `bench` deploys the fastest within the accuracy budget
 
 
 class Device(StrictModel):
@@ -25,12 +27,18 @@ class Target(StrictModel):
     """Runtime, precision and export recipe; threads/batch used when benchmarking."""
 
     runtime: Runtime
-    precision: Precision
-    recipe: str = Field(description="path of the export recipe, relative to the budget file")
+    precision: TargetPrecision = Field(description="fp32 | fp16 | int8, or auto: bench deploys the fastest that fits")
+    recipe: str = Field(
+        description="path of the export recipe, relative to the budget file (precision auto: the int8 recipe)"
+    )
     threads: int = Field(1, ge=1, le=256)
 
     @model_validator(mode="after")
     def _runtime_has_precision(self) -> Target:
+        if self.precision == AUTO:
+            if "int8" not in runtime_spec(self.runtime).precisions:
+                raise ValueError(f"precision auto needs a runtime with an int8 export; {self.runtime} runs fp32 only")
+            return self
         check_runtime_precision(self.runtime, self.precision)
         return self
 
@@ -74,7 +82,9 @@ class Limits(StrictModel):
 class AccuracyPolicy(StrictModel):
     """Accuracy guard for reduced precision."""
 
-    max_int8_drop_pts: float = Field(1.0, ge=0, le=100)
+    max_int8_drop_pts: float = Field(
+        1.0, ge=0, le=100, description="largest FP32 → INT8 (and, under precision auto, FP16) test top-1 drop"
+    )
 
 
 class Budget(StrictModel):

@@ -61,6 +61,17 @@ def bench(
     )
     results = [r.raw for r in rec.latency]
     con.print(latency_table(results, title=f"latency on this machine ({results[0]['machine'].get('cpu', '')})"))
+    for s in rec.int8_speedup:
+        if s.pays:
+            con.print(
+                f"INT8 ({s.runtime}, {s.device}): {s.speedup_vs_best_fp32:.2f}× over the best FP32 ({s.best_fp32})"
+            )
+        else:
+            con.print(f"[yellow]warning:[/yellow] {s.warning}")
+    if rec.precision_choice is not None:
+        con.print(f"precision auto: deployed {rec.precision_choice.target}")
+        for reason in rec.precision_choice.reasons:
+            con.print(f"  {reason}")
     for w in rec.widths:
         con.print(f"width {w.width:g}: top-1 {w.accuracy:.2f}%, onnxruntime fp32 p50 {w.stats['p50']:.3f} ms")
     con.print(verdict_table(rec.checks, title=f"budget {rec.budget}"))

@@ -38,13 +38,13 @@ def export(
     qad_steps: Annotated[int | None, typer.Option(help="QAD fine-tuning steps (recipe qad.steps, default 300)")] = None,
     qad_lr: Annotated[float | None, typer.Option(help="QAD learning rate (recipe qad.lr, default 1e-4)")] = None,
 ) -> None:
-    """Export the run's chosen subnet for its budget (FP32 ONNX reference + the budget's precision)."""
+    """Export the run's chosen subnet for its budget (FP32 ONNX reference + the budget's precision, or all on auto)."""
     from edgedistill.api.stages import export as export_stage
 
     chosen = [p for p, on in (("int8", int8), ("fp16", fp16), ("fp32", fp32)) if on]
     if len(chosen) > 1:
         raise ConfigError(f"choose one precision, got {', '.join('--' + c for c in chosen)}")
-    manifests = export_stage(
+    result = export_stage(
         run,
         budget=budget,
         target=target,
@@ -57,7 +57,8 @@ def export(
         sensitivity_top_k=sensitivity_top_k,
         qad_steps=qad_steps,
         qad_lr=qad_lr,
-    ).manifests
+    )
+    manifests = result.manifests
     table = Table(title=f"exported {run}")
     for col in ("artifact", "runtime", "precision", "MACs M", "params M", "FP32 top-1", "top-1", "drop", "agree"):
         table.add_column(col, justify="right" if col not in ("artifact", "runtime", "precision") else "left")
@@ -102,6 +103,8 @@ def export(
             )
         if m.engine is not None:
             console().print(f"{m.name}: engine {m.engine.file or 'not built'} ({m.engine.reason or m.engine.tensorrt})")
+    for note in result.notes:
+        console().print(note)
     console().print(f"artifacts: {Path(run) / 'export'}")
 
 

@@ -160,12 +160,16 @@ class ExportJob:
         )
 
 
+class AccuracyDropError(ExportError):
+    """A reduced-precision artifact drops more test top-1 than the budget allows (its manifest is written)."""
+
+
 def finish(job: ExportJob, manifest: Manifest) -> Manifest:
     """Write the manifest, then fail when a reduced-precision artifact drops more than the budget allows."""
     write_manifest(job.out, manifest)
     a = manifest.accuracy
     if job.guard and manifest.precision != "fp32" and a.drop_pts is not None and a.drop_pts > job.max_drop:
-        raise ExportError(
+        raise AccuracyDropError(
             f"{job.out}: {manifest.precision.upper()} top-1 {a.artifact:.2f}% is {a.drop_pts:.2f} pts below FP32 "
             f"{a.fp32:.2f}%, more than the budget's accuracy.max_int8_drop_pts {job.max_drop}{guard_hint(manifest)}"
         )

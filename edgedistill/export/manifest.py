@@ -167,6 +167,8 @@ def sensitivity_key(layer: LayerSensitivity) -> tuple[bool, float, float]:
     """Sort key, most sensitive first: measured disagreement (highest first), then local SQNR (lowest first)."""
     d = layer.disagreement_pct
     return (d is None, -(d or 0.0), layer.local_sqnr_db)
+
+
 class QADInfo(StrictModel):
     """Quantization-aware distillation that produced this artifact's weights (`--fallback qat`, or `auto`)."""
 

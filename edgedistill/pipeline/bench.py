@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from edgedistill.bench.launch import run_isolated
+from edgedistill.bench.pays import int8_speedups
 from edgedistill.bench.verdict import LimitCheck, check_budget, overall
+from edgedistill.budget import is_auto
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import Manifest, read_manifest
 from edgedistill.io import atomic_write, atomic_write_json, sha256_file
@@ -76,37 +78,48 @@ def bench_run(
 ) -> dict[str, Any]:
     """Benchmark the budget's artifact (or `artifact`), plus FP32 ONNX and torch eager references.
 
-    The artifact runs on `options.device`; the references on the CPU. With `widths`, every uniform
-    width of the bank is also timed (`bench_widths`, for the report's accuracy-vs-latency plot).
+    The artifact runs on `options.device`; the references on the CPU, and for the INT8-pays comparison also FP32 in
+    the artifact's own runtime and device (`fp32_baselines`). Under a `precision: auto` budget (and no `artifact`)
+    every exported candidate is timed and the fastest kept one deploys (`bench_candidates`). With `widths`, every
+    uniform width of the bank is also timed (`bench_widths`, for the report's accuracy-vs-latency plot).
 
     Returns:
-        The record written to `<artifact>/bench.json`: results per runtime, checks and verdict.
+        The record written to `<artifact>/bench.json`: results per runtime, INT8 speedups, checks and verdict
+        (and, under `precision: auto`, the decision, also in `runs/NAME/bench/deployed.json`).
     """
     if run is None and artifact is None:
         run_opt, artifact_opt = opt("run", "RUN", meta=True), opt("artifact", "DIR", meta=True)
         raise BenchError(f"give {run_opt} (benchmarks the budget's artifact) or {artifact_opt}")
     rd = RunDir(run if run is not None else Path(artifact).parent.parent)  # type: ignore[arg-type]
     resolved = run_budget(rd, budget)
-    target = artifact or rd.export_dir(resolved.recipe.target)
-    if not (Path(target) / "manifest.json").is_file():
-        raise BenchError(f"{target}: no exported artifact; run `{command('export', run=rd.root)}` first")
-    manifest = read_manifest(Path(target), verify=True)
+    auto = artifact is None and is_auto(resolved.budget)
     opts = options or BenchOptions()
     t = opts.threads or resolved.budget.target.threads
     b = opts.batch or resolved.budget.input.batch
+    first = rd.export_dir(FP32_TARGET) if auto else Path(artifact or rd.export_dir(resolved.recipe.target))
+    if not (first / "manifest.json").is_file():
+        raise BenchError(f"{first}: no exported artifact; run `{command('export', run=rd.root)}` first")
+    manifest = read_manifest(first, verify=True)
     input_path = opts.input
     if opts.input == "calibration":
-        input_path = str(calibration_input(rd.root, manifest, Path(target) / "bench" / "calibration-input.npy"))
+        input_path = str(calibration_input(rd.root, manifest, first / "bench" / "calibration-input.npy"))
     args = opts.args(t, b, input_path)
-    device = ["--device", opts.device]
-    results = [run_isolated("edgedistill.bench.runner", [str(target), *args, *device], threads=t)]
+    choice = None
+    if auto:
+        from edgedistill.pipeline.bench_auto import bench_candidates
+
+        decided = bench_candidates(rd, resolved, args, opts.device, t)
+        choice, results, manifest = decided.choice, decided.results, decided.manifest
+        target = rd.export_dir(choice.target)
+    else:
+        target = first
+        results = [run_isolated("edgedistill.bench.runner", [str(target), *args, "--device", opts.device], threads=t)]
     if input_path.endswith(".npy") and np.load(input_path, mmap_mode="r", allow_pickle=False).dtype == np.uint8:
         args = opts.args(t, b, "random")  # the references take inputs without the pre-processing step
     if reference:
-        fp32 = rd.export_dir(FP32_TARGET)
-        if manifest.precision != "fp32" and (fp32 / "manifest.json").is_file():
-            read_manifest(fp32, verify=True)
-            results.append(run_isolated("edgedistill.bench.runner", [str(fp32), *args], threads=t))
+        for folder, extra in fp32_baselines(rd, manifest, opts.device):
+            if not any(_same_timing(r, folder, extra) for r in results):
+                results.append(run_isolated("edgedistill.bench.runner", [str(folder), *args, *extra], threads=t))
         subnet = _subnet_for(rd, manifest.source.subnet_sha256)
         if subnet is not None:
             shape = ",".join(str(v) for v in [b, *manifest.input.shape[1:]])
@@ -129,18 +142,54 @@ def bench_run(
         "accuracy": manifest.accuracy.model_dump(),
         "cost": manifest.cost.model_dump(),
         "results": results,
+        "int8_speedup": [s.to_json() for s in int8_speedups(results)],
+        "precision_choice": None if choice is None else choice.to_json(),
         "checks": [c.__dict__ for c in checks],
         "verdict": "PASS" if overall(checks) else "FAIL",
         "command": " ".join(["edgedistill", *sys.argv[1:]]) if is_cli() else "edgedistill.bench(...) (Python)",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_json(Path(target) / "bench.json", record)
+    if choice is not None:
+        deployed = {"budget": resolved.budget.name, "target": choice.target, "precision": choice.precision}
+        atomic_write_json(rd.deployed_json, deployed | {"choice": choice.to_json(), "created": record["created"]})
     if widths:
         from edgedistill.pipeline.bench_widths import bench_widths
 
         inp = resolved.budget.input
         record["widths"] = bench_widths(rd.root, (inp.channels, inp.height, inp.width), opts.args(t, 1, "random"), t)
     return record
+
+
+def fp32_baselines(rd: RunDir, manifest: Manifest, device: str) -> list[tuple[Path, list[str]]]:
+    """FP32 timings a reduced-precision artifact is compared with: (artifact folder, extra runner arguments).
+
+    Always the FP32 ONNX reference in ONNX Runtime on the CPU; for an ONNX Runtime artifact on another device, the
+    same model there; for an OpenVINO artifact, FP32 in OpenVINO with `INFERENCE_PRECISION_HINT=f32` on its device
+    (the exported `openvino-fp32` IR when the run has one, else the FP32 ONNX, which OpenVINO converts on load).
+    """
+    fp32 = rd.export_dir(FP32_TARGET)
+    if manifest.precision == "fp32" or not (fp32 / "manifest.json").is_file():
+        return []
+    read_manifest(fp32, verify=True)
+    out: list[tuple[Path, list[str]]] = [(fp32, [])]
+    if manifest.runtime == "onnxruntime" and device != "cpu":
+        out.append((fp32, ["--device", device]))
+    if manifest.runtime == "openvino":
+        ir = rd.export_dir("openvino-fp32")
+        source = ir if (ir / "manifest.json").is_file() else fp32
+        if source == ir:
+            read_manifest(ir, verify=True)
+        out.append((source, ["--runtime", "openvino", "--hint", "f32", "--device", device]))
+    return out
+
+
+def _same_timing(result: dict[str, Any], folder: Path, extra: list[str]) -> bool:
+    """Whether `result` already timed `folder` with the runtime and device `extra` asks for."""
+    asked = dict(zip(extra[::2], extra[1::2], strict=True))
+    runtime = asked.get("--runtime", read_manifest(folder).runtime)
+    same_place = result.get("runtime") == runtime and result.get("device", "cpu") == asked.get("--device", "cpu")
+    return same_place and Path(str(result.get("artifact", ""))).resolve() == folder.resolve()
 
 
 def _subnet_for(rd: RunDir, sha: str) -> Path | None:

@@ -16,7 +16,7 @@ from edgedistill.export.manifest import MANIFEST_NAME, read_manifest
 from edgedistill.io import atomic_write_json, atomic_write_text
 from edgedistill.options import command, opt, param
 from edgedistill.outputs import check_output_dir, claim_dir
-from edgedistill.run import RunDir, run_budget
+from edgedistill.run import RunDir, budget_target, run_budget
 from edgedistill.runtimes import DEVICE_RUNNER, RUNTIME_SPECS
 
 # Every module `python -m edgedistill.bench.runner` imports (checked by a test that runs the copy alone).
@@ -98,7 +98,13 @@ def emit_runner(
         threads = threads or resolved.budget.target.threads
     if artifact is None:
         assert resolved is not None
-        artifact = rd.export_dir(resolved.recipe.target)
+        deployed = budget_target(rd, resolved)
+        if deployed is None:
+            raise BenchError(
+                f"budget {resolved.budget.name} has precision auto; run `{command('bench', run=rd.root)}` first "
+                f"(it chooses the artifact) or give {opt('artifact', 'DIR', meta=True)}"
+            )
+        artifact = rd.export_dir(deployed)
     if not (Path(artifact) / MANIFEST_NAME).is_file():
         raise BenchError(f"{artifact}: no exported artifact; run `{command('export', run=rd.root)}` first")
     dest = Path(dest)

@@ -7,18 +7,26 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from edgedistill.budget import AUTO, auto_candidates, is_auto
 from edgedistill.errors import ConfigError
 from edgedistill.export.accuracy import Accuracy, onnx_accuracy
 from edgedistill.export.exporters import EXPORTERS
-from edgedistill.export.job import MIN_CALIBRATION, ExportJob, Fallback, RunContext, build_manifest
-from edgedistill.export.manifest import AccuracyInfo, Manifest, write_manifest
+from edgedistill.export.job import (
+    MIN_CALIBRATION,
+    AccuracyDropError,
+    ExportJob,
+    Fallback,
+    RunContext,
+    build_manifest,
+)
+from edgedistill.export.manifest import AccuracyInfo, Manifest, read_manifest, write_manifest
 from edgedistill.export.qad_export import export_with_qad
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
 from edgedistill.options import is_cli, opt, param
 from edgedistill.outputs import check_output_dir, inside
 from edgedistill.pipeline.context import load_context
 from edgedistill.recipe import QADSettings, Recipe, load_recipe
-from edgedistill.run import FP32_TARGET, find_recipe
+from edgedistill.run import FP32_TARGET, RunDir, find_recipe, run_budget
 from edgedistill.runtimes import RUNTIME_SPECS, check_runtime_precision
 
 __all__ = ["EXPORTERS", "FP32_TARGET", "MIN_CALIBRATION", "ExportJob", "export_fp32", "export_run"]
@@ -56,6 +64,8 @@ def _resolve_recipe(ctx: RunContext, runtime: str | None, precision: str | None,
         return ctx.resolved.recipe
     rt = runtime or ctx.resolved.budget.target.runtime
     prec = precision or ctx.resolved.budget.target.precision
+    if prec == AUTO:  # `--target` alone on an auto budget: bench would look for the budget's runtime, not this one
+        raise ConfigError(f"{opt('target', rt)}: the budget's precision is auto; also give a precision (--int8 ...)")
     if rt not in RUNTIME_SPECS:
         close = difflib.get_close_matches(rt, RUNTIME_SPECS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -95,6 +105,13 @@ def export_run(
     `sensitivity_images` / `sensitivity_top_k` override the recipe's `quantization.sensitivity` (images 0: no report).
     """
     ctx = load_context(run, budget)
+    if is_auto(ctx.resolved.budget) and runtime is None and precision is None and recipe is None:
+        if qad_steps is not None or qad_lr is not None:
+            raise ConfigError(
+                f"{param('qad_steps')}/{param('qad_lr')}: a precision: auto budget exports every candidate with its "
+                "recipe's qad settings; give a precision to override them"
+            )
+        return _export_auto(ctx, calibration_samples, allow_small_calibration, fallback)
     chosen = _with_qad(_resolve_recipe(ctx, runtime, precision, recipe), fallback, qad_steps, qad_lr)
     for name, value in (("sensitivity_images", sensitivity_images), ("sensitivity_top_k", sensitivity_top_k)):
         if value is not None and chosen.precision != "int8":
@@ -130,3 +147,47 @@ def _with_qad(chosen: Recipe, fallback: Fallback, steps: int | None, lr: float |
         what = err["msg"].replace("Input should be", "must be")
         raise ConfigError(f"{param('qad_' + str(err['loc'][0]))}: {what}, got {err['input']}") from None
     return chosen.model_copy(update={"qad": settings})
+
+
+def _export_auto(
+    ctx: RunContext, calibration_samples: int | None, allow_small: bool, fallback: Fallback
+) -> list[Manifest]:
+    """`precision: auto`: the FP32 reference, then every other candidate precision of the budget's runtime.
+
+    A candidate over the accuracy budget keeps its manifest (with its drop) and does not stop the others: `bench`
+    leaves it out of the decision, and the report says why.
+    """
+    candidates = auto_candidates(ctx.resolved)
+    for target in {FP32_TARGET, *(r.target for r in candidates.recipes)}:
+        d = ctx.rd.export_dir(target)
+        check_output_dir(d, param("run"))
+        inside(ctx.rd.root, d, "an artifact folder")
+    fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
+    manifests = [fp32_manifest]
+    fp32_path = ctx.rd.export_dir(FP32_TARGET) / "model.onnx"
+    for chosen in candidates.recipes:
+        if chosen.target == FP32_TARGET:
+            continue
+        int8_only = fallback if chosen.precision == "int8" else "none"
+        job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small, int8_only)
+        exporter = EXPORTERS.get(chosen.target)
+        try:
+            manifests.append(export_with_qad(job, exporter) if int8_only in ("auto", "qat") else exporter(job))
+        except AccuracyDropError:
+            manifests.append(read_manifest(job.out))
+    return manifests
+
+
+def auto_notes(run: Path, manifests: list[Manifest], budget: Path | None = None) -> list[str]:
+    """What `precision: auto` made of an export: skipped precisions and candidates over the accuracy budget."""
+    resolved = run_budget(RunDir(Path(run)), budget)
+    if not is_auto(resolved.budget):
+        return []
+    max_drop = resolved.budget.accuracy.max_int8_drop_pts
+    notes = [f"{p}: {why}" for p, why in auto_candidates(resolved).skipped.items()]
+    for m in manifests:
+        drop = m.accuracy.drop_pts
+        if m.precision != "fp32" and drop is not None and drop > max_drop:
+            notes.append(f"{m.name}: drops {drop:.2f} pts, over accuracy.max_int8_drop_pts {max_drop:g} → not kept")
+    names = ", ".join(m.name for m in manifests)
+    return [*notes, f"precision auto: exported {names}; `edgedistill bench` deploys the fastest kept one"]

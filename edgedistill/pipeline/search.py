@@ -63,7 +63,8 @@ def not_measurable(resolved: ResolvedBudget) -> str | None:
 def latency_table(rd: RunDir, resolved: ResolvedBudget) -> Path:
     """Where `edgedistill profile` writes the run's table for this budget's runtime/precision/input/threads."""
     b = resolved.budget
-    return rd.root / "latency" / lut_name(b.target.runtime, b.target.precision, b.input.shape, b.target.threads)
+    # The recipe's precision: under `precision: auto` that is the INT8 candidate's (the budget says "auto").
+    return rd.root / "latency" / lut_name(b.target.runtime, resolved.recipe.precision, b.input.shape, b.target.threads)
 
 
 def measurer(bank: SlimmableBank, resolved: ResolvedBudget, images: UnlabeledImages) -> Measure:

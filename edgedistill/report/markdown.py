@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -235,6 +236,28 @@ def _latency_lines(latency: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _precision_lines(report: dict[str, Any]) -> list[str]:
+    """INT8 against the best FP32 timing on its device (flagged under 1.1×), and the `precision: auto` decision."""
+    speedups = [s for e in report.get("exports", []) for s in e.get("int8_speedup") or []]
+    lines: list[str] = []
+    if speedups:
+        pays = {True: "yes", False: "**no**"}
+        rows = [
+            [Path(str(s["artifact"])).name, s["runtime"], s["device"], _f(s["int8_p50_ms"], 3), s["best_fp32"] or "–",
+             _f(s["best_fp32_p50_ms"], 3), _f(s["speedup_vs_best_fp32"]), pays.get(s["pays"], "–")]
+            for s in speedups
+        ]  # fmt: skip
+        header = ["INT8 artifact", "runtime", "device", "INT8 p50 ms", "best FP32", "FP32 p50 ms", "speedup ×", "pays"]
+        lines += ["## INT8 vs FP32", "", *_table(header, rows), ""]
+        lines += [f"**Warning:** {s['warning']}." for s in speedups if s.get("warning")]
+        lines += [""] if any(s.get("warning") for s in speedups) else []
+    choice = report.get("precision_choice")
+    if choice:
+        lines += ["## Deployed precision (auto)", "", f"Deployed `{choice['target']}`:", ""]
+        lines += [*(f"- {r}" for r in choice.get("reasons", [])), ""]
+    return lines
+
+
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     """The whole report.md; `plots` maps a caption to a PNG path relative to the report."""
     lines = [f"# Report: {report['run']}", "", *_verdict_lines(report)]
@@ -242,6 +265,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines += _export_lines(report.get("exports", []))
     lines += _sensitivity_lines(report.get("exports", []))
     lines += _latency_lines(report.get("latency", []))
+    lines += _precision_lines(report)
     for caption, rel in plots.items():
         lines += [f"![{caption}]({rel})", ""]
     if report.get("missing"):

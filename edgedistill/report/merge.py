@@ -10,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgedistill.bench.pays import int8_speedups
 from edgedistill.bench.verdict import LimitCheck, check_budget, overall
+from edgedistill.budget import is_auto
 from edgedistill.budget.spec import ResolvedBudget
 from edgedistill.config import read_json
 from edgedistill.errors import ConfigError, EdgedistillError
-from edgedistill.run import RunDir, run_budget
+from edgedistill.run import RunDir, budget_target, run_budget
 
 # Kept from train.json: everything but the loss history (long; the report plots latency, not training curves).
 TRAIN_KEYS = (
@@ -79,6 +81,8 @@ def _exports(rd: RunDir, missing: list[str]) -> tuple[list[dict[str, Any]], list
         )
         results = list(bench["results"]) if bench else []
         results += [r for r in (_read_json(p, [], "") for p in sorted((folder / "bench").glob("*.json"))) if r]
+        timings = [r for r in results if isinstance(r, dict) and "stats" in r and "runtime" in r]
+        exports[-1]["int8_speedup"] = [s.to_json() for s in int8_speedups(timings)]  # recomputed: pure
         for r in results:
             if isinstance(r, dict) and "stats" in r and "runtime" in r:
                 timed = Path(str(r.get("artifact", ""))).name  # the reference's own artifact or subnet file
@@ -94,8 +98,9 @@ def _main_result(latencies: list[dict[str, Any]], target: str) -> dict[str, Any]
     return own[0] if own else None
 
 
-def _checks(resolved: ResolvedBudget, exports: list[dict[str, Any]], main: dict[str, Any] | None) -> list[LimitCheck]:
-    target = resolved.recipe.target
+def _checks(
+    resolved: ResolvedBudget, exports: list[dict[str, Any]], main: dict[str, Any] | None, target: str | None
+) -> list[LimitCheck]:
     cost = next((e["cost"] for e in exports if e["target"] == target and e.get("cost")), None)
     return check_budget(
         resolved.budget.limits,
@@ -110,7 +115,8 @@ def merge_run(run: Path, budget: Path | None = None) -> dict[str, Any]:
     """Collect everything known about `run` into one dict (see module docstring).
 
     Returns:
-        Keys: run, budget, train, search, exports, latency (results with `times_ms`), widths, checks,
+        Keys: run, budget, budget_target (None: precision auto before `bench`), precision_choice, train, search,
+        exports (each with its `int8_speedup`), latency (results with `times_ms`), widths, checks,
         verdict ("PASS", "FAIL", or "UNKNOWN" without a budget), missing.
 
     Raises:
@@ -130,14 +136,21 @@ def merge_run(run: Path, budget: Path | None = None) -> dict[str, Any]:
     except EdgedistillError as e:
         missing.append(f"budget ({e})")
     checks: list[LimitCheck] = []
-    main = None
+    main, target, choice = None, None, None
     if resolved is not None:
-        main = _main_result(latencies, resolved.recipe.target)
-        checks = _checks(resolved, exports, main)
+        target = budget_target(rd, resolved)
+        if target is None:
+            missing.append("deployed precision (precision auto: run `edgedistill bench` to choose)")
+        else:
+            main = _main_result(latencies, target)
+        checks = _checks(resolved, exports, main, target)
+        if is_auto(resolved.budget) and target is not None:
+            choice = (_read_json(rd.deployed_json, missing, "deployed precision") or {}).get("choice")
     return {
         "run": str(rd.root),
         "budget": None if resolved is None else resolved.budget.model_dump(mode="json"),
-        "budget_target": None if resolved is None else resolved.recipe.target,
+        "budget_target": target,
+        "precision_choice": choice,
         "train": None if train is None else {k: train.get(k) for k in TRAIN_KEYS if k in train},
         "search": search,
         "exports": exports,
