@@ -57,6 +57,8 @@ class TimmStudent(SlimmableBank):
         tri_head: Bank only: add the OSTC adaptation heads C_s, C_t (see `SlimmableBank`).
         switchable_bn: Bank only: a private BN per uniform width, each starting as the pretrained BN.
         cosine_head: Cosine-similarity classifier (see `SlimmableBank`).
+        importance_order: Sort pretrained elastic channels by importance before slicing (False: keep the
+            checkpoint's order; for comparisons, narrower widths then keep arbitrary channels).
     """
 
     family = "timm"
@@ -75,6 +77,7 @@ class TimmStudent(SlimmableBank):
         tri_head: bool = False,
         switchable_bn: bool = False,
         cosine_head: bool = False,
+        importance_order: bool = True,
     ) -> None:
         net = _create(model, in_chans, num_classes)
         adapter = adapter_for(model, net)
@@ -98,7 +101,7 @@ class TimmStudent(SlimmableBank):
             for slot, full in adapter.slots(name, block).items()
         }
         ch = self._init_channels(slots, channels, config)
-        if weights:
+        if weights and importance_order:
             for _, block in blocks.values():
                 adapter.reorder(block)
         self.num_features = int(net.head_hidden_size)  # after MobileNetV3's post-pool head conv, = num_features else
