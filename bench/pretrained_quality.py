@@ -21,7 +21,7 @@ The seed draws the 10 labels per class (`data.seed`) and the initialisation and 
 so the search narrows both banks to subnets of nearly equal MACs. Task files go to `runs/` (never `tasks/`).
 
     python bench/pretrained_quality.py [--seeds 0 1 2] [--tasks mnist optdigits] [--variants ...] [--steps N]
-        [--out bench/results/pretrained_quality]
+        [--work runs/pretrained-quality] [--out bench/results/pretrained_quality]
 """
 
 from __future__ import annotations
@@ -164,7 +164,8 @@ def run_job(job: Job, steps: int, budget: str, work: Path = WORK) -> dict[str, A
             if stage == "train" or not (REPO / run / "export" / "onnxruntime-int8" / "manifest.json").is_file():
                 break
     row = {"task": job.task, "variant": job.variant, "seed": job.seed, "wall_seconds": stage_s, "errors": errors}
-    return row | collect(REPO / run)
+    # A failed train may leave an older run's files in place (it deletes the folder only once its inputs check out).
+    return row if "train" in errors else row | collect(REPO / run)
 
 
 def collect(run: Path) -> dict[str, Any]:
