@@ -60,11 +60,13 @@ def _artifact(folder: Path) -> dict[str, Any]:
     }
 
 
-def run(out: str, steps: int | None) -> dict[str, Any]:
+def run(out: str, steps: int | None, after_train: bool = False) -> dict[str, Any]:
     extra = ["--steps", str(steps)] if steps else []
-    wall = {
-        "train": _cli("train", "--task", TASK, "--budget", BUDGETS["onnxruntime"], "--out", out, "--overwrite", *extra)
-    }
+    wall: dict[str, float | None] = {"train": None}
+    if not after_train:
+        wall["train"] = _cli(
+            "train", "--task", TASK, "--budget", BUDGETS["onnxruntime"], "--out", out, "--overwrite", *extra
+        )
     wall["export_onnxruntime_int8"] = _cli_plain("export", "--run", out, "--int8")
     wall["export_openvino_int8"] = _cli_plain("export", "--run", out, "--budget", BUDGETS["openvino"], "--int8")
     wall["bench"] = _cli_plain("bench", "--run", out)
@@ -76,8 +78,9 @@ def run(out: str, steps: int | None) -> dict[str, Any]:
         "task": TASK,
         "budgets": BUDGETS,
         "run": out,
-        "wall_seconds": {k: round(v, 1) for k, v in wall.items()},
-        "total_seconds": round(sum(wall.values()), 1),
+        "wall_seconds": {k: None if v is None else round(v, 1) for k, v in wall.items()},
+        "total_seconds": round(sum(v for v in wall.values() if v is not None), 1),
+        "train_process_not_timed": wall["train"] is None,
         "train_stage_seconds": train["stage_seconds"],
         "steps": train["steps"],
         "teachers": [{k: t.get(k) for k in ("source", "score", "alpha")} for t in train["teachers"]],
@@ -100,11 +103,12 @@ def markdown(r: dict[str, Any], command: str) -> str:
         f"{', '.join(m.get('cpu_flags', [])) or '?'}  ",
         f"Task: `{r['task']}` ({r['steps']} steps); date {r['created'][:10]}.",
         "",
-        f"## Wall time per stage (each its own process): {r['total_seconds'] / 60:.1f} min in all",
+        f"## Wall time per stage (each its own process): {r['total_seconds'] / 60:.1f} min in all"
+        + (" after training" if r.get("train_process_not_timed") else ""),
         "",
         "| stage | seconds |",
         "|---|---|",
-        *(f"| {k} | {v:.1f} |" for k, v in wall.items()),
+        *(f"| {k} | {'not timed (--after-train)' if v is None else f'{v:.1f}'} |" for k, v in wall.items()),
         "",
         "Inside `train`: " + ", ".join(f"{k} {v:.1f} s" for k, v in split.items()) + ".",
         "",
@@ -153,8 +157,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/flagship-224")
     ap.add_argument("--steps", type=int, default=None, help="override the task's steps (a shorter check)")
+    ap.add_argument("--after-train", action="store_true", help="reuse the trained run in --out: export, bench, report")
     args = ap.parse_args()
-    result = run(args.out, args.steps)
+    result = run(args.out, args.steps, args.after_train)
     command = "python bench/flagship_224.py " + " ".join(sys.argv[1:])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "flagship_224.json").write_text(json.dumps({"command": command.strip(), **result}, indent=2) + "\n")
