@@ -104,9 +104,12 @@ class TimmStudent(SlimmableBank):
         self.num_features = int(net.head_hidden_size)  # after MobileNetV3's post-pool head conv, = num_features else
         self._classifier = adapter.classifier
         new = self.layers.classifier(self.num_features, num_classes)
-        if head is not None and not cosine_head and _fits(new, head):
+        head_loaded = head is not None and not cosine_head and _fits(new, head)
+        if head is not None and head_loaded:
             new.load_state_dict(head)
         setattr(net, adapter.classifier, new)
+        self._pretrained_head = bool(weights) and head_loaded
+        self._pretrained = bool(weights)
         for name, (_, block) in blocks.items():
             if slim:
                 adapter.make_slim(name, block)
@@ -139,6 +142,13 @@ class TimmStudent(SlimmableBank):
     def classifier_layer(self) -> nn.Module:
         layer: nn.Module = getattr(self.net, self._classifier)
         return layer
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Every parameter of the timm net built from `weights`, but a classifier replaced for the task's classes."""
+        if not self._pretrained:
+            return []
+        new = set() if self._pretrained_head else {id(p) for p in self.classifier_layer().parameters()}
+        return [p for p in self.net.parameters() if id(p) not in new]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
