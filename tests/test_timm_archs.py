@@ -292,3 +292,14 @@ def test_mis_shaped_weights_name_the_tensor(saved: dict[str, tuple[nn.Module, Pa
     save_file(state, str(path))
     with pytest.raises(CheckpointError, match=r"'layer2.0.conv1.weight' has shape \(64, 64, 3, 3\), the model expects"):
         build_bank("timm", 10, 3, model="resnet18", weights=str(path))
+
+
+def test_pretrained_parameters_leave_out_a_new_classifier(saved: dict[str, tuple[nn.Module, Path]]) -> None:
+    """What the trainer gives the pretrained learning rate: the timm net, without a classifier made for the task."""
+    path = str(saved["resnet18"][1])
+    new = build_bank("timm", 7, 3, model="resnet18", weights=path)
+    kept = build_bank("timm", 1000, 3, model="resnet18", weights=path)
+    fc = {id(p) for p in new.net.fc.parameters()}
+    assert {id(p) for p in new.pretrained_parameters()} == {id(p) for p in new.net.parameters()} - fc
+    assert len(kept.pretrained_parameters()) == len(list(kept.net.parameters()))
+    assert build_bank("timm", 7, 3, model="resnet18").pretrained_parameters() == []

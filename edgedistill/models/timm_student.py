@@ -108,10 +108,11 @@ class TimmStudent(SlimmableBank):
         self._classifier = adapter.classifier
         new = self.layers.classifier(self.num_features, num_classes)
         head_loaded = head is not None and not cosine_head and _fits(new, head)
-        if head_loaded:
+        if head is not None and head_loaded:
             new.load_state_dict(head)
         setattr(net, adapter.classifier, new)
-        self._pretrained, self._pretrained_head = bool(weights), head_loaded
+        self._pretrained_head = bool(weights) and head_loaded
+        self._pretrained = bool(weights)
         for name, (_, block) in blocks.items():
             if slim:
                 adapter.make_slim(name, block)
