@@ -77,6 +77,10 @@ def test_openvino_exports_load_and_match_manifest(job: Callable[..., ExportJob],
         assert abs(a.drop_pts) <= 0.05 and a.agreement is not None and a.agreement >= 99.9
     if recipe.startswith("openvino-int8"):
         assert a.quantized == a.artifact and loaded.calibration is not None and loaded.calibration.count == 300
+        sens = loaded.sensitivity  # measured on an ONNX Runtime QDQ proxy, and labelled so
+        assert sens is not None and sens.method.startswith("proxy") and sens.layers and sens.top_k == 8
+    else:
+        assert loaded.sensitivity is None
     rerun = model_accuracy(load_openvino(out / "model.xml"), job("openvino-fp32").ctx.test_batches(), recipe)
     assert abs(rerun.top1 - a.artifact) < 1e-9
 
@@ -120,6 +124,10 @@ def test_tensorrt_qdq_layout(trt_int8: tuple[Manifest, Path]) -> None:
     a = m.accuracy
     assert a.quantized is not None and a.drop_pts is not None and a.drop_pts <= MAX_DROP, a
     assert m.engine is not None and m.engine.build_script == "build_engine.sh"
+    sens = m.sensitivity  # the artifact's own explicit-QDQ model: only Conv/Gemm are quantized
+    assert (
+        sens is not None and "TensorRT" in sens.method and {r.node for r in sens.layers} == {n.name for n in weighted}
+    )
 
 
 def test_build_engine_script(trt_int8: tuple[Manifest, Path], tmp_path: Path) -> None:

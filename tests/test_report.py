@@ -153,7 +153,8 @@ def test_bench_widths_then_report_end_to_end(trained_run: Path, tmp_path: Path) 
     assert r.returncode == 0, r.stderr
     rep = json.loads((run / "report" / "report.json").read_text())
     assert [w["width"] for w in rep["widths"]["widths"]] == [0.25, 0.5, 0.75, 1.0]
-    assert len(rep["paths"]["plots"]) == 2 and rep["verdict"] in r.stdout
+    assert sorted(Path(p).name for p in rep["paths"]["plots"]) == ["latency.png", "pareto.png", "sensitivity.png"]
+    assert rep["verdict"] in r.stdout and rep["exports"][-1]["sensitivity"]["layers"]  # the INT8 artifact's report
 
 
 def test_pareto_points_use_each_artifacts_own_accuracy() -> None:
