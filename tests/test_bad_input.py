@@ -461,7 +461,11 @@ EXPORT_CASES: dict[str, tuple[Callable[[Path], object], list[str], list[str]]] =
     "int8 on torch": (lambda r: None, ["--target", "torch", "--fp32"], ["--target torch"]),
     "bad fallback": (lambda r: None, ["--fallback", "maybe"], ["--fallback"]),
     "zero calibration": (lambda r: None, ["--calibration-samples", "0"], ["--calibration-samples"]),
-    "qat on fp16": (lambda r: None, ["--fp16", "--fallback", "qat"], ["--fallback qat", "needs an int8 target"]),
+    "qat on fp16": (
+        lambda r: None,
+        ["--target", "openvino", "--fp16", "--fallback", "qat"],
+        ["--fallback qat", "needs an int8 target"],
+    ),
     "zero qad steps": (
         lambda r: None,
         ["--fallback", "qat", "--qad-steps", "0"],
