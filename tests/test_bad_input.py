@@ -471,7 +471,11 @@ EXPORT_CASES: dict[str, tuple[Callable[[Path], object], list[str], list[str]]] =
         ["--fp32", "--sensitivity-top-k", "2"],
         ["--sensitivity-top-k", "needs an int8 target"],
     ),
-    "qat on fp16": (lambda r: None, ["--fp16", "--fallback", "qat"], ["--fallback qat", "needs an int8 target"]),
+    "qat on fp16": (
+        lambda r: None,
+        ["--target", "openvino", "--fp16", "--fallback", "qat"],
+        ["--fallback qat", "needs an int8 target"],
+    ),
     "zero qad steps": (
         lambda r: None,
         ["--fallback", "qat", "--qad-steps", "0"],
