@@ -22,7 +22,7 @@ from edgedistill.bench.prepost import make_preprocess, postprocess
 from edgedistill.bench.stats import latency_stats
 from edgedistill.bench.table import latency_table, verdict_table
 from edgedistill.bench.timing import measure, measure_stages
-from edgedistill.bench.verdict import check_budget, overall
+from edgedistill.bench.verdict import accuracy_check, check_budget, overall
 from edgedistill.budget.spec import LatencyLimit, Limits
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import AccuracyInfo, Cost, InputInfo, Manifest, Preprocess, Source, write_manifest
@@ -67,6 +67,17 @@ def test_verdict_at_and_over_the_limit() -> None:
     assert by_name["macs"].passed
     assert by_name["peak memory"].passed and by_name["peak memory"].margin_pct == pytest.approx(100 * 156 / 256)
     assert not overall(checks)
+
+
+def test_an_artifact_the_accuracy_guard_refused_fails_the_verdict() -> None:
+    # The 224-px flagship's INT8 export dropped 53.8 pts; its manifest was written and bench once said PASS.
+    bad = accuracy_check("int8", 53.8, 1.0)
+    assert bad is not None and not bad.passed and bad.name == "int8 drop" and bad.unit == "pts"
+    ok = accuracy_check("int8", -0.04, 1.0)
+    assert ok is not None and ok.passed and not overall([ok, bad])
+    assert accuracy_check("fp32", None, 1.0) is None
+    missing = accuracy_check("fp16", None, 1.0)
+    assert missing is not None and not missing.passed and "not measured" in missing.note
 
 
 def test_verdict_missing_measurement_fails_with_a_note() -> None:

@@ -93,6 +93,17 @@ def check_limits(
     return checks
 
 
+def accuracy_check(precision: str, drop_pts: float | None, max_drop_pts: float) -> LimitCheck | None:
+    """The artifact's reduced-precision top-1 drop against the budget's `accuracy.max_int8_drop_pts`.
+
+    None for an FP32 artifact. An artifact that export refused (its manifest is still written) fails here, so
+    `bench` never passes a model whose accuracy the guard rejected.
+    """
+    if precision == "fp32":
+        return None
+    return _check(f"{precision} drop", max_drop_pts, drop_pts, "pts", "the drop against FP32 was not measured")
+
+
 def overall(checks: Iterable[LimitCheck]) -> bool:
     """True when every check passed (also when there are none)."""
     return all(c.passed for c in checks)

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgedistill.bench.launch import run_isolated
 from edgedistill.bench.pays import int8_speedups
-from edgedistill.bench.verdict import LimitCheck, check_budget, overall
+from edgedistill.bench.verdict import LimitCheck, accuracy_check, check_budget, overall
 from edgedistill.budget import is_auto
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import Manifest, read_manifest
@@ -134,6 +134,8 @@ def bench_run(
         params=manifest.cost.params,
         peak_rss_mb=main["peak_rss_mb"],
     )
+    drop = accuracy_check(manifest.precision, manifest.accuracy.drop_pts, resolved.budget.accuracy.max_int8_drop_pts)
+    checks += [drop] if drop is not None else []
     record = {
         "budget": resolved.budget.name,
         "artifact": str(target),

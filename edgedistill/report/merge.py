@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.bench.pays import int8_speedups
-from edgedistill.bench.verdict import LimitCheck, check_budget, overall
+from edgedistill.bench.verdict import LimitCheck, accuracy_check, check_budget, overall
 from edgedistill.budget import is_auto
 from edgedistill.budget.spec import ResolvedBudget
 from edgedistill.config import read_json
@@ -102,13 +102,20 @@ def _checks(
     resolved: ResolvedBudget, exports: list[dict[str, Any]], main: dict[str, Any] | None, target: str | None
 ) -> list[LimitCheck]:
     cost = next((e["cost"] for e in exports if e["target"] == target and e.get("cost")), None)
-    return check_budget(
+    checks = check_budget(
         resolved.budget.limits,
         latency=None if main is None else main["stats"],
         macs=None if cost is None else cost.get("macs"),
         params=None if cost is None else cost.get("params"),
         peak_rss_mb=None if main is None else main.get("peak_rss_mb"),
     )
+    own = next((e for e in exports if e["target"] == target and e.get("precision")), None)
+    if own is not None:
+        drop = accuracy_check(
+            own["precision"], (own.get("accuracy") or {}).get("drop_pts"), resolved.budget.accuracy.max_int8_drop_pts
+        )
+        checks += [drop] if drop is not None else []
+    return checks
 
 
 def merge_run(run: Path, budget: Path | None = None) -> dict[str, Any]:
