@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,17 +64,11 @@ def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core CI box, 2 spinning OpenMP threads made training 20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def trained() -> nn.Module:
+def train_tiny() -> nn.Module:
+    """`tiny_net` trained 100 steps on the synthetic task (~1 s), in eval mode."""
     torch.manual_seed(0)
     model = tiny_net()
     x, y = synthetic(2048, seed=1)
@@ -89,6 +82,11 @@ def trained() -> nn.Module:
         loss.backward()
         opt.step()
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained() -> nn.Module:
+    return train_tiny()
 
 
 @pytest.fixture(scope="module")

@@ -124,10 +124,9 @@ def test_tensorrt_qdq_layout(trt_int8: tuple[Manifest, Path]) -> None:
     a = m.accuracy
     assert a.quantized is not None and a.drop_pts is not None and a.drop_pts <= MAX_DROP, a
     assert m.engine is not None and m.engine.build_script == "build_engine.sh"
-    sens = m.sensitivity  # the artifact's own explicit-QDQ model: only Conv/Gemm are quantized
-    assert (
-        sens is not None and "TensorRT" in sens.method and {r.node for r in sens.layers} == {n.name for n in weighted}
-    )
+    sens = m.sensitivity  # the artifact's own explicit-QDQ model: every Conv/Gemm, and nodes reading DQ'd tensors
+    assert sens is not None and "TensorRT" in sens.method
+    assert {n.name for n in weighted} <= {r.node for r in sens.layers}
 
 
 def test_build_engine_script(trt_int8: tuple[Manifest, Path], tmp_path: Path) -> None:

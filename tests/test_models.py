@@ -30,13 +30,7 @@ from edgedistill.models.slimmable import SlimBatchNorm2d, SlimConv2d, SlimLinear
 FAMILIES = {"resnet_cifar": (2, 3, 32, 32), "mobilenet": (2, 3, 64, 64)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and spinning threads slow down badly on a busy CI box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models gain nothing from intra-op threads
 
 
 def _bank(family: str, **kwargs) -> SlimmableBank:

@@ -23,12 +23,7 @@ PACKAGED = "packaged:efficientnet_lite0"
 X = (2, 3, 64, 64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _timm(name: str, **kwargs) -> nn.Module:

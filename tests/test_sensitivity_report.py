@@ -13,10 +13,8 @@ from typing import cast
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import numpy_helper
-from test_export import SHAPE, make_manifest, synthetic, tiny_net
-from torch import nn
+from test_export import SHAPE, make_manifest, synthetic, train_tiny
 
 import edgedistill as ed
 from edgedistill.errors import ConfigError, ExportError
@@ -35,18 +33,7 @@ BROKEN_WEIGHT = "3.weight"  # the second conv: its weight range is blown up (see
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny 3-conv net of test_export, trained 100 steps on its synthetic task (~1 s)."""
-    torch.manual_seed(0)
-    model = tiny_net()
-    x, y = synthetic(2048, seed=1)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for step in range(100):
-        idx = torch.arange(step * 32, step * 32 + 32) % len(xt)
-        loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return torch_to_onnx(model.eval(), SHAPE, tmp_path_factory.mktemp("fp32") / "model.onnx")
+    return torch_to_onnx(train_tiny(), SHAPE, tmp_path_factory.mktemp("fp32") / "model.onnx")
 
 
 def _break(src: Path, dst: Path) -> Path:
@@ -152,7 +139,7 @@ def test_manifest_round_trip_and_old_manifests(
 
 
 def _guard(manifest: object, tmp_path: Path) -> str:
-    job = cast(ExportJob, SimpleNamespace(out=tmp_path, max_drop=1.0))
+    job = cast(ExportJob, SimpleNamespace(out=tmp_path, max_drop=1.0, guard=True))
     (tmp_path / "model.onnx").write_bytes(b"")
     with pytest.raises(ExportError) as e:
         finish(job, manifest)  # type: ignore[arg-type]

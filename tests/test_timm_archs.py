@@ -26,12 +26,7 @@ ARCHS = {"mobilenetv3_large_100": 5, "resnet18": 4, "resnet50": 4}  # model -> e
 X = (2, 3, 64, 64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _timm(name: str) -> nn.Module:

@@ -83,19 +83,19 @@ def search(
     measure: Literal["auto", "on", "off"] = "auto",
     shortlist: int = 3,
     measure_limit: int = 6,
-    time_budget_s: float = 60.0,
+    time_budget: float = 60.0,
     progress: bool = False,
 ) -> SearchResult:
     """Choose the widths of the run's bank for `budget` (None: the run's own) without retraining.
 
-    `time_budget_s`: with `strategy="auto"`, the scoring time planned above which the predictor search runs.
+    `time_budget`: with `strategy="auto"`, the seconds of planned scoring above which the predictor search runs.
     """
     from edgedistill.pipeline.search_run import search_run
     from edgedistill.search import SearchSettings
 
     _choice("measure", measure, ("auto", "on", "off"))
     settings = SearchSettings(
-        strategy=strategy, seed=seed, population=population, evaluations=evaluations, time_budget_s=time_budget_s
+        strategy=strategy, seed=seed, population=population, evaluations=evaluations, time_budget_s=time_budget
     )
     result, paths, resolved = search_run(
         Path(run),

@@ -41,7 +41,7 @@ def search(
         strategy=strategy,
         upem=upem,
         seed=seed,
-        time_budget_s=time_budget,
+        time_budget=time_budget,
         population=population,
         evaluations=evaluations,
         measure=measure,  # type: ignore[arg-type]  # checked by the API
