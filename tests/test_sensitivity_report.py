@@ -20,8 +20,9 @@ import edgedistill as ed
 from edgedistill.errors import ConfigError, ExportError
 from edgedistill.export.job import ExportJob, finish, next_steps
 from edgedistill.export.layer_report import MAX_SQNR_DB, layer_report, quantized_layers, sqnr_db
-from edgedistill.export.manifest import AccuracyInfo, FallbackInfo, SensitivityReport, read_manifest, write_manifest
+from edgedistill.export.manifest import AccuracyInfo, FallbackInfo, read_manifest, write_manifest
 from edgedistill.export.onnx2ort_int8 import preprocess_onnx, quantize_onnxruntime
+from edgedistill.export.sensitivity_schema import SensitivityReport
 from edgedistill.export.torch2onnx import torch_to_onnx
 from edgedistill.recipe import Quantization, Recipe
 from edgedistill.report.markdown import render_markdown

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgedistill.budget import ResolvedBudget
-    from edgedistill.export.manifest import Manifest, SensitivityReport
+    from edgedistill.export.manifest import Manifest
+    from edgedistill.export.sensitivity_schema import SensitivityReport
     from edgedistill.search.lut import LatencyLUT
     from edgedistill.search.select import Candidate
 

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgedistill.export.manifest import LayerSensitivity, SensitivityReport, sensitivity_key
 from edgedistill.export.onnx2ort_int8 import preprocess_onnx, quantize_onnxruntime
 from edgedistill.export.sensitivity import float_qdq_session, with_outputs
+from edgedistill.export.sensitivity_schema import LayerSensitivity, SensitivityReport, sensitivity_key
 
 if TYPE_CHECKING:
     from edgedistill.export.job import ExportJob
