@@ -32,12 +32,6 @@ BUDGETS = {"onnxruntime": "budgets/x86-2core-onnxruntime-224.yaml", "openvino": 
 def _cli(*args: str) -> float:
     """Run `edgedistill ARGS` in its own process; its wall time in seconds."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "edgedistill", *args, "--no-progress"], cwd=REPO, check=True)
-    return time.perf_counter() - start
-
-
-def _cli_plain(*args: str) -> float:
-    start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "edgedistill", *args], cwd=REPO, check=True)
     return time.perf_counter() - start
 
@@ -65,12 +59,12 @@ def run(out: str, steps: int | None, after_train: bool = False) -> dict[str, Any
     wall: dict[str, float | None] = {"train": None}
     if not after_train:
         wall["train"] = _cli(
-            "train", "--task", TASK, "--budget", BUDGETS["onnxruntime"], "--out", out, "--overwrite", *extra
+            "train", "--task", TASK, "--budget", BUDGETS["onnxruntime"], "--out", out, "--overwrite", "--no-progress", *extra
         )
-    wall["export_onnxruntime_int8"] = _cli_plain("export", "--run", out, "--int8")
-    wall["export_openvino_int8"] = _cli_plain("export", "--run", out, "--budget", BUDGETS["openvino"], "--int8")
-    wall["bench"] = _cli_plain("bench", "--run", out)
-    wall["report"] = _cli_plain("report", out)
+    wall["export_onnxruntime_int8"] = _cli("export", "--run", out, "--int8")
+    wall["export_openvino_int8"] = _cli("export", "--run", out, "--budget", BUDGETS["openvino"], "--int8")
+    wall["bench"] = _cli("bench", "--run", out)
+    wall["report"] = _cli("report", out)
     root = REPO / out
     train = json.loads((root / "train.json").read_text())
     arts = [_artifact(p.parent) for p in sorted((root / "export").glob("*/bench.json"))]
