@@ -59,7 +59,16 @@ def run(out: str, steps: int | None, after_train: bool = False) -> dict[str, Any
     wall: dict[str, float | None] = {"train": None}
     if not after_train:
         wall["train"] = _cli(
-            "train", "--task", TASK, "--budget", BUDGETS["onnxruntime"], "--out", out, "--overwrite", "--no-progress", *extra
+            "train",
+            "--task",
+            TASK,
+            "--budget",
+            BUDGETS["onnxruntime"],
+            "--out",
+            out,
+            "--overwrite",
+            "--no-progress",
+            *extra,
         )
     wall["export_onnxruntime_int8"] = _cli("export", "--run", out, "--int8")
     wall["export_openvino_int8"] = _cli("export", "--run", out, "--budget", BUDGETS["openvino"], "--int8")
