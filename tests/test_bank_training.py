@@ -434,3 +434,23 @@ def test_pseudo_labels_only_where_the_ensemble_is_confident() -> None:
         (ce[0] + math.log(1 + math.exp(-1.0)) + ce[2]) / 3,
         rel_tol=1e-6,
     )
+
+
+def test_progressive_resizing_trains_small_then_at_the_budget_size(tiny_data: TaskData, tmp_path: Path) -> None:
+    from edgedistill.distill.config import ResizeConfig
+
+    cfg = TrainConfig(
+        distiller="ce-only", steps=4, num_sampled=2, batch_labeled=4, warmup_steps=1,
+        resize=ResizeConfig(scale=0.5, final_steps=1),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 8, 16))
+    sizes: list[tuple[int, int]] = []
+    bank.stem.register_forward_pre_hook(lambda _m, args: sizes.append(tuple(args[0].shape[-2:])) and None)
+    pre = Preprocess(32, 32, 1, (0.13,), (0.31,))
+    distill(bank, tiny_data, pre, cfg, tmp_path, torch.device("cpu"), None, show_progress=False)
+    per_step = [sizes[i] for i in range(0, len(sizes), 2)]  # two sampled widths per step
+    assert per_step == [(16, 16)] * 3 + [(32, 32)]
+    assert Preprocess(224, 160, 3, (0.5,), (0.5,)).scaled(0.5) == Preprocess(112, 80, 3, (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="resize.scale"):
+        TrainConfig(resize={"scale": 0})  # type: ignore[arg-type]

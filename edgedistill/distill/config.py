@@ -68,6 +68,20 @@ class UdonConfig(StrictModel):
     cosine_head: bool = Field(False, description="cosine-similarity classifier heads in the student")
 
 
+class ResizeConfig(StrictModel):
+    """Progressive resizing (EfficientNetV2's progressive learning, FixRes): cheaper steps on smaller images first."""
+
+    scale: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="training images are resized to this fraction of the budget's input side (1 = no resizing)",
+    )
+    final_steps: int = Field(
+        0, ge=0, description="the last steps run at the budget's input size, so filters and BN adapt to it"
+    )
+
+
 class TrainConfig(StrictModel):
     """Sandwich training of the slimmable bank; every default is the documented one."""
 
@@ -80,6 +94,7 @@ class TrainConfig(StrictModel):
     fixmatch: FixMatchConfig = Field(default_factory=FixMatchConfig)
     bank: BankConfig = Field(default_factory=BankConfig)
     udon: UdonConfig = Field(default_factory=UdonConfig)
+    resize: ResizeConfig = Field(default_factory=ResizeConfig)
     steps: int = Field(600, ge=1)
     batch_labeled: int = Field(32, ge=1)
     batch_unlabeled: int = Field(128, ge=0)

@@ -187,12 +187,13 @@ def distill(
             domain = sampler.sample(gen) if sampler is not None else None
             pool = pools[domain] if domain is not None else None
             xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, distiller.temperature, pool)
-            x = pre.to_unit(torch.cat([xl, xu]))
+            p = step_preprocess(pre, cfg, step)
+            x = p.to_unit(torch.cat([xl, xu]))
             if cfg.augment:
                 x = random_affine(x, None, draws=affine_draws(cfg.batch_labeled + bu, gen)[batches.rows])
-            x = pre.normalize(x)
+            x = p.normalize(x)
             if distiller.strong_view and bu:  # FixMatch: a strongly augmented copy of the unlabeled images
-                x = torch.cat([x, pre.normalize(strong_augment(pre.to_unit(xu), gen))])
+                x = torch.cat([x, p.normalize(strong_augment(p.to_unit(xu), gen))])
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
@@ -244,6 +245,13 @@ def distill(
         history=history,
         domain_probabilities=None if sampler is None else [float(p) for p in sampler.probabilities()],
     )
+
+
+def step_preprocess(pre: Preprocess, cfg: TrainConfig, step: int) -> Preprocess:
+    """The input pipeline of training step `step`: smaller images before the last `train.resize.final_steps`."""
+    if step >= cfg.steps - cfg.resize.final_steps:
+        return pre
+    return pre.scaled(cfg.resize.scale)
 
 
 def _uses_unlabeled(distiller: Distiller, cfg: TrainConfig) -> bool:
