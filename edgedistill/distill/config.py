@@ -80,6 +80,12 @@ class ResizeConfig(StrictModel):
     final_steps: int = Field(
         0, ge=0, description="the last steps run at the budget's input size, so filters and BN adapt to it"
     )
+    full_size_every: int | None = Field(
+        None,
+        ge=1,
+        description="before the final steps, every n-th step also runs at the budget's size (multi-scale training, "
+        "so the filters learn both scales); None: never",
+    )
 
 
 class TrainConfig(StrictModel):
@@ -123,6 +129,12 @@ class TrainConfig(StrictModel):
     compile: bool = False
     bn_calibration_images: int = Field(2000, ge=1)
     eval_batch: int = Field(1000, ge=1)
+    micro_batch: int | None = Field(
+        None,
+        ge=2,
+        description="images per forward/backward pass: a step's batch is split into micro-batches whose gradients "
+        "add up (less memory; faster on CPUs at large inputs); None: the whole step at once",
+    )
     deterministic: bool = Field(
         False, description="deterministic torch kernels (bitwise-reproducible resume on GPU too; CPU already is)"
     )

@@ -24,7 +24,7 @@ from edgedistill.distill.distillers import DISTILLERS, Distiller
 from edgedistill.distill.domains import domain_loss, domain_sampler
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
-from edgedistill.distill.step import step_loss
+from edgedistill.distill.step import micro_batches, step_loss
 from edgedistill.errors import CheckpointError, ConfigError
 from edgedistill.models import SlimmableBank
 from edgedistill.models.serialize import check_tensors
@@ -198,8 +198,17 @@ def distill(
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             configs = sandwich_configs(bank, cfg.num_sampled, gen)
-            loss, logs = step_loss(bank, forward, distiller, bank_loss, configs, x, yl, len(xu), t_probs, t_feats, amp)
-            scaler.scale(loss).backward()
+            chunks = micro_batches(len(yl), len(xu), cfg.micro_batch)
+            logs = {}
+            for li, ui in chunks:
+                rows = torch.cat([li, len(yl) + ui, *([len(yl) + len(xu) + ui] if len(x) > len(yl) + len(xu) else [])])
+                tp, tf = ([t[ui] for t in ts] if ts is not None else None for ts in (t_probs, t_feats))
+                loss, part = step_loss(
+                    bank, forward, distiller, bank_loss, configs, x[rows], yl[li], len(ui), tp, tf, amp
+                )
+                scaler.scale(loss / len(chunks)).backward()
+                for k, v in part.items():
+                    logs[k] = logs.get(k, 0.0) + v / len(chunks)
             distributed.average_gradients(params, dd)
             scaler.step(opt)
             scaler.update()
@@ -248,10 +257,12 @@ def distill(
 
 
 def step_preprocess(pre: Preprocess, cfg: TrainConfig, step: int) -> Preprocess:
-    """The input pipeline of training step `step`: smaller images before the last `train.resize.final_steps`."""
-    if step >= cfg.steps - cfg.resize.final_steps:
+    """The input pipeline of training step `step`: smaller images, but for every `full_size_every`-th step and the
+    last `final_steps` (`train.resize`)."""
+    r = cfg.resize
+    if step >= cfg.steps - r.final_steps or (r.full_size_every is not None and step % r.full_size_every == 0):
         return pre
-    return pre.scaled(cfg.resize.scale)
+    return pre.scaled(r.scale)
 
 
 def _uses_unlabeled(distiller: Distiller, cfg: TrainConfig) -> bool:
