@@ -448,7 +448,8 @@ def test_progressive_resizing_trains_small_then_at_the_budget_size(tiny_data: Ta
     sizes: list[tuple[int, int]] = []
     bank.stem.register_forward_pre_hook(lambda _m, args: sizes.append(tuple(args[0].shape[-2:])) and None)
     pre = Preprocess(32, 32, 1, (0.13,), (0.31,))
-    distill(bank, tiny_data, pre, cfg, tmp_path, torch.device("cpu"), None, show_progress=False)
+    state = distill(bank, tiny_data, pre, cfg, tmp_path, torch.device("cpu"), None, show_progress=False)
+    assert set(state.step_seconds) == {"16x16", "32x32"} and min(state.step_seconds.values()) > 0
     per_step = [sizes[i] for i in range(0, len(sizes), 2)]  # two sampled widths per step
     assert per_step == [(16, 16)] * 3 + [(32, 32)]
     sizes.clear()

@@ -111,6 +111,17 @@ def test_verdict_says_by_how_much_it_does_not_beat(pq: ModuleType, tmp_path: Pat
     assert pq.verdict(rows[:1], "optdigits") is None  # nothing to compare against
 
 
+def test_merge_keeps_the_rows_a_chunk_does_not_redo(pq: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "pq.json"
+    old = [{"task": "mnist", "variant": v, "seed": 0} for v in ("scratch-ce", "transfer")]
+    path.write_text(json.dumps({"commands": ["python bench/pretrained_quality.py --seeds 0"], "steps": 5, "rows": old}))
+    rows, commands = pq.merged_rows(path, pq.plan(["mnist"], ["transfer"], [0]), 5)
+    assert rows == old[:1] and commands == ["python bench/pretrained_quality.py --seeds 0"]
+    with pytest.raises(SystemExit, match="rows of 5 steps cannot be merged with --steps 7"):
+        pq.merged_rows(path, [], 7)
+    assert pq.merged_rows(tmp_path / "none.json", [], 5) == ([], [])
+
+
 @pytest.mark.slow
 def test_pretrained_quality_tiny_run_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "pq"

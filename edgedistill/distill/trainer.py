@@ -40,6 +40,7 @@ class TrainState:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     domain_probabilities: list[float] | None = None  # the domain sampler's final p_d (None without domains)
+    step_seconds: dict[str, float] = field(default_factory=dict)  # mean seconds per step, by training image size
 
 
 def lr_schedule(cfg: TrainConfig) -> callable:  # type: ignore[valid-type]
@@ -183,17 +184,19 @@ def distill(
     t0 = time.perf_counter()
     with progress("train", cfg.steps, show=show_progress, unit="step", completed=start) as bar:
         bank.train()
+        timing: dict[str, list[float]] = {}
         for step in range(start, cfg.steps):
+            step_start = time.perf_counter()
             domain = sampler.sample(gen) if sampler is not None else None
             pool = pools[domain] if domain is not None else None
             xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, distiller.temperature, pool)
-            p = step_preprocess(pre, cfg, step)
-            x = p.to_unit(torch.cat([xl, xu]))
+            sp = step_preprocess(pre, cfg, step)
+            x = sp.to_unit(torch.cat([xl, xu]))
             if cfg.augment:
                 x = random_affine(x, None, draws=affine_draws(cfg.batch_labeled + bu, gen)[batches.rows])
-            x = p.normalize(x)
+            x = sp.normalize(x)
             if distiller.strong_view and bu:  # FixMatch: a strongly augmented copy of the unlabeled images
-                x = torch.cat([x, p.normalize(strong_augment(p.to_unit(xu), gen))])
+                x = torch.cat([x, sp.normalize(strong_augment(sp.to_unit(xu), gen))])
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
@@ -218,6 +221,7 @@ def distill(
                 logs |= {f"p_domain{d}": float(p) for d, p in enumerate(sampler.probabilities())}
             for k, value in logs.items():
                 window.setdefault(k, []).append(value)
+            timing.setdefault(f"{sp.height}x{sp.width}", []).append(time.perf_counter() - step_start)
             done = step + 1
             if done % 10 == 0 or done == cfg.steps:
                 row = distributed.mean_over_ranks(
@@ -253,6 +257,7 @@ def distill(
         seconds=time.perf_counter() - t0,
         history=history,
         domain_probabilities=None if sampler is None else [float(p) for p in sampler.probabilities()],
+        step_seconds={k: round(sum(v) / len(v), 3) for k, v in timing.items()},
     )
 
 
