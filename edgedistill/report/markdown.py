@@ -69,6 +69,12 @@ def _ci(c: dict[str, Any]) -> str:
     return "–" if not ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
 
 
+def _measured_verdict(measured: dict[str, Any]) -> str:
+    """`fits` or the limits exceeded, and `, INT8 UPEM 97.300` for an INT8 candidate (the choice compares these)."""
+    q = measured.get("int8_quality")
+    return ("fits" if measured["fits"] else "; ".join(measured["over"])) + ("" if q is None else f", INT8 UPEM {q:.3f}")
+
+
 def _confidence_lines(search: dict[str, Any] | None) -> list[str]:
     """The chosen config and its runner-ups with the UPEM and its interval, and the within-the-noise warning."""
     if not search or not search.get("chosen"):
@@ -89,7 +95,7 @@ def _confidence_lines(search: dict[str, Any] | None) -> list[str]:
     log = search.get("measure_log") or []
     if log:
         lines += ["Measured end to end, in order:", ""]
-        lines += [f"- {m['config']}: {'fits' if m['fits'] else '; '.join(m['over'])} ({m['why']})" for m in log]
+        lines += [f"- {m['config']}: {_measured_verdict(m)} ({m['why']})" for m in log]
         lines.append("")
     return lines
 
