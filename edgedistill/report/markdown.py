@@ -81,12 +81,15 @@ def _confidence_lines(search: dict[str, Any] | None) -> list[str]:
         return []
     conf = search.get("confidence") or {}
     level = f"{conf.get('level', 0.95):.0%}"
+    group = [search["chosen"], *(search.get("runner_ups") or [])]
+    int8 = any(c.get("int8_agreement") is not None for c in group)  # an INT8 budget's measured shortlist
     rows = [
         ["chosen" if i == 0 else f"runner-up {i}", str(c.get("config")), _f(c.get("macs", 0) / 1e6),
-         _f(c.get("upem"), 3), _ci(c)]
-        for i, c in enumerate([search["chosen"], *(search.get("runner_ups") or [])])
+         _f(c.get("upem"), 3), _ci(c), *([_f(c.get("int8_agreement"), 3)] if int8 else [])]
+        for i, c in enumerate(group)
     ]  # fmt: skip
-    lines = [*_table(["", "widths", "MACs M", f"UPEM ({search.get('upem')})", f"{level} CI"], rows), ""]
+    header = ["", "widths", "MACs M", f"UPEM ({search.get('upem')})", f"{level} CI", *(["INT8 UPEM"] if int8 else [])]
+    lines = [*_table(header, rows), ""]
     if conf:
         how = f"{conf.get('method')}, {conf.get('resamples')} redraws of {conf.get('images')} images"
         lines += [f"Intervals: {how}.", ""]
