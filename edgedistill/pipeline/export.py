@@ -11,6 +11,7 @@ from edgedistill.budget import AUTO, auto_candidates, is_auto
 from edgedistill.errors import ConfigError
 from edgedistill.export.accuracy import Accuracy, onnx_accuracy
 from edgedistill.export.exporters import EXPORTERS
+from edgedistill.export.gray_input import fold_gray_stem, gray_input
 from edgedistill.export.job import (
     MIN_CALIBRATION,
     AccuracyDropError,
@@ -108,6 +109,8 @@ def export_run(
     `sensitivity_images` / `sensitivity_top_k` override the recipe's `quantization.sensitivity` (images 0: no report).
     """
     ctx = load_context(run, budget)
+    if gray_input(ctx.data, ctx.pre):  # exact on these inputs; INT8 then rounds the filters' sums (gray_input.py)
+        ctx.gray_stem = fold_gray_stem(ctx.subnet)
     if is_auto(ctx.resolved.budget) and runtime is None and precision is None and recipe is None:
         if qad_steps is not None or qad_lr is not None:
             raise ConfigError(
