@@ -52,8 +52,8 @@ def search(
     stat = result.latency_stat
     table = Table(title=f"{result.budget}: best configs by UPEM '{result.upem}' ({result.strategy})")
     int8 = any(c.int8_agreement is not None for c in [result.chosen, *result.runner_ups, *result.measured])
-    cols = ("", "widths", "channels", "MACs M", "params M", f"pred {stat} ms", f"meas {stat} ms", "UPEM", "95% CI")
-    cols += ("INT8 UPEM",) if int8 else ()
+    cols: tuple[str, ...] = ("", "widths", "channels", "MACs M", "params M", f"pred {stat} ms", f"meas {stat} ms")
+    cols += ("UPEM", "95% CI", *(("INT8 UPEM",) if int8 else ()))
     for col in cols:
         table.add_column(col, justify="left" if col in ("", "widths", "channels") else "right")
     for c in [result.chosen, *result.runner_ups]:
