@@ -18,7 +18,6 @@ from test_export import SHAPE, make_manifest, synthetic, train_tiny
 
 import edgedistill as ed
 from edgedistill.errors import ConfigError, ExportError
-from edgedistill.export.accuracy import onnx_predictor
 from edgedistill.export.job import ExportJob, finish, next_steps
 from edgedistill.export.layer_report import MAX_SQNR_DB, layer_report, quantized_layers, sqnr_db
 from edgedistill.export.manifest import AccuracyInfo, FallbackInfo, read_manifest, write_manifest
@@ -115,18 +114,22 @@ def test_sqnr_of_an_unquantized_equivalent_is_the_cap(fp32: Path, tmp_path: Path
 
 def test_fallback_ranks_layers_by_the_report(broken: Path, tmp_path: Path) -> None:
     """`--fallback auto` keeps the report's worst layer in float first: the broken conv, whose output ONNX Runtime
-    renames when it fuses Conv+Relu (the ranking before the report scored such nodes 0 and put them last)."""
+    renames when it fuses Conv+Relu (the ranking before the report scored such nodes 0 and put them last). The
+    drop is stubbed (0 once that conv is float): this checks the ranking and the greedy search, not the repair."""
     full = quantize_onnxruntime(broken, tmp_path / "int8.onnx", CALIBRATION, Quantization())
-    fp32_pred = onnx_predictor(broken)(IMAGES).argmax(1)
+    node = next(n.name for n in onnx.load(str(preprocess_onnx(broken, tmp_path / "pre.onnx"))).graph.node
+                if BROKEN_WEIGHT in n.input)  # fmt: skip
+    tried: list[bool] = []
 
     def drop_of(model: Path) -> float:
-        return 100.0 * float(np.mean(onnx_predictor(model)(IMAGES).argmax(1) != fp32_pred))
+        graph = onnx.load(str(model)).graph
+        float_weight = BROKEN_WEIGHT in next(n.input for n in graph.node if n.name == node)
+        tried.append(float_weight)
+        return 0.0 if float_weight else 50.0
 
     info = ort_mixed_precision(broken, full, tmp_path / "mixed.onnx", CALIBRATION, Quantization(), drop_of=drop_of,
                                max_drop=5.0, sensitivity_images=IMAGES)  # fmt: skip
-    node = next(n.name for n in onnx.load(str(preprocess_onnx(broken, tmp_path / "pre.onnx"))).graph.node
-                if BROKEN_WEIGHT in n.input)  # fmt: skip
-    assert info.layers_in_fp == [node] and info.fixed and info.drop_before_pts > 30.0 >= info.drop_after_pts + 25
+    assert info.layers_in_fp == [node] and info.fixed and tried == [False, True]  # all-INT8, then the top-1 layer
     assert next(iter(info.sensitivity)) == node and info.sensitivity[node] < 3.0  # local SQNR (dB), lowest first
     assert list(info.sensitivity.values()) == sorted(info.sensitivity.values())
 
