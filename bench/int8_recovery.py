@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -37,34 +36,20 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's table helper
+from pretrained_quality import LITE0, WIDTHS, mean_std  # noqa: E402
+from pretrained_quality import RECIPE as TRAIN_RECIPE  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = "budgets/x86-2core-onnxruntime-64.yaml"
 RECIPE = "export/onnxruntime-int8.yaml"
 MAX_DROP = 0.5
 STEPS = ("ptq", "auto", "qat")
-LITE0_TASK: dict[str, Any] = {
+LITE0_TASK: dict[str, Any] = {  # pretrained_quality.py's MNIST task (smaller pool and test split), its Lite0 recipe
     "data": {"source": "mnist", "labels_per_class": 10, "unlabeled": 2000, "test": 1000},
     "teachers": [{"source": "ccexam:usps?crop=0.72"}, {"source": "ccexam:svhn?invert=1"}],
-    "student": {
-        "family": "timm",
-        "width_choices": [0.25, 0.5, 0.75, 1.0],
-        "divisor": 8,
-        "options": {"model": "tf_efficientnet_lite0", "weights": "packaged:efficientnet_lite0"},
-    },
-    "train": {
-        "distiller": "distill-weighted",
-        "multisource": {"similarity": "knn", "gamma": 0.1, "top_k": 2},
-        "bank": {"loss": "inplace"},
-        "warmup_steps": 10,
-        "num_sampled": 3,
-        "batch_labeled": 32,
-        "batch_unlabeled": 96,
-        "lr": 3.0e-3,
-        "pretrained_lr_scale": 0.1,
-        "channels_last": True,
-        "bn_calibration_images": 500,
-        "eval_batch": 200,
-    },
+    "student": {"family": "timm", "width_choices": WIDTHS, "divisor": 8, "options": LITE0},
+    "train": TRAIN_RECIPE | {"distiller": "distill-weighted", "num_sampled": 3},
 }
 
 
@@ -174,14 +159,6 @@ def collect(keep: Path, stem: str) -> dict[str, Any]:
     return out
 
 
-def _cell(values: list[float], digits: int = 2) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def table(rows: list[dict[str, Any]]) -> list[str]:
     """One line per (case, step): mean ± std over seeds."""
     lines = [
@@ -195,13 +172,13 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             return [float(v) for v in (get(r) for r in group) if v is not None]
 
         cells = [
-            _cell(vals(lambda r: r["fp32_top1"])),
-            _cell(vals(lambda r: r["int8_top1"])),
-            _cell(vals(lambda r: r["drop_pts"])),
-            _cell(vals(lambda r: (r.get("latency_ms") or {}).get("p50")), 3),
-            _cell(vals(lambda r: (r.get("latency_ms") or {}).get("p90")), 3),
-            _cell(vals(lambda r: len(r["layers_in_fp"])), 1),
-            _cell(vals(lambda r: r["qad_seconds"]), 0),
+            mean_std(vals(lambda r: r["fp32_top1"])),
+            mean_std(vals(lambda r: r["int8_top1"])),
+            mean_std(vals(lambda r: r["drop_pts"])),
+            mean_std(vals(lambda r: (r.get("latency_ms") or {}).get("p50")), 3),
+            mean_std(vals(lambda r: (r.get("latency_ms") or {}).get("p90")), 3),
+            mean_std(vals(lambda r: len(r["layers_in_fp"])), 1),
+            mean_std(vals(lambda r: r["qad_seconds"]), 0),
         ]
         lines.append(f"| {case} | {step} | {len(g)} | " + " | ".join(cells) + " |")
     return lines
