@@ -202,7 +202,7 @@ def distill(
             opt.zero_grad(set_to_none=True)
             configs = sandwich_configs(bank, cfg.num_sampled, gen)
             chunks = micro_batches(len(yl), len(xu), cfg.micro_batch)
-            logs = {}
+            logs: dict[str, float] = {}
             for li, ui in chunks:
                 rows = torch.cat([li, len(yl) + ui, *([len(yl) + len(xu) + ui] if len(x) > len(yl) + len(xu) else [])])
                 tp, tf = ([t[ui] for t in ts] if ts is not None else None for ts in (t_probs, t_feats))
