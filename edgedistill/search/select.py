@@ -26,7 +26,7 @@ from edgedistill.search.confidence import Confidence, assess, bootstrap_scores
 from edgedistill.search.costs import Config, CostEstimator, CostInputs, Costs, Stats, over_limits, unchecked_limits
 from edgedistill.search.lut import LatencyLUT
 from edgedistill.search.strategies import SEARCH_STRATEGIES, Problem, SearchSettings
-from edgedistill.search.upem import UPEMS, ConfigOutputs, Reference, Upem, ensemble_reference, uniform_configs
+from edgedistill.search.upem import UPEMS, ConfigOutputs, Reference, Upem, timed_reference
 from edgedistill.search.verify import Verification, verify
 
 Measure = Callable[[Config], Stats]
@@ -144,7 +144,7 @@ def search_widths(
     images: UnlabeledImages,
     *,
     lut: LatencyLUT | None = None,
-    upem: str = "agreement",
+    upem: str = "agreement-widest",
     settings: SearchSettings | None = None,
     measure: Measure | None = None,
     shortlist: int = 3,
@@ -175,10 +175,7 @@ def search_widths(
     start = time.perf_counter()
     estimate = CostEstimator(CostInputs(bank, input_shape, lut))
     outputs = ConfigOutputs(bank, images.bn, images.eval)
-    uniform = uniform_configs(bank)
-    ref_start = time.perf_counter()
-    reference = ensemble_reference(outputs, uniform)
-    per_score = (time.perf_counter() - ref_start) / len(uniform)  # BN recalibration + outputs of one config
+    reference, per_score = timed_reference(metric, outputs)  # per score: BN recalibration + outputs of one config
 
     def fits(config: Config) -> bool:
         return not over_limits(estimate(config), limits)
