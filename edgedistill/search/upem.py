@@ -39,7 +39,8 @@ class Outputs:
 
 @dataclass(frozen=True)
 class Reference:
-    """What configs are compared against: the bank ensemble's class probabilities `(N, C)` on the same images."""
+    """What configs are compared against: the reference configs' mean class probabilities `(N, C)` on the same
+    images (the widest config's for `agreement-widest`, the uniform widths' for `agreement`)."""
 
     ensemble: torch.Tensor
 
