@@ -10,7 +10,7 @@ from torch import nn
 from edgedistill.budget.spec import Limits
 from edgedistill.data import ImageSet, Preprocess, TaskData
 from edgedistill.inputs import calibration_batches
-from edgedistill.models import build_bank
+from edgedistill.models import bank_cost, build_bank
 from edgedistill.pipeline.search import unlabeled_images
 from edgedistill.search import UnlabeledImages, search_widths
 from edgedistill.search.upem import (
@@ -75,7 +75,8 @@ def test_the_default_search_scores_agreement_with_the_widest_config() -> None:
     torch.manual_seed(0)
     bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 16, 16)).eval()
     images = UnlabeledImages(bn=torch.randn(16, 1, 28, 28), eval=torch.randn(12, 1, 28, 28))
-    result = search_widths(bank, Limits(macs_m=0.6), (1, 1, 28, 28), images)
+    macs = sorted(bank_cost(bank, c, (1, 1, 28, 28)).macs for c in bank.all_configs())
+    result = search_widths(bank, Limits(macs_m=macs[len(macs) // 2] / 1e6), (1, 1, 28, 28), images)
     assert result.upem == "agreement-widest"
     outputs = ConfigOutputs(bank, images.bn, images.eval)
     upem = UPEMS.get("agreement-widest")
