@@ -9,13 +9,15 @@ def _f(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _head(title: str, columns: list[str], note: str = "") -> list[str]:
+    """A section title, an optional note and the header of its table."""
+    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return [f"## {title}", "", *([note, ""] if note else []), *table]
+
+
 def _banks(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Banks",
-        "",
-        "| bank | task | labels/class | family | configs evaluated | test % range | uniform widths test % |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    columns = ["bank", "task", "labels/class", "family", "configs evaluated", "test % range", "uniform widths test %"]
+    lines = _head("Banks", columns)
     for b in result["banks"]:
         lo, hi = b["accuracy_range"]
         uniform = " / ".join(f"{v:.1f}" for v in b["uniform_accuracy"].values())
@@ -27,12 +29,9 @@ def _banks(result: dict[str, Any]) -> list[str]:
 
 
 def _summary(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Regret over every bank and budget",
-        "",
-        "| UPEM + strategy | mean regret pts | worst regret pts | cases |",
-        "|---|---|---|---|",
-    ]
+    lines = _head(
+        "Regret over every bank and budget", ["UPEM + strategy", "mean regret pts", "worst regret pts", "cases"]
+    )
     for k, v in result["summary"]["regret"].items():
         lines.append(f"| `{k}` | {v['mean']:.2f} | {v['worst']:.2f} | {v['cases']} |")
     return lines
@@ -40,14 +39,9 @@ def _summary(result: dict[str, Any]) -> list[str]:
 
 def _rho(result: dict[str, Any]) -> list[str]:
     names = list(result["upems"])
-    lines = [
-        "## Spearman ρ with test accuracy",
-        "",
-        "Over every evaluated config of the bank, then over the feasible configs of each budget.",
-        "",
-        "| bank | budget | feasible | best feasible (test %) | " + " | ".join(f"`{n}`" for n in names) + " |",
-        "|---|---|---|---|" + "---|" * len(names),
-    ]
+    columns = ["bank", "budget", "feasible", "best feasible (test %)", *(f"`{n}`" for n in names)]
+    note = "Over every evaluated config of the bank, then over the feasible configs of each budget."
+    lines = _head("Spearman ρ with test accuracy", columns, note)
     for b in result["banks"]:
         cells = " | ".join("n/a" if b["rho"].get(n) is None else f"{b['rho'][n]:.3f}" for n in names)
         lines.append(f"| {b['bank']} | every config | {b['configs']} | - | {cells} |")
@@ -62,12 +56,7 @@ def _rho(result: dict[str, Any]) -> list[str]:
 
 def _regret(result: dict[str, Any]) -> list[str]:
     keys = list(result["summary"]["regret"])
-    lines = [
-        "## Regret per bank and budget (pts)",
-        "",
-        "| bank | budget | " + " | ".join(f"`{k}`" for k in keys) + " |",
-        "|---|---|" + "---|" * len(keys),
-    ]
+    lines = _head("Regret per bank and budget (pts)", ["bank", "budget", *(f"`{k}`" for k in keys)])
     for b in result["banks"]:
         for row in b["budgets"]:
             cells = " | ".join(_f(row["regret"].get(k)) for k in keys)
@@ -76,12 +65,8 @@ def _regret(result: dict[str, Any]) -> list[str]:
 
 
 def _study(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Study: what was tried (exhaustive search over the feasible configs)",
-        "",
-        "| variant | mean ρ, every config | mean regret pts | worst regret pts |",
-        "|---|---|---|---|",
-    ]
+    columns = ["variant", "mean ρ, every config", "mean regret pts", "worst regret pts"]
+    lines = _head("Study: what was tried (exhaustive search over the feasible configs)", columns)
     for name, v in result["summary"]["study"].items():
         rhos = [b["study_rho"][name] for b in result["banks"] if b["study_rho"].get(name) is not None]
         rho = sum(rhos) / len(rhos) if rhos else None

@@ -333,7 +333,7 @@ def test_search_cli_writes_choice_for_another_budget_and_export_uses_it(trained_
     assert r.returncode == 0, r.stderr
     record = json.loads((run / "searches" / "tight.json").read_text())
     assert record["budget"] == "tight" and record["chosen"]["macs"] <= 3e6
-    assert record["runner_ups"] and record["upem"] == "agreement" and not record["measured"]
+    assert record["runner_ups"] and record["upem"] == "agreement-widest" and not record["measured"]
     assert any("latency not measured" in n for n in record["notes"])
     ci = record["chosen"]["upem_ci"]
     assert ci[0] <= record["chosen"]["upem"] <= ci[1] and record["confidence"]["images"] > 0
