@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgedistill.errors import ConfigError
-from edgedistill.search.upem import UPEMS, Outputs, Reference, Upem, agreement
+from edgedistill.search.upem import UPEMS, Outputs, Reference, Score, Upem, agreement, neg_entropy
 
 Config = tuple[float, ...]
 
@@ -64,6 +64,11 @@ def _confident_agreement(out: Outputs, ref: Reference) -> float:
     return agreement(Outputs(out.logits[keep]), Reference(ref.ensemble[keep]))
 
 
+def _plus_entropy(weight: float) -> Score:
+    """`agreement` plus `weight` × the negative normalised entropy (0 for one-hot predictions, −1 for uniform)."""
+    return lambda out, ref: agreement(out, ref) + weight * neg_entropy(out, ref)
+
+
 def _labeled(record: dict[str, Any], nll: bool) -> list[float]:
     labels = record["labeled_labels"]
     logp = record["labeled_logits"].float().log_softmax(2)
@@ -86,6 +91,8 @@ def study_scores(record: dict[str, Any]) -> dict[str, list[float] | None]:
         "agreement with the ensemble of the two widest uniform configs": Upem(agreement, _two_widest),
         "agreement with the uniform ensemble on its more confident half of the images": Upem(_confident_agreement),
         "soft agreement (−cross-entropy) with the widest config": Upem(_soft_agreement, widest.members),
+        "agreement-widest + 5 × negative entropy": Upem(_plus_entropy(5.0), widest.members),
+        "agreement-widest + 20 × negative entropy": Upem(_plus_entropy(20.0), widest.members),
     }
     for name, upem in variants.items():
         out[name] = upem_scores(record, upem)
