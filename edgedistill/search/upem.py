@@ -167,7 +167,7 @@ class ConfigOutputs:
         return Outputs(torch.cat(logits), merged)
 
 
-def ensemble_reference(outputs: Callable[[Sequence[float]], Outputs], configs: Sequence[Sequence[float]]) -> Reference:
+def ensemble_reference(outputs: Callable[[Config], Outputs], configs: Sequence[Config]) -> Reference:
     """The bank ensemble: mean class probabilities of `configs` (by default every uniform width)."""
     probs = torch.stack([outputs(c).logits.float().softmax(1) for c in configs])
     return Reference(probs.mean(0))
