@@ -43,7 +43,7 @@ from edgedistill.search import UPEMS, CostEstimator, CostInputs, LatencyLUT, Sea
 from edgedistill.search import search_widths as run_search
 from edgedistill.search.measure import Timing, time_module
 from edgedistill.search.pareto import pareto_plot
-from edgedistill.search.upem import ConfigOutputs, ensemble_reference, uniform_configs
+from edgedistill.search.upem import ConfigOutputs
 from edgedistill.task import load_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,15 +112,16 @@ def labelled_evaluation(bank: Any, data: Any, pre: Any, bn_images: int) -> dict[
     assert data.test.labels is not None
     calib = data.calibration(min(bn_images, len(data.unlabeled)), 0).images
     batches = [pre(torch.from_numpy(calib[i : i + 500])) for i in range(0, len(calib), 500)]
-    outputs = ConfigOutputs(bank, *vars(unlabeled_images(data, pre, torch.device("cpu"))).values())
-    reference = ensemble_reference(outputs, uniform_configs(bank))
+    images = unlabeled_images(data, pre, torch.device("cpu"), bn_images=bn_images)
+    outputs = ConfigOutputs(bank, images.bn, images.eval)
+    references = {n: UPEMS.get(n).reference(outputs, bank.width_choices, bank.num_stages) for n in UPEMS.names()}
     rows = {}
     for c in bank.all_configs():
         out = outputs(c)
         upems = {}
         for name in UPEMS.names():
             try:
-                upems[name] = UPEMS.get(name)(out, reference)
+                upems[name] = UPEMS.get(name)(out, references[name])
             except ConfigError as e:
                 upems[name] = None
                 upems[f"{name}_error"] = str(e)
@@ -180,7 +181,7 @@ def main() -> None:
     print(f"UPEM spearman {rho}", flush=True)
 
     searches = []
-    images = unlabeled_images(data, pre, torch.device("cpu"))
+    images = unlabeled_images(data, pre, torch.device("cpu"), bn_images=task.train.bn_calibration_images)
     for resolved in budgets:
         b = resolved.budget
         estimate = CostEstimator(CostInputs(bank, b.input.shape, lut))

@@ -160,3 +160,50 @@ def test_int8_recovery_task_files_validate_and_rows_merge(tmp_path: Path) -> Non
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     assert [(r["seed"], r["step"], r["drop_pts"]) for r in rows] == [(0, "ptq", 7.0), (0, "qat", 0.5), (1, "ptq", 5.0)]
     assert "| lite0-64 | ptq | 2 | 80.00 ± 0.00 | 74.00 ± 1.41 | 6.00 ± 1.41 |" in out.with_suffix(".md").read_text()
+
+
+def _quality_record() -> dict:
+    """A recorded bank of 2 stages × widths (0.5, 1.0): test accuracy grows with the summed width, and each config
+    gets wrong on the scoring images exactly the share it gets wrong on test, against the widest config's labels."""
+    import torch
+
+    widths, classes, n = [0.5, 1.0], 3, 40
+    configs = [(a, b) for a in widths for b in widths]
+    labels = torch.arange(n) % classes
+
+    def logits(config: tuple[float, ...], truth: torch.Tensor) -> torch.Tensor:
+        wrong = int(n * (2.0 - sum(config)) / 4)  # widest: none wrong
+        pred = truth.clone()
+        pred[:wrong] = (pred[:wrong] + 1) % classes
+        return torch.nn.functional.one_hot(pred, classes).float() * 5
+
+    search = {"logits": torch.stack([logits(c, labels) for c in configs]), "heads": None}
+    return {
+        "name": "toy", "task": "toy", "labels_per_class": 1, "family": "resnet_cifar", "width_choices": widths,
+        "num_stages": 2, "space": 4, "configs": [list(c) for c in configs], "macs": [sum(c) * 1e6 for c in configs],
+        "params": [1e5] * 4, "budget": {"name": "toy-budget", "macs_m": 1.5, "params_m": None},
+        "test_labels": labels, "test_logits": search["logits"], "labeled_labels": labels[:3],
+        "labeled_logits": search["logits"][:, :3], "outputs": {"search": search, "pool": search}, "images": {},
+    }  # fmt: skip
+
+
+def test_search_quality_report_regret_and_rho_on_a_recorded_bank() -> None:
+    """bench/search_quality_report.py: a UPEM that ranks as test accuracy does has ρ 1 and no regret; entropy, flat
+    here, cannot rank; the markdown holds every table."""
+    sys.path.insert(0, str(REPO / "bench"))
+    report, tables = _script("search_quality_report"), _script("search_quality_tables")
+    bank = report.bank_result(_quality_record(), [0.5], ["auto", "greedy"], 0)
+    assert bank["accuracy_range"] == [75.0, 100.0] and bank["rho"]["agreement-widest"] == pytest.approx(1.0)
+    assert bank["rho"]["entropy"] is None and bank["rho"]["discrepancy"] is None
+    own, half = bank["budgets"]
+    assert (own["budget"], own["feasible"], own["best"], half["feasible"]) == ("toy-budget", 3, [0.5, 1.0], 1)
+    assert own["regret"]["agreement-widest+auto"] == 0.0 and own["regret"]["agreement-widest+greedy"] == 0.0
+    assert own["chosen"]["agreement-widest+auto"] in ([0.5, 1.0], [1.0, 0.5])  # both 87.5%, the others 75%
+    summary = report.summary([bank])
+    assert summary["regret"]["agreement-widest+auto"] == {"mean": 0.0, "worst": 0.0, "cases": 2}
+    machine = {"cpu": "x", "usable_cores": 2}
+    result = {"command": "cmd", "created": "now", "machine": machine, "versions": {}, "predictor_scores": 8,
+              "upems": {"agreement-widest": "a"}, "summary": summary, "banks": [bank]}  # fmt: skip
+    md = tables.markdown(result)
+    assert "| toy | toy-budget | 3 | [0.5, 1.0] (87.50) | 1.000 |" in md
+    assert "## Study" in md and "`agreement-widest+auto` | 0.00 | 0.00 | 2 |" in md

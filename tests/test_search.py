@@ -271,7 +271,8 @@ def test_search_widths_keeps_every_limit_and_reports_runner_ups() -> None:
 
 def test_int8_budget_compares_the_measured_shortlist_after_quantization() -> None:
     """The UPEM-best config collapses in INT8 (its quantized logits are noise): with `int8_outputs` the whole
-    shortlist is measured and the fitting config with the best INT8 agreement with the bank ensemble is chosen."""
+    shortlist is measured and the fitting config with the best INT8 agreement with the UPEM's FP32 reference is
+    chosen."""
     from edgedistill.search.upem import ConfigOutputs
 
     torch.manual_seed(0)
@@ -284,10 +285,11 @@ def test_int8_budget_compares_the_measured_shortlist_after_quantization() -> Non
 
     fp32 = search_widths(bank, Limits(macs_m=macs_m), SHAPE, images, measure=measure, shortlist=3)
     assert len(fp32.measured) == 1 and fp32.chosen.int8_agreement is None  # FP32 quality: the first that fits
-    ensemble = ensemble_reference(ConfigOutputs(bank, images.bn, images.eval), uniform_configs(bank)).ensemble
+    outputs = ConfigOutputs(bank, images.bn, images.eval)
+    ensemble = UPEMS.get(fp32.upem).reference(outputs, bank.width_choices, bank.num_stages).ensemble
     noise = torch.randn(len(images.eval), 10, generator=torch.Generator().manual_seed(1))
 
-    def int8_outputs(config: tuple[float, ...]) -> torch.Tensor:  # the others agree with the ensemble in INT8
+    def int8_outputs(config: tuple[float, ...]) -> torch.Tensor:  # the others agree with the reference in INT8
         return noise if config == fp32.chosen.config else ensemble.log()
 
     int8 = search_widths(bank, Limits(macs_m=macs_m), SHAPE, images, measure=measure, shortlist=3,
@@ -331,7 +333,7 @@ def test_search_cli_writes_choice_for_another_budget_and_export_uses_it(trained_
     assert r.returncode == 0, r.stderr
     record = json.loads((run / "searches" / "tight.json").read_text())
     assert record["budget"] == "tight" and record["chosen"]["macs"] <= 3e6
-    assert record["runner_ups"] and record["upem"] == "agreement" and not record["measured"]
+    assert record["runner_ups"] and record["upem"] == "agreement-widest" and not record["measured"]
     assert any("latency not measured" in n for n in record["notes"])
     ci = record["chosen"]["upem_ci"]
     assert ci[0] <= record["chosen"]["upem"] <= ci[1] and record["confidence"]["images"] > 0

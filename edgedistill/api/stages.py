@@ -76,7 +76,7 @@ def search(
     budget: PathArg | None = None,
     *,
     strategy: str = "auto",
-    upem: str = "agreement",
+    upem: str = "agreement-widest",
     seed: int = 0,
     population: int = 100,
     evaluations: int = 500,

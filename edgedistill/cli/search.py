@@ -17,7 +17,9 @@ def search(
     budget: Annotated[Path | None, typer.Option(help="budget YAML (default: the run's)")] = None,
     run: Annotated[Path, typer.Option(help="run folder made by `edgedistill train`")] = Path("runs/demo"),
     strategy: Annotated[str, typer.Option(help="auto | exhaustive | evolutionary | greedy | predictor")] = "auto",
-    upem: Annotated[str, typer.Option(help="agreement | entropy | discrepancy (needs OSTC heads)")] = "agreement",
+    upem: Annotated[
+        str, typer.Option(help="agreement-widest | agreement | entropy | discrepancy (needs OSTC heads)")
+    ] = "agreement-widest",
     seed: Annotated[int, typer.Option(help="strategy seed")] = 0,
     population: Annotated[int, typer.Option(min=2, help="evolutionary population")] = 100,
     evaluations: Annotated[int, typer.Option(min=1, help="evolutionary: configs scored at most")] = 500,

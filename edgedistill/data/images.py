@@ -86,13 +86,16 @@ class TaskData:
             return self.unlabeled
         return self.unlabeled.subset(np.flatnonzero(self.domains == 0))
 
-    def calibration(self, n: int, seed: int = 0) -> ImageSet:
-        """`n` images drawn without replacement from the target's own unlabeled images (seeded)."""
+    def calibration_indices(self, n: int, seed: int = 0) -> np.ndarray:
+        """Sorted indices into `target_unlabeled` of the `n` images `calibration(n, seed)` draws."""
         pool = self.target_unlabeled
         if n > len(pool):
             raise DataError(f"asked for {n} calibration images, the target's unlabeled pool has {len(pool)}")
-        idx = np.sort(np.random.default_rng(seed).choice(len(pool), size=n, replace=False))
-        return pool.subset(idx)
+        return np.sort(np.random.default_rng(seed).choice(len(pool), size=n, replace=False))
+
+    def calibration(self, n: int, seed: int = 0) -> ImageSet:
+        """`n` images drawn without replacement from the target's own unlabeled images (seeded)."""
+        return self.target_unlabeled.subset(self.calibration_indices(n, seed))
 
     def summary(self) -> dict[str, object]:
         """Sizes and identity, for run records."""

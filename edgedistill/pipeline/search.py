@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from edgedistill.budget import ResolvedBudget
 from edgedistill.data import Preprocess, TaskData
 from edgedistill.errors import ConfigError
-from edgedistill.inputs import calibration_batches, pool_images
+from edgedistill.inputs import calibration_batches
 from edgedistill.io import atomic_write_json, sha256_file
 from edgedistill.models import SlimmableBank, extract, recalibrate_bn, save_subnet
 from edgedistill.options import opt
@@ -28,9 +29,10 @@ from edgedistill.search.pareto import pareto_plot
 from edgedistill.search.select import SearchResult, UnlabeledImages, search_widths
 from edgedistill.search.strategies import SearchSettings
 
-SEARCH_IMAGES = 2000  # unlabeled images: the first half recalibrates BN per config, the UPEM scores the second
+SEARCH_IMAGES = 2000  # unlabeled images the UPEM scores (BN: as many of the chosen subnet's calibration images)
 SEARCH_PIXELS = 64 * 64  # up to this input size SEARCH_IMAGES are used; above it, fewer in proportion, down to
 MIN_SEARCH_IMAGES = 256  # this many (a 224-px score is then seconds, not a minute)
+SCORING_SEED = 3
 ARCH_FAMILIES = {"x86_64": "x86", "amd64": "x86", "aarch64": "arm", "arm64": "arm"}
 MeasureMode = Literal["auto", "on", "off"]
 
@@ -41,11 +43,26 @@ def search_images(pre: Preprocess) -> int:
     return SEARCH_IMAGES if pixels <= SEARCH_PIXELS else max(MIN_SEARCH_IMAGES, SEARCH_IMAGES * SEARCH_PIXELS // pixels)
 
 
-def unlabeled_images(data: TaskData, pre: Preprocess, device: torch.device, n: int | None = None) -> UnlabeledImages:
-    """Two disjoint, seeded draws of normalised unlabeled-pool images (never test or labels); `n` by input size."""
-    n = min(search_images(pre) if n is None else n, len(data.target_unlabeled))
-    x = pool_images(data, pre, n, seed=3, device=device)
-    return UnlabeledImages(bn=x[: n // 2], eval=x[n // 2 :])
+def unlabeled_images(
+    data: TaskData, pre: Preprocess, device: torch.device, n: int | None = None, bn_images: int = 2000
+) -> UnlabeledImages:
+    """Normalised unlabeled-pool images for the search (never test or labels); `n` by input size.
+
+    BN is recalibrated per config on the calibration images the chosen subnet gets (`bn_images`, seed 0; the first
+    `n` of them when there are more), so each config is scored as it would ship. The UPEM scores `n` other pool
+    images (seeded), or the calibration images themselves when the pool holds no others.
+    """
+    n = search_images(pre) if n is None else n
+    pool = data.target_unlabeled
+    calib = data.calibration_indices(min(bn_images, len(pool)), seed=0)
+    rest = np.setdiff1d(np.arange(len(pool)), calib)
+    rng = np.random.default_rng(SCORING_SEED)
+    scoring = np.sort(rng.choice(rest, size=min(n, len(rest)), replace=False)) if len(rest) else calib
+
+    def load(idx: np.ndarray) -> torch.Tensor:
+        return pre(torch.from_numpy(pool.subset(idx).images).to(device))
+
+    return UnlabeledImages(bn=load(calib[:n]), eval=load(scoring))
 
 
 def not_measurable(resolved: ResolvedBudget) -> str | None:
@@ -113,7 +130,7 @@ def choose_subnet(
     *,
     run_budget: str | None,
     settings: SearchSettings | None = None,
-    upem: str = "agreement",
+    upem: str = "agreement-widest",
     measure: MeasureMode = "auto",
     shortlist: int = 3,
     measure_limit: int = 6,
@@ -122,7 +139,7 @@ def choose_subnet(
 ) -> tuple[SearchResult, SlimmableBank, SearchPaths]:
     """Search the widths for `resolved`, then recalibrate BN at the choice, extract, save subnet, JSON and plot."""
     dev = next(bank.parameters()).device
-    images = unlabeled_images(data, pre, dev)
+    images = unlabeled_images(data, pre, dev, bn_images=bn_images)
     lut_path = latency_table(rd, resolved)
     lut = LatencyLUT.load(lut_path) if lut_path.is_file() else None
     why_not = not_measurable(resolved)

@@ -37,7 +37,7 @@ def search_run(
     budget: Path | None,
     *,
     settings: SearchSettings | None = None,
-    upem: str = "agreement",
+    upem: str = "agreement-widest",
     measure: MeasureMode = "auto",
     shortlist: int = 3,
     measure_limit: int = 6,

@@ -4,7 +4,7 @@
 2. A strategy scores feasible configs with the UPEM on unlabeled target images (BN recalibrated per config).
 3. The best-scored configs are measured end to end, best first, when the runtime is here; the first whose
    measured latency fits with a 5% margin is chosen, so a chosen config does not violate the budget when measured.
-   For an INT8 budget the quantized shortlist is also scored (agreement with the FP32 bank ensemble on the same
+   For an INT8 budget the quantized shortlist is also scored (agreement with the UPEM's FP32 reference on the same
    unlabeled images), and the fitting config with the best INT8 score is chosen: the best subnet after quantization.
    Without a latency table, a shortlist that is all too slow is followed by cheaper configs (`search.verify`).
 4. The UPEM of the chosen config and its runner-ups gets a 95% interval over the scoring images
@@ -28,16 +28,7 @@ from edgedistill.search.confidence import Confidence, assess, bootstrap_scores
 from edgedistill.search.costs import Config, CostEstimator, CostInputs, Costs, Stats, over_limits, unchecked_limits
 from edgedistill.search.lut import LatencyLUT
 from edgedistill.search.strategies import SEARCH_STRATEGIES, Problem, SearchSettings
-from edgedistill.search.upem import (
-    UPEMS,
-    ConfigOutputs,
-    Outputs,
-    Reference,
-    Upem,
-    agreement,
-    ensemble_reference,
-    uniform_configs,
-)
+from edgedistill.search.upem import UPEMS, ConfigOutputs, Outputs, Reference, Upem, agreement, timed_reference
 from edgedistill.search.verify import Quality, Verification, verify
 
 Measure = Callable[[Config], Stats]
@@ -143,8 +134,8 @@ def _int8_notes(v: Verification) -> list[str]:
     first = fitting[0]  # the best UPEM (FP32) of the fitting configs
     if best is first:
         return [f"INT8-aware choice: the best FP32 UPEM of the measured configs is also the best after INT8 "
-                f"({best.int8_quality:.2f}% INT8 agreement with the bank ensemble)"]  # fmt: skip
-    return [f"INT8-aware choice: {list(best.config)} ({best.int8_quality:.2f}% INT8 agreement with the bank ensemble) "
+                f"({best.int8_quality:.2f}% INT8 agreement with the FP32 reference)"]  # fmt: skip
+    return [f"INT8-aware choice: {list(best.config)} ({best.int8_quality:.2f}% INT8 agreement with the FP32 reference) "
             f"over the better FP32 UPEM {list(first.config)} ({first.int8_quality:.2f}% after INT8)"]  # fmt: skip
 
 
@@ -170,7 +161,7 @@ def search_widths(
     images: UnlabeledImages,
     *,
     lut: LatencyLUT | None = None,
-    upem: str = "agreement",
+    upem: str = "agreement-widest",
     settings: SearchSettings | None = None,
     measure: Measure | None = None,
     shortlist: int = 3,
@@ -192,8 +183,8 @@ def search_widths(
         shortlist: The top configs measured first, best UPEM first.
         measure_limit: Without a latency table, configs measured at most in all when the shortlist is too slow.
         int8_outputs: INT8 budgets: logits of a config's quantized artifact on `images.eval` (after `measure` ran
-            for it). The measured shortlist is then compared by the `agreement` UPEM of these logits with the FP32
-            bank ensemble, and the best fitting one is chosen.
+            for it). The measured shortlist is then compared by the `agreement` UPEM of these logits with the UPEM's
+            FP32 reference, and the best fitting one is chosen.
 
     Raises:
         BudgetError: No config fits (by prediction, or by measurement: the shortlist, and the cheaper configs
@@ -205,10 +196,7 @@ def search_widths(
     start = time.perf_counter()
     estimate = CostEstimator(CostInputs(bank, input_shape, lut))
     outputs = ConfigOutputs(bank, images.bn, images.eval)
-    uniform = uniform_configs(bank)
-    ref_start = time.perf_counter()
-    reference = ensemble_reference(outputs, uniform)
-    per_score = (time.perf_counter() - ref_start) / len(uniform)  # BN recalibration + outputs of one config
+    reference, per_score = timed_reference(metric, outputs)  # per score: BN recalibration + outputs of one config
 
     def fits(config: Config) -> bool:
         return not over_limits(estimate(config), limits)

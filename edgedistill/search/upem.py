@@ -1,12 +1,16 @@
 """UPEM: unsupervised performance evaluation metrics that rank width configs from unlabeled target images only.
 
-Registry (SlimDA; docs/method.md): `agreement` with the bank ensemble (default), `entropy` (negative mean prediction
-entropy) and `discrepancy` (negative C_s/C_t disagreement; needs a bank with OSTC heads). Higher is better for all.
+Registry (SlimDA; docs/method.md): `agreement-widest` (default: top-1 agreement with the widest config, the bank's
+teacher), `agreement` (with the ensemble of the uniform widths), `entropy` (negative mean prediction entropy) and
+`discrepancy` (negative C_s/C_t disagreement; needs a bank with OSTC heads). Higher is better for all. Each entry is a
+`Upem`: its score, and which configs of the bank make the reference it scores against. Why the widest config and
+not the ensemble: `bench/search_quality_report.py` (docs/results.md).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +21,7 @@ from edgedistill.models import SlimmableBank, recalibrate_bn
 from edgedistill.registry import Registry
 
 OSTC_HEADS = ("C_s", "C_t")
+Config = tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -34,16 +39,52 @@ class Outputs:
 
 @dataclass(frozen=True)
 class Reference:
-    """What configs are compared against: the bank ensemble's class probabilities `(N, C)` on the same images."""
+    """What configs are compared against: the reference configs' mean class probabilities `(N, C)` on the same
+    images (the widest config's for `agreement-widest`, the uniform widths' for `agreement`)."""
 
     ensemble: torch.Tensor
 
 
-Upem = Callable[[Outputs, Reference], float]
+def uniform_members(width_choices: Sequence[float], stages: int) -> list[Config]:
+    """Every uniform config, widest first."""
+    return [(w,) * stages for w in sorted(width_choices, reverse=True)]
+
+
+def widest_member(width_choices: Sequence[float], stages: int) -> list[Config]:
+    """The widest config alone: the bank's teacher in training and its most accurate member."""
+    return [(max(width_choices),) * stages]
+
+
+Score = Callable[[Outputs, Reference], float]
+Members = Callable[[Sequence[float], int], list[Config]]
+
+
+@dataclass(frozen=True)
+class Upem:
+    """A registered UPEM: called as `upem(outputs, reference)`, higher is better.
+
+    Attributes:
+        score: The metric.
+        members: The configs (from the bank's width choices and stage count) whose mean class probabilities make the
+            reference.
+        about: One line for docs and records.
+    """
+
+    score: Score
+    members: Members = uniform_members
+    about: str = ""
+
+    def __call__(self, out: Outputs, ref: Reference) -> float:
+        return self.score(out, ref)
+
+    def reference(self, outputs: Callable[[Config], Outputs], width_choices: Sequence[float], stages: int) -> Reference:
+        """The reference: mean class probabilities of `members`."""
+        return ensemble_reference(outputs, self.members(width_choices, stages))
+
+
 UPEMS: Registry[Upem] = Registry("UPEM")
 
 
-@UPEMS.register("agreement")
 def agreement(out: Outputs, ref: Reference) -> float:
     """Top-1 agreement (%) with the ensemble, plus the mean probability given to the ensemble's label as a tie-break.
 
@@ -57,7 +98,6 @@ def agreement(out: Outputs, ref: Reference) -> float:
     return top1 + 0.99 * soft * 100 / max(1, len(target))
 
 
-@UPEMS.register("entropy")
 def neg_entropy(out: Outputs, ref: Reference) -> float:
     """Negative mean prediction entropy, normalised by log C (0 = every prediction one-hot)."""
     logp = out.logits.float().log_softmax(1)
@@ -65,7 +105,6 @@ def neg_entropy(out: Outputs, ref: Reference) -> float:
     return -h / math.log(out.logits.shape[1])
 
 
-@UPEMS.register("discrepancy")
 def neg_discrepancy(out: Outputs, ref: Reference) -> float:
     """Negative mean L1 distance between the C_s and C_t class probabilities (SlimDA's UPEM).
 
@@ -73,9 +112,17 @@ def neg_discrepancy(out: Outputs, ref: Reference) -> float:
         ConfigError: The bank has no C_s/C_t heads.
     """
     if out.heads is None or any(h not in out.heads for h in OSTC_HEADS):
-        raise ConfigError("UPEM 'discrepancy' needs a bank with OSTC heads C_s/C_t; use 'agreement' or 'entropy'")
+        raise ConfigError(
+            "UPEM 'discrepancy' needs a bank with OSTC heads C_s/C_t; use 'agreement-widest', 'agreement' or 'entropy'"
+        )
     ps, pt = (out.heads[h].float().softmax(1) for h in OSTC_HEADS)
     return -(ps - pt).abs().sum(1).mean().item()
+
+
+UPEMS.register("agreement")(Upem(agreement, about="top-1 agreement with the mean probabilities of the uniform widths"))
+UPEMS.register("agreement-widest")(Upem(agreement, widest_member, about="top-1 agreement with the widest config"))
+UPEMS.register("entropy")(Upem(neg_entropy, about="negative mean normalised prediction entropy"))
+UPEMS.register("discrepancy")(Upem(neg_discrepancy, about="negative L1 distance of the C_s and C_t heads"))
 
 
 class ConfigOutputs:
@@ -120,7 +167,7 @@ class ConfigOutputs:
         return Outputs(torch.cat(logits), merged)
 
 
-def ensemble_reference(outputs: Callable[[Sequence[float]], Outputs], configs: Sequence[Sequence[float]]) -> Reference:
+def ensemble_reference(outputs: Callable[[Config], Outputs], configs: Sequence[Config]) -> Reference:
     """The bank ensemble: mean class probabilities of `configs` (by default every uniform width)."""
     probs = torch.stack([outputs(c).logits.float().softmax(1) for c in configs])
     return Reference(probs.mean(0))
@@ -128,4 +175,19 @@ def ensemble_reference(outputs: Callable[[Sequence[float]], Outputs], configs: S
 
 def uniform_configs(bank: SlimmableBank) -> list[tuple[float, ...]]:
     """Every uniform config of the bank, widest first."""
-    return [(w,) * bank.num_stages for w in reversed(bank.width_choices)]
+    return uniform_members(bank.width_choices, bank.num_stages)
+
+
+def timed_reference(metric: Upem, outputs: ConfigOutputs) -> tuple[Reference, float]:
+    """`metric`'s reference, and the seconds one score takes, timed on the uniform widths.
+
+    Every search runs the uniform widths first (the default reference, and the strategies' first candidates), so
+    the time of one score (BN recalibration + outputs) is measured there whatever the UPEM's reference is.
+    """
+    bank = outputs.bank
+    uniform = uniform_configs(bank)
+    start = time.perf_counter()
+    for config in uniform:
+        outputs(config)
+    per_score = (time.perf_counter() - start) / len(uniform)
+    return metric.reference(outputs, bank.width_choices, bank.num_stages), per_score

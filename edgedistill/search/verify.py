@@ -1,9 +1,9 @@
 """Measured check of the search's choice: time configs end to end until one fits the latency limit.
 
 First the shortlist, best UPEM first. With an INT8 quality (an INT8 budget: the quantized candidate's agreement with the
-FP32 bank ensemble), the whole shortlist is measured and the fitting config with the best INT8 quality is chosen, so the
-choice is the best subnet after quantization, not before. Without a latency table nothing predicted which configs are
-fast enough, so when the whole shortlist is too slow the search keeps measuring, ordered by the MAC count as a cost
+UPEM's FP32 reference), the whole shortlist is measured and the fitting config with the best INT8 quality is chosen, so
+the choice is the best subnet after quantization, not before. Without a latency table nothing predicted which configs
+are fast enough, so when the whole shortlist is too slow the search keeps measuring, ordered by the MAC count as a cost
 proxy: among the configs with fewer MACs than every config already measured too slow, the best UPEM of those that a MACs
 → latency line through the measurements says fit (else the cheapest). Each miss lowers the MAC bound, so this ends: with
 a fitting config, with no cheaper config left, or at the measurement limit.
