@@ -21,7 +21,7 @@ from edgedistill.distill.bank_loss import BANK_LOSSES
 from edgedistill.distill.checkpoint import load_latest, save_checkpoint
 from edgedistill.distill.config import TrainConfig
 from edgedistill.distill.distillers import DISTILLERS, Distiller
-from edgedistill.distill.domains import domain_loss, domain_sampler
+from edgedistill.distill.domains import domain_loss, domain_setup, draw_rows
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
 from edgedistill.distill.step import step_loss
@@ -78,12 +78,15 @@ class _Batches:
 
         `pool`: draw the unlabeled images from these indices only (one domain's images).
         """
-        sl, su = self.d.shard(bl, "train.batch_labeled"), self.d.shard(bu, "train.batch_unlabeled")
-        il = torch.randint(len(self.xl), (bl,), generator=gen)[sl]
+        il = torch.randint(len(self.xl), (bl,), generator=gen)
         iu = torch.randint(len(self.xu) if pool is None else len(pool), (bu,), generator=gen)
-        if pool is not None:
-            iu = pool[iu]
-        iu = iu[su]
+        return self.take(il, iu if pool is None else pool[iu], temperature)
+
+    def take(self, il: torch.Tensor, iu: torch.Tensor, temperature: float) -> tuple:
+        """As `sample`, for the global batch of labeled rows `il` and unlabeled rows `iu` (this rank's share)."""
+        bl, bu = len(il), len(iu)
+        sl, su = self.d.shard(bl, "train.batch_labeled"), self.d.shard(bu, "train.batch_unlabeled")
+        il, iu = il[sl], iu[su]
         self.rows = torch.cat([torch.arange(bl)[sl], bl + torch.arange(bu)[su]])
         probs = feats = None
         if self.teachers is not None and bu:
@@ -123,8 +126,11 @@ def distill(
         resume: continue from the newest checkpoint in `out_dir/checkpoint/`.
         domains: domain index (0..D-1) of every unlabeled image; each step's unlabeled batch then comes from one
             domain drawn by `train.udon.sampler` (UDON: in proportion to its recent teacher-vs-student loss).
+            With labeled domains (`data.domains`) every step's labeled and unlabeled batches come from one domain.
     """
-    distiller = DISTILLERS.get(cfg.distiller)(cfg, teachers, bank.feature_dim(bank.largest_config())).to(device)
+    dim = bank.feature_dim(bank.largest_config())
+    classes = data.domain_classes or [list(range(data.num_classes))]
+    distiller = DISTILLERS.get(cfg.distiller)(cfg, teachers, dim, classes).to(device)
     bank.to(device)
     dd = distributed.current()
     distributed.broadcast_parameters([bank, distiller], dd)
@@ -143,9 +149,7 @@ def distill(
     if cfg.bank.tri_head and bank_loss is None:
         raise ConfigError(f"train.bank.tri_head: distiller '{cfg.distiller}' has no bank loss to train C_a with")
     gen = torch.Generator().manual_seed(cfg.seed)
-    sampler, pools = (
-        domain_sampler(cfg.udon, domains, len(data.unlabeled)) if _uses_unlabeled(distiller, cfg) else (None, [])
-    )
+    sampler, pools, labeled_pools = domain_setup(cfg.udon, data, domains, _uses_unlabeled(distiller, cfg))
     ckpt_dir = out_dir / "checkpoint"
     start, resumed_from, history = 0, None, []
     window: dict[str, list[float]] = {}
@@ -184,9 +188,19 @@ def distill(
     with progress("train", cfg.steps, show=show_progress, unit="step", completed=start) as bar:
         bank.train()
         for step in range(start, cfg.steps):
-            domain = sampler.sample(gen) if sampler is not None else None
-            pool = pools[domain] if domain is not None else None
-            xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, distiller.temperature, pool)
+            domain, row_domains = None, None
+            if sampler is not None and labeled_pools:  # labeled domains: each row from its domain's pools
+                probs = sampler.probabilities()
+                if cfg.udon.batches == "domain":
+                    probs = np.eye(len(probs))[sampler.sample(gen)]
+                il, dl = draw_rows(gen, probs, labeled_pools, cfg.batch_labeled)
+                iu, du = draw_rows(gen, probs, pools, bu)
+                xl, yl, xu, t_probs, t_feats = batches.take(il, iu, distiller.temperature)
+                row_domains = torch.cat([dl, du])[batches.rows].to(device)
+            else:
+                domain = sampler.sample(gen) if sampler is not None else None
+                pool = pools[domain] if domain is not None else None
+                xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, distiller.temperature, pool)
             x = pre.to_unit(torch.cat([xl, xu]))
             if cfg.augment:
                 x = random_affine(x, None, draws=affine_draws(cfg.batch_labeled + bu, gen)[batches.rows])
@@ -197,14 +211,20 @@ def distill(
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             configs = sandwich_configs(bank, cfg.num_sampled, gen)
-            loss, logs = step_loss(bank, forward, distiller, bank_loss, configs, x, yl, len(xu), t_probs, t_feats, amp)
+            loss, logs = step_loss(
+                bank, forward, distiller, bank_loss, configs, x, yl, len(xu), t_probs, t_feats, amp, row_domains
+            )
             scaler.scale(loss).backward()
             distributed.average_gradients(params, dd)
             scaler.step(opt)
             scaler.update()
             sched.step()
-            if sampler is not None and domain is not None:
-                sampler.update(domain, domain_loss(logs))
+            if sampler is not None:
+                if domain is not None:
+                    sampler.update(domain, domain_loss(logs))
+                for d in range(sampler.num_domains):  # labeled domains: each domain's rows' loss
+                    if f"loss_domain{d}" in logs:
+                        sampler.update(d, logs[f"loss_domain{d}"])
                 logs |= {f"p_domain{d}": float(p) for d, p in enumerate(sampler.probabilities())}
             for k, value in logs.items():
                 window.setdefault(k, []).append(value)
