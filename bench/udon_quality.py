@@ -9,13 +9,15 @@ over the domain's classes, and the embedding's recall@1 and mAP@5 (queries again
 - `specialist`: one student per domain, trained on that domain alone with labels only (`ce-only`), every step.
 - `ce-only`: one universal student, labels alone.
 - `udon-frozen`: the `udon` distiller with the two frozen external digit CNNs (ccexam USPS, SVHN) as teachers.
-- `udon-online`: online domain teachers on the student's backbone (no external teacher).
+- `udon-online`: online domain teachers on the student's backbone (no external teacher), each a linear head.
+- `udon-online-branch`: the same with a two-layer MLP branch per domain (`train.udon.teacher: branch`).
+- `udon-online+frozen`: online domain teachers plus the two frozen external teachers (multi-source).
 
 Each universal variant runs with the `uniform` and with the loss-driven `udon` domain sampler, on batches that mix
 the domains (`train.udon.batches: mixed`, the default); `--batches domain` runs one domain per step instead, as in
 UDON's paper (the ablation: `--variants ce-only udon-online --samplers udon --batches domain`).
 
-    python bench/udon_quality.py [--seeds 0 1 2] [--variants specialist ce-only udon-frozen udon-online]
+    python bench/udon_quality.py [--seeds 0 1 2] [--variants specialist ce-only udon-frozen udon-online ...]
         [--samplers uniform udon] [--batches mixed domain] [--steps N] [--out bench/results/udon_quality]
     python bench/udon_quality.py --merge part1.json part2.json ... [--out bench/results/udon_quality]
 """
@@ -50,8 +52,16 @@ from edgedistill.pipeline.train import build_student
 from edgedistill.task import TaskConfig, load_task
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = {"specialist": "ce-only", "ce-only": "ce-only", "udon-frozen": "udon", "udon-online": "udon-online"}
-TEACHERS = ["ccexam:usps?crop=0.72", "ccexam:svhn?invert=1"]  # the frozen external teachers of `udon-frozen`
+# variant → (distiller, train.udon overrides, uses the frozen external teachers)
+VARIANTS: dict[str, tuple[str, dict[str, str], bool]] = {
+    "specialist": ("ce-only", {}, False),
+    "ce-only": ("ce-only", {}, False),
+    "udon-frozen": ("udon", {}, True),
+    "udon-online": ("udon-online", {}, False),
+    "udon-online-branch": ("udon-online", {"teacher": "branch"}, False),
+    "udon-online+frozen": ("udon-online", {}, True),
+}
+TEACHERS = ["ccexam:usps?crop=0.72", "ccexam:svhn?invert=1"]  # the frozen external teachers
 BENCH: dict[str, Any] = {  # overrides of tasks/universal-digits.yaml that size the benchmark for 2 CPU cores
     "data": {"unlabeled": 3000, "test": 2000},
     "domains": [{"unlabeled": 3000}, {"unlabeled": 3000}],
@@ -79,8 +89,10 @@ def bench_task(steps: int | None) -> TaskConfig:
     return cfg.model_copy(update={"data": data, "train": train, "student": student})
 
 
-def _variant(cfg: TaskConfig, seed: int, distiller: str, sampler: str, batches: str = "mixed") -> TaskConfig:
-    udon = cfg.train.udon.model_copy(update={"sampler": sampler, "batches": batches})
+def _variant(
+    cfg: TaskConfig, seed: int, distiller: str, sampler: str, batches: str = "mixed", **udon_options: str
+) -> TaskConfig:
+    udon = cfg.train.udon.model_copy(update={"sampler": sampler, "batches": batches} | udon_options)
     train = cfg.train.model_copy(update={"seed": seed, "distiller": distiller, "udon": udon})
     return cfg.model_copy(update={"train": train})
 
@@ -109,7 +121,7 @@ def run(args: argparse.Namespace, on_row: Callable[[list[dict[str, Any]]], None]
     data = build_task_data(cfg.data, REPO / "tasks")  # one data split (data.seed); the seeds vary the training
     ctx = {"resolved": resolved, "pre": preprocess_for(resolved, data), "device": device}
     targets = None
-    if "udon-frozen" in args.variants:
+    if any(VARIANTS[v][2] for v in args.variants):
         udon = DISTILLERS.get("udon")
         weigh = functools.partial(udon.weigh, cfg=cfg.train)
         ms = cfg.train.multisource
@@ -128,8 +140,9 @@ def run(args: argparse.Namespace, on_row: Callable[[list[dict[str, Any]]], None]
                 continue
             for sampler in args.samplers:
                 for batches in args.batches:
-                    vcfg = _variant(cfg, seed, VARIANTS[variant], sampler, batches)
-                    t = targets if variant == "udon-frozen" else None
+                    distiller, options, frozen = VARIANTS[variant]
+                    vcfg = _variant(cfg, seed, distiller, sampler, batches, **options)
+                    t = targets if frozen else None
                     result = _train_and_eval(vcfg, data, ctx, t, work / f"{variant}-{sampler}-{batches}-s{seed}")
                     rows.append({"variant": variant, "sampler": sampler, "batches": batches, "seed": seed} | result)
                     print(json.dumps(rows[-1]), flush=True)

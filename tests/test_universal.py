@@ -18,6 +18,7 @@ from edgedistill.distill.config import TrainConfig
 from edgedistill.distill.distillers import DISTILLERS, StepBatch
 from edgedistill.distill.domains import domain_setup, draw_rows
 from edgedistill.distill.evaluate import retrieval_metrics, universal_metrics
+from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.step import step_loss
 from edgedistill.distill.trainer import distill
 from edgedistill.models import build_bank
@@ -129,13 +130,24 @@ def test_online_teachers_shapes_and_gradients_reach_the_backbone() -> None:
 
     assert grads(online.terms["teacher_ce"]) == {"backbone": True, "universal head": False, "teachers": True}
     logits = bank.forward_head(feats)
-    b = StepBatch(logits[:2], labels, logits[2:], features=feats, online=online)
+    b = StepBatch(logits[:2], labels, logits[2:], features=feats, online=online, domains=domains)
+    own = distiller.own_classes(logits[:2], domains)  # each labeled row's CE is over its own domain's classes
+    assert bool(own[0, 3:].isinf().all() and own[1, :3].isinf().all() and own[0, :3].isfinite().all())
     terms = distiller.terms(1, b)  # a smaller width: CE, KD and relational, no teacher CE
     assert set(terms) == {"ce", "kd", "relational"} and set(distiller.terms(0, b)) == {*terms, "teacher_ce"}
     for name in ("kd", "relational"):  # the student's distillation terms train the backbone, never the teachers
         assert grads(terms[name]) == {"backbone": True, "universal head": name == "kd", "teachers": False}
     rows = distiller.row_losses(b)  # what the sampler averages per domain: each row's KL to its teacher
     assert rows.shape == (6,) and bool((rows >= 0).all())
+    rng = np.random.default_rng(0)  # two frozen external teachers on top (multi-source): the udon terms, renamed
+    feats_ext = [rng.standard_normal((4, 3)).astype(np.float32) for _ in range(2)]
+    external = TeacherTargets(["a", "b"], [0.5, 0.5], feats_ext, [rng.standard_normal((4, 5)).astype(np.float32)] * 2)
+    both = DISTILLERS.get("udon-online")(cfg, external, bank.feature_dim(bank.largest_config()), CLASSES)
+    t_probs, t_feats = external.batch(np.arange(4), both.temperature, torch.device("cpu"))
+    with_ext = StepBatch(
+        logits[:2], labels, logits[2:], None, feats[2:], t_probs, t_feats, None, feats, online, domains
+    )
+    assert set(both.terms(0, with_ext)) == {"ce", "kd", "relational", "teacher_ce", "kd_ext", "relational_ext"}
     branch = DISTILLERS.get("udon-online")(TrainConfig(udon={"teacher": "branch", "teacher_dim": 8}), None, 16, CLASSES)
     assert branch.online_targets(feats, labels, domains).groups[0].embeddings.shape == (2, 8)
     with pytest.raises(ValueError, match="domain 0 has a class of another domain"):
@@ -193,7 +205,7 @@ def test_sampler_draws_rows_by_domain_and_follows_their_losses(
     assert list(scores) == ["a", "b"] and set(scores["b"]) == {"top1", "recall_at_1", "map_at_2"}
     ce_cfg = cfg.model_copy(update={"distiller": "ce-only"})
     ce = distill(_tiny_bank(), data, pre, ce_cfg, tmp_path / "ce", torch.device("cpu"), show_progress=False)
-    assert "p_domain1" in ce.history[-1] and "loss_domain1" in ce.history[-1]  # labels alone: their CE per domain
+    assert "p_domain1" in ce.history[-1] and "loss_domain0" in ce.history[0]  # labels alone: their CE per domain
 
 
 def _universal_task(tmp: Path) -> tuple[Path, Path]:
@@ -217,6 +229,7 @@ def _universal_task(tmp: Path) -> tuple[Path, Path]:
     path.write_text(yaml.safe_dump(task, sort_keys=False))
     text = (REPO / "budgets" / "demo-cpu.yaml").read_text().replace("recipe: ../export/", f"recipe: {REPO / 'export'}/")
     budget = tmp / "arm.yaml"
+    text = text.replace("max_int8_drop_pts: 1.0", "max_int8_drop_pts: 100.0")  # a 6-step net: any drop is noise
     budget.write_text(text.replace("family: x86", "family: arm"))  # ranked by MACs: no timed exports in the search
     return path, budget
 
@@ -252,3 +265,13 @@ def test_universal_task_from_the_cli_api_and_report(tmp_path: Path, capsys: pyte
     report = ed.report(out)
     text = Path(report.markdown).read_text()
     assert "## Universal evaluation" in text and "## Domain sampling" in text and "| chosen subnet | ising |" in text
+    exported = ed.export(out, sensitivity_images=0)  # one INT8 network: the universal head over the 22 classes
+    int8 = exported.manifests[-1]
+    assert int8.precision == "int8" and len(int8.class_names) == 22 and int8.class_names[-1] == "ising/above_tc"
+
+
+def test_cosine_head_normalises_as_f_normalize() -> None:
+    from edgedistill.models.slimmable import unit_rows
+
+    x = torch.randn(4, 7) * torch.tensor([[1e-3], [1.0], [50.0], [0.0]])
+    assert torch.allclose(unit_rows(x), torch.nn.functional.normalize(x, dim=-1), atol=1e-6)

@@ -38,7 +38,8 @@ class StepBatch:
     teacher_features: list[torch.Tensor] | None = None  # per active teacher: L2-normalised features (unlabeled)
     logits_strong: torch.Tensor | None = None  # FixMatch: the unlabeled images' strongly augmented view
     features: torch.Tensor | None = None  # student's pooled features of the labeled + unlabeled images
-    online: OnlineTargets | None = None  # the step domain's online teacher (udon-online)
+    online: OnlineTargets | None = None  # the domains' online teachers (udon-online)
+    domains: torch.Tensor | None = None  # labeled domains: the domain of every labeled + unlabeled image
 
 
 class Distiller(nn.Module):
@@ -59,6 +60,20 @@ class Distiller(nn.Module):
     ) -> None:
         super().__init__()
         self.cfg = cfg
+        mask = None
+        if domain_classes and len(domain_classes) > 1:  # labeled domains: each row's own classes
+            mask = torch.zeros(len(domain_classes), max(max(c) for c in domain_classes) + 1, dtype=torch.bool)
+            for d, classes in enumerate(domain_classes):
+                mask[d, classes] = True
+        self.register_buffer("domain_mask", mask, persistent=False)
+
+    def own_classes(self, logits: torch.Tensor, domains: torch.Tensor | None) -> torch.Tensor:
+        """`logits` with every class outside the row's own domain at −inf: with labeled domains each domain has its
+        own classifier, as UDON's separate heads (the universal head is their concatenation)."""
+        mask = cast(torch.Tensor | None, self.domain_mask)
+        if domains is None or mask is None:
+            return logits
+        return logits.float().masked_fill(~mask[domains[: len(logits)]], float("-inf"))
 
     @classmethod
     def wants_teachers(cls, listed: bool) -> bool:
@@ -75,7 +90,7 @@ class Distiller(nn.Module):
     def row_losses(self, b: StepBatch) -> torch.Tensor:
         """Width 0's per-row loss that the domain sampler averages per domain (NaN: the row does not count):
         here the labeled rows' cross-entropy."""
-        ce = F.cross_entropy(b.logits_labeled.detach().float(), b.labels, reduction="none")
+        ce = F.cross_entropy(self.own_classes(b.logits_labeled.detach().float(), b.domains), b.labels, reduction="none")
         unlabeled = 0 if b.logits_unlabeled is None else len(b.logits_unlabeled)
         return torch.cat([ce, torch.full((unlabeled,), float("nan"), device=ce.device)])
 
@@ -106,7 +121,7 @@ class Distiller(nn.Module):
 
     def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
         if width_index == 0 or self.cfg.sup_all_widths:
-            return {"ce": LOSSES.get("ce")(b.logits_labeled, b.labels)}
+            return {"ce": LOSSES.get("ce")(self.own_classes(b.logits_labeled, b.domains), b.labels)}
         return {}
 
 

@@ -77,6 +77,7 @@ def step_loss(
             z[u:] if len(z) > u else None,
             feats[i][:u],
             online,
+            domains,
         )
         terms = distiller.terms(i, b) | bank_terms[i]
         total = total + weighted_sum(terms, weights) / len(configs)
