@@ -86,6 +86,24 @@ def test_labeled_domains_merge_in_the_target_frame_with_their_own_classes() -> N
     assert shared.class_names == [str(i) for i in range(10)] and shared.domain_classes == [list(range(10))] * 2
 
 
+def test_imagefolder_domain_in_the_target_frame(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for split, n in (("train", 4), ("test", 2)):  # an RGB ImageFolder of 12x12 images, 2 classes
+        for label in ("bolt", "nut"):
+            (tmp_path / "parts" / split / label).mkdir(parents=True)
+            for i in range(n):
+                pixels = np.full((12, 12, 3), 60 * i + (100 if label == "nut" else 0), np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "parts" / split / label / f"{i}.png")
+    target = {"source": "optdigits", "labels_per_class": 2, "unlabeled": 20, "test": 10}
+    entry = {"source": "imagefolder", "root": "parts", "name": "parts", "labels_per_class": 1, "box": 6}
+    d = build_task_data(DataConfig(**target, domains=[entry]), tmp_path)
+    assert d.domain_names == ["optdigits", "parts"] and d.class_names[-2:] == ["parts/bolt", "parts/nut"]
+    assert d.labeled.images.shape[1:] == (1, 8, 8) and d.summary()["domains"][1]["test"] == 4
+    parts = d.test.images[d.test_domains == 1]  # RGB → grey, each image's level kept
+    assert sorted(np.unique(parts).tolist()) == [0, 60, 100, 160]
+
+
 def test_retrieval_metrics_on_a_hand_checked_example() -> None:
     # unit vectors at these angles; q4 (60°) has two B images nearer than its A neighbours; q5 is alone in class C
     angles = torch.tensor([0.0, 10.0, 90.0, 80.0, 60.0, 200.0]).deg2rad()
