@@ -93,7 +93,7 @@ def test_imagefolder_domain_in_the_target_frame(tmp_path: Path) -> None:
         for label in ("bolt", "nut"):
             (tmp_path / "parts" / split / label).mkdir(parents=True)
             for i in range(n):
-                pixels = np.full((12, 12, 3), 60 * i + (100 if label == "nut" else 0), np.uint8)
+                pixels = np.full((12, 12, 3), 40 * i + (100 if label == "nut" else 0), np.uint8)
                 Image.fromarray(pixels).save(tmp_path / "parts" / split / label / f"{i}.png")
     target = {"source": "optdigits", "labels_per_class": 2, "unlabeled": 20, "test": 10}
     entry = {"source": "imagefolder", "root": "parts", "name": "parts", "labels_per_class": 1, "box": 6}
@@ -101,7 +101,7 @@ def test_imagefolder_domain_in_the_target_frame(tmp_path: Path) -> None:
     assert d.domain_names == ["optdigits", "parts"] and d.class_names[-2:] == ["parts/bolt", "parts/nut"]
     assert d.labeled.images.shape[1:] == (1, 8, 8) and d.summary()["domains"][1]["test"] == 4
     parts = d.test.images[d.test_domains == 1]  # RGB → grey, each image's level kept
-    assert sorted(np.unique(parts).tolist()) == [0, 60, 100, 160]
+    assert sorted(np.unique(parts).tolist()) == [0, 40, 100, 140]
 
 
 def test_retrieval_metrics_on_a_hand_checked_example() -> None:

@@ -24,7 +24,7 @@ from edgedistill.distill.distillers import DISTILLERS, Distiller
 from edgedistill.distill.domains import domain_loss, domain_setup, draw_rows
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
-from edgedistill.distill.step import step_loss
+from edgedistill.distill.step import micro_batches, step_loss
 from edgedistill.errors import CheckpointError, ConfigError
 from edgedistill.models import SlimmableBank
 from edgedistill.models.serialize import check_tensors
@@ -40,6 +40,7 @@ class TrainState:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     domain_probabilities: list[float] | None = None  # the domain sampler's final p_d (None without domains)
+    step_seconds: dict[str, float] = field(default_factory=dict)  # mean seconds per step, by training image size
 
 
 def lr_schedule(cfg: TrainConfig) -> callable:  # type: ignore[valid-type]
@@ -126,7 +127,8 @@ def distill(
         resume: continue from the newest checkpoint in `out_dir/checkpoint/`.
         domains: domain index (0..D-1) of every unlabeled image; each step's unlabeled batch then comes from one
             domain drawn by `train.udon.sampler` (UDON: in proportion to its recent teacher-vs-student loss).
-            With labeled domains (`data.domains`) every step's labeled and unlabeled batches come from one domain.
+            With labeled domains (`data.domains`) every row of a step's labeled and unlabeled batches draws its
+            domain from the sampler's p_d (`train.udon.batches: mixed`), or the whole step one domain (`domain`).
     """
     dim = bank.feature_dim(bank.largest_config())
     classes = data.domain_classes or [list(range(data.num_classes))]
@@ -187,7 +189,9 @@ def distill(
     t0 = time.perf_counter()
     with progress("train", cfg.steps, show=show_progress, unit="step", completed=start) as bar:
         bank.train()
+        timing: dict[str, list[float]] = {}
         for step in range(start, cfg.steps):
+            step_start = time.perf_counter()
             domain, row_domains = None, None
             if sampler is not None and labeled_pools:  # labeled domains: each row from its domain's pools
                 probs = sampler.probabilities()
@@ -201,20 +205,30 @@ def distill(
                 domain = sampler.sample(gen) if sampler is not None else None
                 pool = pools[domain] if domain is not None else None
                 xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, distiller.temperature, pool)
-            x = pre.to_unit(torch.cat([xl, xu]))
+            sp = step_preprocess(pre, cfg, step)
+            x = sp.to_unit(torch.cat([xl, xu]))
             if cfg.augment:
                 x = random_affine(x, None, draws=affine_draws(cfg.batch_labeled + bu, gen)[batches.rows])
-            x = pre.normalize(x)
+            x = sp.normalize(x)
             if distiller.strong_view and bu:  # FixMatch: a strongly augmented copy of the unlabeled images
-                x = torch.cat([x, pre.normalize(strong_augment(pre.to_unit(xu), gen))])
+                x = torch.cat([x, sp.normalize(strong_augment(sp.to_unit(xu), gen))])
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             configs = sandwich_configs(bank, cfg.num_sampled, gen)
-            loss, logs = step_loss(
-                bank, forward, distiller, bank_loss, configs, x, yl, len(xu), t_probs, t_feats, amp, row_domains
-            )
-            scaler.scale(loss).backward()
+            chunks = micro_batches(len(yl), len(xu), cfg.micro_batch)
+            sums: dict[str, list[float]] = {}  # per log key: its value in every chunk that has it
+            for li, ui in chunks:
+                rows = torch.cat([li, len(yl) + ui, *([len(yl) + len(xu) + ui] if len(x) > len(yl) + len(xu) else [])])
+                tp, tf = ([t[ui] for t in ts] if ts is not None else None for ts in (t_probs, t_feats))
+                rd = None if row_domains is None else row_domains[torch.cat([li, len(yl) + ui]).to(device)]
+                loss, part = step_loss(
+                    bank, forward, distiller, bank_loss, configs, x[rows], yl[li], len(ui), tp, tf, amp, rd
+                )
+                scaler.scale(loss / len(chunks)).backward()
+                for k, v in part.items():
+                    sums.setdefault(k, []).append(v)
+            logs = {k: sum(v) / len(v) for k, v in sums.items()}  # a domain absent from a chunk: not counted as 0
             distributed.average_gradients(params, dd)
             scaler.step(opt)
             scaler.update()
@@ -228,6 +242,7 @@ def distill(
                 logs |= {f"p_domain{d}": float(p) for d, p in enumerate(sampler.probabilities())}
             for k, value in logs.items():
                 window.setdefault(k, []).append(value)
+            timing.setdefault(f"{sp.height}x{sp.width}", []).append(time.perf_counter() - step_start)
             done = step + 1
             if done % 10 == 0 or done == cfg.steps:
                 row = distributed.mean_over_ranks(
@@ -263,7 +278,17 @@ def distill(
         seconds=time.perf_counter() - t0,
         history=history,
         domain_probabilities=None if sampler is None else [float(p) for p in sampler.probabilities()],
+        step_seconds={k: round(sum(v) / len(v), 3) for k, v in timing.items()},
     )
+
+
+def step_preprocess(pre: Preprocess, cfg: TrainConfig, step: int) -> Preprocess:
+    """The input pipeline of training step `step`: smaller images, but for every `full_size_every`-th step and the
+    last `final_steps` (`train.resize`)."""
+    r = cfg.resize
+    if step >= cfg.steps - r.final_steps or (r.full_size_every is not None and step % r.full_size_every == 0):
+        return pre
+    return pre.scaled(r.scale)
 
 
 def _uses_unlabeled(distiller: Distiller, cfg: TrainConfig) -> bool:

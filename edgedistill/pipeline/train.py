@@ -246,6 +246,7 @@ def _finish(
         "steps": state.steps,
         "resumed_from": state.resumed_from,
         "train_seconds": round(state.seconds, 1),
+        "step_seconds": state.step_seconds,
         "preprocess": pre.manifest(),
         "width_accuracy": widths,
         "chosen": asdict(result.chosen) | {"test_accuracy": subnet_acc},
