@@ -258,8 +258,11 @@ def main() -> None:
     config = BENCH | ({"steps": args.steps} if args.steps else {})
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
+    spent = 0  # merged: the parts' seconds
+
     def write(rows: list[dict[str, Any]]) -> None:  # after every run, so an interrupted benchmark keeps its rows
-        payload = {"command": command, "machine": machine, "config": config, "seconds": round(time.perf_counter() - t0)}
+        seconds = spent + round(time.perf_counter() - t0)
+        payload = {"command": command, "machine": machine, "config": config, "seconds": seconds}
         atomic_write_json(args.out.with_suffix(".json"), payload | {"rows": rows, "summary": summarise(rows)})
         atomic_write_text(args.out.with_suffix(".md"), markdown(rows, command, machine, config))
 
@@ -267,6 +270,7 @@ def main() -> None:
         parts = [json.loads(f.read_text()) for f in args.merge]
         command = "; ".join(part["command"] for part in parts)
         machine, config = parts[-1]["machine"], parts[-1]["config"]
+        spent = sum(part["seconds"] for part in parts)
         keyed = {
             (r["variant"], r["sampler"], r.get("batches"), r["seed"], *r["domains"]): r
             for part in parts
