@@ -30,6 +30,7 @@ _MODULES = {
     "edgedistill.recipe": ("Recipe", "load_recipe"),
     "edgedistill.api.results": (
         "TrainResult",
+        "DomainScores",
         "SearchResult",
         "ProfileResult",
         "ExportResult",
@@ -82,6 +83,7 @@ __all__ = [
     "Recipe",
     "load_recipe",
     "TrainResult",
+    "DomainScores",
     "SearchResult",
     "ProfileResult",
     "ExportResult",
@@ -194,6 +196,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from edgedistill.api.results import (
         BudgetEntry,
         BudgetList,
+        DomainScores,
         ExportResult,
         FinetuneResult,
         ProfileResult,

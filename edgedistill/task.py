@@ -75,6 +75,7 @@ def check_names(cfg: TaskConfig, source: str) -> TaskConfig:
     from edgedistill.data.targets import TARGETS
     from edgedistill.distill.distillers import DISTILLERS
     from edgedistill.distill.multisource import PSEUDO_LABELS
+    from edgedistill.distill.online import DOMAIN_TEACHERS
     from edgedistill.models.students import STUDENTS
     from edgedistill.teachers.similarity import SIMILARITY
     from edgedistill.teachers.sources import TEACHER_SOURCES, parse_source
@@ -87,6 +88,11 @@ def check_names(cfg: TaskConfig, source: str) -> TaskConfig:
         checks.append((f"data.extra_unlabeled[{i}].source", UNLABELED_SOURCES, d.source))
         if d.source == "imagefolder" and not d.root:
             raise ConfigError(f"{source}: data.extra_unlabeled[{i}].root: required for source 'imagefolder'")
+    for i, ld in enumerate(cfg.data.domains):
+        checks.append((f"data.domains[{i}].source", TARGETS, ld.source))
+        if ld.source == "imagefolder" and not ld.root:
+            raise ConfigError(f"{source}: data.domains[{i}].root: required for source 'imagefolder'")
+    checks.append(("train.udon.teacher", DOMAIN_TEACHERS, cfg.train.udon.teacher))
     if cfg.student.family != "auto":
         checks.append(("student.family", STUDENTS, cfg.student.family))
     checks.append(("train.distiller", DISTILLERS, cfg.train.distiller))

@@ -187,6 +187,43 @@ TASK_CASES: dict[str, tuple[str, list[str]]] = {
             "unknown key": ("{source: mnist, size: 3}", ["t.yaml", "data.extra_unlabeled[0].size", "unknown key"]),
         }.items()
     },
+    **{
+        f"labeled domain: {case}": (
+            f"name: x\ndata: {{source: optdigits, labels_per_class: 2, {entry}}}\n",
+            needles,
+        )
+        for case, (entry, needles) in {
+            "unknown source": (
+                "domains: [{source: mnst}]",
+                ["t.yaml", "data.domains[0].source", "did you mean 'mnist'"],
+            ),
+            "imagefolder without root": ("domains: [{source: imagefolder}]", ["t.yaml", "data.domains[0].root"]),
+            "root not found": (
+                "domains: [{source: imagefolder, root: nowhere}]",
+                ["data.domains[0]", "nowhere", "not found"],
+            ),
+            "the target's own data": ("domains: [{source: optdigits}]", ["data.domains[0].source", "target's own"]),
+            "box larger than the frame": ("domains: [{source: mnist, box: 20}]", ["data.domains[0].box", "8x8"]),
+            "duplicate name": ("domains: [{source: mnist, name: optdigits}]", ["data.domains[0].name", "domain 0"]),
+            "too many labels": (
+                "domains: [{source: ising, labels_per_class: 3000}]",
+                ["data.domains[0].labels_per_class", "fewer than"],
+            ),
+            "unknown key": (
+                "domains: [{source: mnist, images: 3}]",
+                ["t.yaml", "data.domains[0].images", "unknown key"],
+            ),
+            "with extra unlabeled domains": (
+                "domains: [{source: mnist}], extra_unlabeled: [{source: mnist}]",
+                ["t.yaml", "data.domains", "data.extra_unlabeled"],
+            ),
+            "unknown label space": ("label_space: joint", ["t.yaml", "data.label_space", "per-domain"]),
+        }.items()
+    },
+    "unknown domain teacher": (
+        TINY_TASK + "train: {udon: {teacher: mlp}}\n",
+        ["t.yaml", "train.udon.teacher", "branch"],
+    ),
     "extra domains not a list": (
         "name: x\ndata: {source: optdigits, extra_unlabeled: usps}\n",
         ["t.yaml", "data.extra_unlabeled", "valid list"],

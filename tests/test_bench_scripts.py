@@ -140,6 +140,40 @@ def test_pretrained_quality_tiny_run_end_to_end(tmp_path: Path) -> None:
     assert row["latency_ms"]["p50"] > 0 and "| optdigits | scratch-ce | 1 |" in out.with_suffix(".md").read_text()
 
 
+def test_udon_quality_task_and_tables() -> None:
+    """bench/udon_quality.py: its task validates; specialists and universal variants aggregate per domain."""
+    from edgedistill.task import check_names
+
+    uq = _script("udon_quality")
+    cfg = check_names(uq.bench_task(7), "bench")
+    assert cfg.train.steps == 7 and cfg.student.width_choices == [1.0] and len(cfg.data.domains) == 2
+    assert uq._variant(cfg, 2, "udon-online", "uniform", "domain").train.udon.batches == "domain"
+
+    def scores(top1: float) -> dict[str, float]:
+        return {"top1": top1, "recall_at_1": top1 + 1, "map_at_5": top1 - 1}
+
+    rows = [
+        {"variant": "specialist", "sampler": "-", "batches": "-", "seed": s, "domains": {d: scores(90.0 + s)}}
+        | {"p_final": None, "ms_per_step": 1.0}
+        for s in (0, 1)
+        for d in ("mnist", "ising")
+    ] + [
+        {"variant": "udon-online", "sampler": "udon", "batches": "mixed", "seed": s, "p_final": [0.4, 0.6]}
+        | {"ms_per_step": 5.0}
+        | {"domains": {"mnist": scores(80.0 + 2 * s), "ising": scores(70.0)}}
+        for s in (0, 1)
+    ]
+    summary = {(s["variant"], s["sampler"], s["batches"]): s for s in uq.summarise(rows)}
+    spec = summary[("specialist", "-", "-")]
+    assert spec["ms_per_step"] == 2.0 and spec["mean"]["top1"] == [90.0, 91.0]  # two students per seed
+    online = summary[("udon-online", "udon", "mixed")]
+    assert online["domains"]["mnist"]["top1"] == [80.0, 82.0] and online["mean"]["top1"] == [75.0, 76.0]
+    md = uq.markdown(rows, "python bench/udon_quality.py --steps 7", {"cpu": "x", "torch_threads": 1}, uq.BENCH)
+    assert "| udon-online | udon | mixed | 81.00 ± 1.41 | 70.00 ± 0.00 | 75.50 ± 0.71 | 5.0 |" in md
+    assert "| specialist | - | - | 90.50 ± 0.71 | 90.50 ± 0.71 | 90.50 ± 0.71 | 2.0 |" in md
+    assert "| udon-online | udon | mixed | 1 | 82.0 / 83.0 / 81.0 | 70.0 / 71.0 / 69.0 | 0.40, 0.60 |" in md
+
+
 def test_int8_recovery_task_files_validate_and_rows_merge(tmp_path: Path) -> None:
     """bench/int8_recovery.py: its task and budget files load; a rerun replaces its own rows, keeps the others."""
     from edgedistill.budget import load_budget

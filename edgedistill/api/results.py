@@ -63,6 +63,24 @@ class TeacherScore:
 
 
 @dataclass(frozen=True)
+class DomainScores:
+    """Universal evaluation of one domain (%): top-1 over its own classes, the embedding's recall@1 and mAP@k."""
+
+    top1: float
+    recall_at_1: float
+    map_at_k: float
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], k: int) -> DomainScores:
+        return cls(float(d["top1"]), float(d["recall_at_1"]), float(d[f"map_at_{k}"]))
+
+
+def _universal(d: dict[str, Any], key: str) -> dict[str, DomainScores]:
+    u = d.get("universal") or {}
+    return {name: DomainScores.from_dict(s, int(u["map_k"])) for name, s in (u.get(key) or {}).items()}
+
+
+@dataclass(frozen=True)
 class TrainResult(_Result):
     """What `edgedistill.train` did: the run folder, per-width test top-1 (%), the chosen subnet, the teachers."""
 
@@ -81,6 +99,9 @@ class TrainResult(_Result):
     skipped_images: int = 0
     skipped_list: Path | None = None  # the unreadable images skipped (data.on_corrupt: skip), one a line
     rank: int = 0  # torchrun: the other ranks return rank > 0 and no evaluation
+    universal: dict[str, DomainScores] = field(default_factory=dict)  # labeled domains: the chosen subnet's
+    universal_largest: dict[str, DomainScores] = field(default_factory=dict)  # ... and the largest width's
+    domain_probabilities: dict[str, float] = field(default_factory=dict)  # the domain sampler's final p_d
 
     @property
     def bank(self) -> Path:
@@ -110,6 +131,9 @@ class TrainResult(_Result):
             skipped_images=int((d.get("data") or {}).get("skipped_images", 0) or 0),
             skipped_list=Path(d["data"]["skipped_list"]) if (d.get("data") or {}).get("skipped_list") else None,
             rank=int(d.get("rank", 0)),
+            universal=_universal(d, "subnet"),
+            universal_largest=_universal(d, "largest"),
+            domain_probabilities=dict((d.get("domain_sampling") or {}).get("probabilities", {})),
         )
 
 

@@ -21,8 +21,8 @@ def train(
     distiller: Annotated[
         str | None,
         typer.Option(
-            help="override train.distiller: distill-weighted | distill-nearest | single-kd | average-kd | fixmatch | "
-            "ce-only"
+            help="override train.distiller: distill-weighted | distill-nearest | single-kd | average-kd | udon | "
+            "udon-online | fixmatch | ce-only"
         ),
     ] = None,
     teacher_cache: Annotated[
@@ -66,6 +66,17 @@ def train(
             hit = {None: "-", True: "hit", False: "computed"}[t.cache_hit]
             tt.add_row(t.source, f"{t.score:.4f}", f"{t.alpha:.3f}", pseudo, hit)
         con.print(tt)
+    if s.universal:
+        k = s.raw["universal"]["map_k"]
+        ut = Table(title="universal evaluation of the chosen subnet (per domain, test split)")
+        for col in ("domain", "p_d (final)", "top-1 %", "recall@1 %", f"mAP@{k} %"):
+            ut.add_column(col, justify="left" if col == "domain" else "right")
+        for name, d in s.universal.items():
+            p = s.domain_probabilities.get(name)
+            ut.add_row(
+                name, "-" if p is None else f"{p:.3f}", f"{d.top1:.2f}", f"{d.recall_at_1:.2f}", f"{d.map_at_k:.2f}"
+            )
+        con.print(ut)
     c = s.chosen
     top1 = "-" if c.test_accuracy is None else f"{c.test_accuracy:.2f}%"
     con.print(

@@ -1,4 +1,4 @@
-"""Data configs (task YAML `data:` section): the target dataset and its extra unlabeled domains."""
+"""Data configs (task YAML `data:` section): the target dataset, its extra labeled and unlabeled domains."""
 
 from __future__ import annotations
 
@@ -25,10 +25,27 @@ class DomainConfig(StrictModel):
     on_corrupt: Literal["error", "skip"] = Field("error", description="imagefolder: unreadable image fails, or skip")
 
 
+class LabeledDomainConfig(StrictModel):
+    """One more labeled domain (an entry of `data.domains`): its own classes, labels, unlabeled pool and test split."""
+
+    source: str = Field(description="registered target dataset: mnist | optdigits | ising | imagefolder")
+    name: str | None = Field(None, description="name in run records and class names (default: the source)")
+    root: str | None = Field(None, description="imagefolder: folder with train/<class>/ and test/<class>/")
+    image_size: int | None = Field(None, gt=0, le=4096, description="imagefolder: resize to this square size on load")
+    labels_per_class: int = Field(10, ge=1, description="labeled images per class, from the domain's train split")
+    unlabeled: int | None = Field(None, ge=1, description="subsample the domain's unlabeled pool to this many images")
+    test: int | None = Field(None, ge=1, description="subsample the domain's test split")
+    box: int | None = Field(
+        None, ge=1, description="resize into a box×box square centred in the target's frame (None = the whole frame)"
+    )
+    invert: bool = Field(False, description="255 − pixels, to match the target's polarity")
+    on_corrupt: Literal["error", "skip"] = Field("error", description="imagefolder: unreadable image fails, or skip")
+
+
 class DataConfig(StrictModel):
     """Which target data to use and how to split it."""
 
-    source: str = Field("mnist", description="registered target: mnist | optdigits | imagefolder")
+    source: str = Field("mnist", description="registered target: mnist | optdigits | ising | imagefolder")
     root: str | None = Field(None, description="ImageFolder root (imagefolder only)")
     channels: Literal[1, 3] = 3
     image_size: int | None = Field(
@@ -47,6 +64,16 @@ class DataConfig(StrictModel):
         default_factory=list,
         description="more unlabeled domains (UDON): the target's pool is domain 0, entry i is domain i + 1",
     )
+    domains: list[LabeledDomainConfig] = Field(
+        default_factory=list,
+        description="more labeled domains (a universal student, UDON): the target is domain 0, entry i is domain "
+        "i + 1; each has its own classes, labels, unlabeled pool and test split",
+    )
+    label_space: Literal["per-domain", "shared"] = Field(
+        "per-domain",
+        description="with data.domains: per-domain (every domain its own classes, named <domain>/<class>) or shared "
+        "(domains whose class names match share a class)",
+    )
 
     @model_validator(mode="after")
     def _stats_per_channel(self) -> DataConfig:
@@ -56,4 +83,9 @@ class DataConfig(StrictModel):
                 raise ValueError(f"{name}: needs 1 or {self.channels} values (data.channels), got {values}")
         if self.std is not None and min(self.std, default=1.0) <= 0:
             raise ValueError("std: values must be > 0")
+        if self.domains and self.extra_unlabeled:
+            raise ValueError(
+                "data.domains cannot be combined with data.extra_unlabeled (every labeled domain brings its own "
+                "unlabeled pool); drop one of them"
+            )
         return self

@@ -47,6 +47,11 @@ class TaskData:
     With extra unlabeled domains (`data.extra_unlabeled`), `unlabeled` is the merged pool and `domains` gives each
     image's domain (0 = the target's own pool, named `domain_names[0]`). Calibration and BN-recalibration images
     come from the target's own unlabeled images (`target_unlabeled`), never from test or another domain.
+
+    With labeled domains (`data.domains`, a universal student), every domain is a target: `labeled`, `unlabeled` and
+    `test` are the domains' sets concatenated, `labeled_domains`/`domains`/`test_domains` give each image's domain,
+    labels are indices into the universal `class_names`, and `domain_classes[d]` lists domain d's classes in its own
+    label order. Calibration then draws from every domain's unlabeled pool (`target_domains` = the domain count).
     """
 
     name: str
@@ -60,6 +65,10 @@ class TaskData:
     skipped: list[str] = field(default_factory=list)  # unreadable source files left out ("path\treason")
     domains: np.ndarray | None = None  # domain index of every unlabeled image; None: one domain
     domain_names: list[str] = field(default_factory=list)
+    labeled_domains: np.ndarray | None = None  # domain index of every labeled image (labeled domains only)
+    test_domains: np.ndarray | None = None  # domain index of every test image (labeled domains only)
+    domain_classes: list[list[int]] = field(default_factory=list)  # per labeled domain: its classes' indices
+    target_domains: int = 1  # leading domains whose unlabeled images are the target's (calibration)
 
     def __post_init__(self) -> None:
         if self.domains is not None and (
@@ -70,6 +79,16 @@ class TaskData:
                 f"domains: need one index per unlabeled image ({len(self.unlabeled)}) and a name per domain, got "
                 f"{self.domains.shape} indices and {len(self.domain_names)} names"
             )
+        if self.labeled_domains is not None:
+            sets = {"labeled": (self.labeled_domains, self.labeled), "test": (self.test_domains, self.test)}
+            for what, (index, images) in sets.items():
+                if index is None or index.shape != (len(images),):
+                    raise DataError(f"labeled domains: need one domain index per {what} image ({len(images)})")
+            if len(self.domain_classes) != len(self.domain_names) or self.target_domains != len(self.domain_names):
+                raise DataError(
+                    f"labeled domains: {len(self.domain_names)} domains, {len(self.domain_classes)} class lists, "
+                    f"{self.target_domains} target domains"
+                )
 
     @property
     def num_classes(self) -> int:
@@ -79,12 +98,23 @@ class TaskData:
     def channels(self) -> int:
         return int(self.labeled.images.shape[1])
 
+    @property
+    def universal(self) -> bool:
+        """Whether the task has several labeled domains (`data.domains`): a universal student."""
+        return self.labeled_domains is not None
+
+    def target_rows(self) -> np.ndarray:
+        """Indices into `unlabeled` of the target's own images (domains < `target_domains`; all with one domain)."""
+        if self.domains is None:
+            return np.arange(len(self.unlabeled))
+        return np.flatnonzero(self.domains < self.target_domains)
+
     @cached_property
     def target_unlabeled(self) -> ImageSet:
-        """The target's own unlabeled images (domain 0; the whole pool when there is one domain)."""
+        """The target's own unlabeled images (domain 0, or every labeled domain; the whole pool with one domain)."""
         if self.domains is None:
             return self.unlabeled
-        return self.unlabeled.subset(np.flatnonzero(self.domains == 0))
+        return self.unlabeled.subset(self.target_rows())
 
     def calibration_indices(self, n: int, seed: int = 0) -> np.ndarray:
         """Sorted indices into `target_unlabeled` of the `n` images `calibration(n, seed)` draws."""
@@ -116,4 +146,12 @@ class TaskData:
         if self.domains is None:
             return []
         counts = np.bincount(self.domains, minlength=len(self.domain_names))
-        return [{"name": n, "images": int(c)} for n, c in zip(self.domain_names, counts, strict=True)]
+        rows = [{"name": n, "images": int(c)} for n, c in zip(self.domain_names, counts, strict=True)]
+        if self.labeled_domains is None or self.test_domains is None:
+            return rows
+        d = len(self.domain_names)
+        labeled, test = np.bincount(self.labeled_domains, minlength=d), np.bincount(self.test_domains, minlength=d)
+        return [
+            r | {"classes": len(c), "labeled": int(n), "test": int(t)}
+            for r, c, n, t in zip(rows, self.domain_classes, labeled, test, strict=True)
+        ]

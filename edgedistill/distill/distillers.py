@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.distill.config import TrainConfig
-from edgedistill.distill.losses import LOSSES, confident_pseudo_label_ce
+from edgedistill.distill.losses import LOSSES, confident_pseudo_label_ce, kl_rows
 from edgedistill.distill.multisource import TeacherTargets
+from edgedistill.distill.online import OnlineTargets
 from edgedistill.errors import ConfigError
 from edgedistill.registry import Registry
 from edgedistill.teachers.similarity import softmax_weights
@@ -36,19 +37,62 @@ class StepBatch:
     teacher_probs: list[torch.Tensor] | None = None  # per active teacher: target-class soft labels (unlabeled)
     teacher_features: list[torch.Tensor] | None = None  # per active teacher: L2-normalised features (unlabeled)
     logits_strong: torch.Tensor | None = None  # FixMatch: the unlabeled images' strongly augmented view
+    features: torch.Tensor | None = None  # student's pooled features of the labeled + unlabeled images
+    online: OnlineTargets | None = None  # the domains' online teachers (udon-online)
+    domains: torch.Tensor | None = None  # labeled domains: the domain of every labeled + unlabeled image
 
 
 class Distiller(nn.Module):
     """Base: cross-entropy on labels; subclasses add distillation terms. Holds any trainable projectors."""
 
     uses_teachers = False
+    optional_teachers = False  # uses the task's external teachers when it lists some, works without
     uses_unlabeled = False
     strong_view = False  # the trainer adds a strongly augmented copy of the unlabeled batch (FixMatch)
     bank_distillation = False  # the trainer adds the bank loss (train.bank.loss) to every sampled width
 
-    def __init__(self, cfg: TrainConfig, teachers: TeacherTargets | None = None, student_dim: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        teachers: TeacherTargets | None = None,
+        student_dim: int = 0,
+        domain_classes: list[list[int]] | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
+        mask = None
+        if domain_classes and len(domain_classes) > 1:  # labeled domains: each row's own classes
+            mask = torch.zeros(len(domain_classes), max(max(c) for c in domain_classes) + 1, dtype=torch.bool)
+            for d, classes in enumerate(domain_classes):
+                mask[d, classes] = True
+        self.register_buffer("domain_mask", mask, persistent=False)
+
+    def own_classes(self, logits: torch.Tensor, domains: torch.Tensor | None) -> torch.Tensor:
+        """`logits` with every class outside the row's own domain at −inf: with labeled domains each domain has its
+        own classifier, as UDON's separate heads (the universal head is their concatenation)."""
+        mask = cast(torch.Tensor | None, self.domain_mask)
+        if domains is None or mask is None:
+            return logits
+        return logits.float().masked_fill(~mask[domains[: len(logits)]], float("-inf"))
+
+    @classmethod
+    def wants_teachers(cls, listed: bool) -> bool:
+        """Whether the task's external teachers must be cached (`listed`: the task lists some)."""
+        return cls.uses_teachers or (cls.optional_teachers and listed)
+
+    def online_targets(
+        self, features: torch.Tensor, labels: torch.Tensor, domains: torch.Tensor
+    ) -> OnlineTargets | None:
+        """Online teachers' targets from the largest width's features of the step's labeled + unlabeled rows
+        (`domains`: each row's domain); None without online teachers."""
+        return None
+
+    def row_losses(self, b: StepBatch) -> torch.Tensor:
+        """Width 0's per-row loss that the domain sampler averages per domain (NaN: the row does not count):
+        here the labeled rows' cross-entropy."""
+        ce = F.cross_entropy(self.own_classes(b.logits_labeled.detach().float(), b.domains), b.labels, reduction="none")
+        unlabeled = 0 if b.logits_unlabeled is None else len(b.logits_unlabeled)
+        return torch.cat([ce, torch.full((unlabeled,), float("nan"), device=ce.device)])
 
     @classmethod
     def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
@@ -65,6 +109,9 @@ class Distiller(nn.Module):
             "inplace": c.lambda_inplace,
             "fixmatch": c.fixmatch.lambda_u,
             "relational": c.udon.lambda_relational,
+            "teacher_ce": c.udon.lambda_teacher,
+            "kd_ext": c.lambda_kd,
+            "relational_ext": c.udon.lambda_relational,
         }
 
     @property
@@ -74,7 +121,7 @@ class Distiller(nn.Module):
 
     def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
         if width_index == 0 or self.cfg.sup_all_widths:
-            return {"ce": LOSSES.get("ce")(b.logits_labeled, b.labels)}
+            return {"ce": LOSSES.get("ce")(self.own_classes(b.logits_labeled, b.domains), b.labels)}
         return {}
 
 
@@ -130,8 +177,14 @@ class TeacherKD(Distiller):
     feature_loss = False
     pseudo_labels = "auto"  # default target-class mapping of the teacher outputs
 
-    def __init__(self, cfg: TrainConfig, teachers: TeacherTargets | None = None, student_dim: int = 0) -> None:
-        super().__init__(cfg, teachers, student_dim)
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        teachers: TeacherTargets | None = None,
+        student_dim: int = 0,
+        domain_classes: list[list[int]] | None = None,
+    ) -> None:
+        super().__init__(cfg, teachers, student_dim, domain_classes)
         if teachers is None:
             raise ConfigError("this distiller needs teachers; the task lists none")
         self.register_buffer("alphas", torch.tensor(teachers.alphas, dtype=torch.float32), persistent=False)
@@ -157,6 +210,18 @@ class TeacherKD(Distiller):
     def kd(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Hinton KD at `temperature` (scaled by T²)."""
         return LOSSES.get("kd")(logits, target, self.temperature)
+
+    @property
+    def kd_scale(self) -> float:
+        """The factor `kd` puts on the KL (T² for Hinton KD)."""
+        return self.temperature**2
+
+    def row_losses(self, b: StepBatch) -> torch.Tensor:
+        """The unlabeled rows' KD to the α-mixed teachers (labeled rows: NaN)."""
+        assert b.logits_unlabeled is not None and b.teacher_probs is not None
+        mixed = sum(a * p for a, p in zip(cast(torch.Tensor, self.alphas), b.teacher_probs, strict=True))
+        kd = kl_rows(b.logits_unlabeled.detach(), cast(torch.Tensor, mixed), self.temperature) * self.kd_scale
+        return torch.cat([torch.full((len(b.labels),), float("nan"), device=kd.device), kd])
 
 
 @DISTILLERS.register("average-kd")
@@ -203,35 +268,3 @@ class DistillWeighted(BorupKD):
     @classmethod
     def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
         return softmax_weights(scores, cfg.multisource.gamma, cfg.multisource.top_k)
-
-
-@DISTILLERS.register("udon")
-class UDON(TeacherKD):
-    """UDON (multi-teacher online distillation): low-temperature logit KD (`train.udon.temperature`, plain KL,
-    no T² scaling) plus a relational term: Σ α_i MSE between the pairwise cosine similarities of the student's
-    and teacher i's features on the unlabeled batch. α = softmax(s / γ) as in distill-weighted. Pairs with the
-    domain sampler when the unlabeled pool has several domains (`data.extra_unlabeled`, `distill(..., domains=...)`)."""
-
-    pseudo_labels = "head"
-
-    @classmethod
-    def weigh(cls, scores: np.ndarray, cfg: TrainConfig) -> np.ndarray:
-        return softmax_weights(scores, cfg.multisource.gamma, cfg.multisource.top_k)
-
-    @property
-    def temperature(self) -> float:
-        return self.cfg.udon.temperature
-
-    def kd(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return LOSSES.get("kd")(logits, target, self.temperature) / self.temperature**2
-
-    def terms(self, width_index: int, b: StepBatch) -> dict[str, torch.Tensor]:
-        out = super().terms(width_index, b)
-        if width_index == 0:
-            assert b.features_unlabeled is not None and b.teacher_features is not None
-            alphas = cast(torch.Tensor, self.alphas)
-            rel = LOSSES.get("relational")
-            out["relational"] = sum(
-                a * rel(b.features_unlabeled, f) for a, f in zip(alphas, b.teacher_features, strict=True)
-            )
-        return out

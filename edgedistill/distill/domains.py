@@ -1,9 +1,10 @@
-"""Domain samplers (registry) for tasks whose unlabeled pool spans several domains (UDON, docs/method.md).
+"""Domain samplers (registry) for tasks that span several domains (UDON, docs/method.md).
 
-Each step's unlabeled batch comes from one domain. `udon` samples domain d with probability
-p_d = (1 − ε) · L_d^β / Σ_e L_e^β + ε / D, where L_d is the mean teacher-vs-student loss of d's last
-`window` batches, so the domains the student trails most are seen most and none starves (p_d ≥ ε / D).
-A domain with no loss yet counts as the worst seen so far, so every domain is tried early.
+Each step's unlabeled batch comes from one domain; with labeled domains (`data.domains`) its labeled batch too.
+`udon` samples domain d with probability p_d = (1 − ε) · L_d^β / Σ_e L_e^β + ε / D, where L_d is the mean
+teacher-vs-student loss of d's last `window` batches, so the domains the student trails most are seen most and
+none starves (p_d ≥ ε / D). A domain with no loss yet counts as the worst seen so far, so every domain is tried
+early.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgedistill.data.images import TaskData
 from edgedistill.distill.config import UdonConfig
 from edgedistill.errors import ConfigError
 from edgedistill.registry import Registry
@@ -72,12 +74,26 @@ class LossProportional(DomainSampler):
 
 
 DOMAIN_LOSS_KEYS = ("kd", "seed", "seed_sub", "inplace_sub")
-"""Logged terms the domain sampler reads, first present: teacher-vs-student KD, else the bank's disagreement."""
+"""Logged terms the domain sampler reads (unlabeled domains), first present: teacher-vs-student KD, else the bank's
+disagreement. With labeled domains it reads each domain's rows' loss instead (`Distiller.row_losses`)."""
 
 
 def domain_loss(logs: dict[str, float]) -> float:
     """The loss a step reports to the domain sampler (see DOMAIN_LOSS_KEYS)."""
     return next((logs[k] for k in DOMAIN_LOSS_KEYS if k in logs), 0.0)
+
+
+def draw_rows(
+    gen: torch.Generator, probs: np.ndarray, pools: list[torch.Tensor], n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` rows with their domains drawn from `probs` and their images from the domain's pool (both seeded):
+    (indices into the pools' image set, domain of every row), grouped by domain."""
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    domains = torch.multinomial(torch.from_numpy(probs).float(), n, replacement=True, generator=gen).sort().values
+    counts = torch.bincount(domains, minlength=len(pools)).tolist()
+    picks = [pool[torch.randint(len(pool), (c,), generator=gen)] for pool, c in zip(pools, counts, strict=True)]
+    return torch.cat(picks), domains
 
 
 def domain_sampler(
@@ -97,3 +113,31 @@ def domain_sampler(
     if any(len(p) == 0 for p in pools):
         raise ConfigError("domains: every index 0..D-1 needs at least one unlabeled image")
     return DOMAIN_SAMPLERS.get(cfg.sampler)(len(pools), cfg.beta, cfg.floor, cfg.window), pools
+
+
+def _pools(index: np.ndarray, count: int, what: str) -> list[torch.Tensor]:
+    pools = [torch.from_numpy(np.flatnonzero(index == d)) for d in range(count)]
+    empty = [d for d, p in enumerate(pools) if len(p) == 0]
+    if empty:
+        raise ConfigError(f"domains: domain {empty[0]} has no {what} image")
+    return pools
+
+
+def domain_setup(
+    cfg: UdonConfig, data: TaskData, domains: np.ndarray | None, draws_unlabeled: bool
+) -> tuple[DomainSampler | None, list[torch.Tensor], list[torch.Tensor]]:
+    """The sampler and each domain's unlabeled and labeled image indices.
+
+    With labeled domains (`data.universal`) every step draws from one domain (labeled and unlabeled batches);
+    else only the unlabeled batch does, when steps draw unlabeled images and `domains` gives their domains.
+    (None, [], []) when no sampling by domain applies.
+    """
+    if data.universal:
+        assert data.domains is not None and data.labeled_domains is not None
+        n = len(data.domain_names)
+        every = DOMAIN_SAMPLERS.get(cfg.sampler)(n, cfg.beta, cfg.floor, cfg.window)
+        return every, _pools(data.domains, n, "unlabeled"), _pools(data.labeled_domains, n, "labeled")
+    if not draws_unlabeled:
+        return None, [], []
+    sampler, pools = domain_sampler(cfg, domains, len(data.unlabeled))
+    return sampler, pools, []

@@ -41,6 +41,12 @@ def soft_kl(logits: torch.Tensor, target_probs: torch.Tensor, temperature: float
     return F.kl_div(logp, target_probs.float(), reduction="batchmean") * temperature**2
 
 
+def kl_rows(logits: torch.Tensor, target_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(target ‖ softmax(logits / T)) of every row (no T² factor): what the domain sampler averages per domain."""
+    logp = F.log_softmax(logits.float() / temperature, dim=1)
+    return F.kl_div(logp, target_probs.float(), reduction="none").sum(1)
+
+
 def weighted_sum(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
     """Σ weight·term over the named terms (a term without weight counts 1)."""
     total = sum(weights.get(k, 1.0) * v for k, v in terms.items())

@@ -41,6 +41,7 @@ def step_loss(
     teacher_probs: list[torch.Tensor] | None,
     teacher_feats: list[torch.Tensor] | None,
     amp: tuple[torch.device, torch.dtype | None],
+    domains: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """One sandwich step's loss over the sampled `configs` (first = largest) and its per-term logs.
 
@@ -49,6 +50,10 @@ def step_loss(
     `num_unlabeled` unlabeled ones, then (FixMatch) their strongly augmented copies. Per width: the
     distiller's terms on the adaptation logits (C_a, or C_s on labeled / C_t on unlabeled images with OSTC)
     plus the bank loss's terms; the total is their weighted sum averaged over the K widths.
+
+    `domains` (labeled domains): the domain of every labeled and unlabeled row. Online teachers (`udon-online`) read
+    the largest width's features of each row with its domain's teacher, and the logs get `loss_domain<d>`: the mean
+    of the distiller's `row_losses` over domain d's rows, for the domain sampler.
     """
     n = len(labels)
     feats, adapt, deployed, pseudo = [], [], [], []
@@ -70,6 +75,8 @@ def step_loss(
     weights = distiller.weights | (bank_loss.weights if bank_loss is not None else {})
     u = n + num_unlabeled  # rows after `u`: the strong view of the unlabeled images (FixMatch)
     largest = torch.softmax(adapt[0][:u].detach(), dim=1)
+    rows = torch.zeros(u, dtype=torch.long, device=x.device) if domains is None else domains
+    online = distiller.online_targets(feats[0][:u], labels, rows)
     total = torch.zeros((), device=x.device)
     logs: dict[str, float] = {}
     for i, z in enumerate(adapt):
@@ -82,9 +89,24 @@ def step_loss(
             teacher_probs,
             teacher_feats,
             z[u:] if len(z) > u else None,
+            feats[i][:u],
+            online,
+            domains,
         )
         terms = distiller.terms(i, b) | bank_terms[i]
         total = total + weighted_sum(terms, weights) / len(configs)
         for k, v in terms.items():
             logs[f"{k}{'' if i == 0 else '_sub'}"] = logs.get(k, 0.0) + float(v.detach())
+        if i == 0 and domains is not None:
+            logs |= _per_domain(distiller.row_losses(b), domains)
     return total, logs
+
+
+def _per_domain(losses: torch.Tensor, domains: torch.Tensor) -> dict[str, float]:
+    """{"loss_domain<d>": mean of the rows of domain d that count (not NaN)} for every domain that has one."""
+    out = {}
+    for d in domains.unique().tolist():
+        values = losses[(domains == d) & ~losses.isnan()]
+        if len(values):
+            out[f"loss_domain{d}"] = float(values.mean())
+    return out

@@ -21,7 +21,7 @@ from edgedistill.distill.bank_loss import BANK_LOSSES
 from edgedistill.distill.checkpoint import load_latest, save_checkpoint
 from edgedistill.distill.config import TrainConfig
 from edgedistill.distill.distillers import DISTILLERS, Distiller
-from edgedistill.distill.domains import domain_loss, domain_sampler
+from edgedistill.distill.domains import domain_loss, domain_setup, draw_rows
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
 from edgedistill.distill.step import micro_batches, step_loss
@@ -79,12 +79,15 @@ class _Batches:
 
         `pool`: draw the unlabeled images from these indices only (one domain's images).
         """
-        sl, su = self.d.shard(bl, "train.batch_labeled"), self.d.shard(bu, "train.batch_unlabeled")
-        il = torch.randint(len(self.xl), (bl,), generator=gen)[sl]
+        il = torch.randint(len(self.xl), (bl,), generator=gen)
         iu = torch.randint(len(self.xu) if pool is None else len(pool), (bu,), generator=gen)
-        if pool is not None:
-            iu = pool[iu]
-        iu = iu[su]
+        return self.take(il, iu if pool is None else pool[iu], temperature)
+
+    def take(self, il: torch.Tensor, iu: torch.Tensor, temperature: float) -> tuple:
+        """As `sample`, for the global batch of labeled rows `il` and unlabeled rows `iu` (this rank's share)."""
+        bl, bu = len(il), len(iu)
+        sl, su = self.d.shard(bl, "train.batch_labeled"), self.d.shard(bu, "train.batch_unlabeled")
+        il, iu = il[sl], iu[su]
         self.rows = torch.cat([torch.arange(bl)[sl], bl + torch.arange(bu)[su]])
         probs = feats = None
         if self.teachers is not None and bu:
@@ -124,8 +127,12 @@ def distill(
         resume: continue from the newest checkpoint in `out_dir/checkpoint/`.
         domains: domain index (0..D-1) of every unlabeled image; each step's unlabeled batch then comes from one
             domain drawn by `train.udon.sampler` (UDON: in proportion to its recent teacher-vs-student loss).
+            With labeled domains (`data.domains`) every row of a step's labeled and unlabeled batches draws its
+            domain from the sampler's p_d (`train.udon.batches: mixed`), or the whole step one domain (`domain`).
     """
-    distiller = DISTILLERS.get(cfg.distiller)(cfg, teachers, bank.feature_dim(bank.largest_config())).to(device)
+    dim = bank.feature_dim(bank.largest_config())
+    classes = data.domain_classes or [list(range(data.num_classes))]
+    distiller = DISTILLERS.get(cfg.distiller)(cfg, teachers, dim, classes).to(device)
     bank.to(device)
     dd = distributed.current()
     distributed.broadcast_parameters([bank, distiller], dd)
@@ -144,9 +151,7 @@ def distill(
     if cfg.bank.tri_head and bank_loss is None:
         raise ConfigError(f"train.bank.tri_head: distiller '{cfg.distiller}' has no bank loss to train C_a with")
     gen = torch.Generator().manual_seed(cfg.seed)
-    sampler, pools = (
-        domain_sampler(cfg.udon, domains, len(data.unlabeled)) if _uses_unlabeled(distiller, cfg) else (None, [])
-    )
+    sampler, pools, labeled_pools = domain_setup(cfg.udon, data, domains, _uses_unlabeled(distiller, cfg))
     ckpt_dir = out_dir / "checkpoint"
     start, resumed_from, history = 0, None, []
     window: dict[str, list[float]] = {}
@@ -187,9 +192,19 @@ def distill(
         timing: dict[str, list[float]] = {}
         for step in range(start, cfg.steps):
             step_start = time.perf_counter()
-            domain = sampler.sample(gen) if sampler is not None else None
-            pool = pools[domain] if domain is not None else None
-            xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, distiller.temperature, pool)
+            domain, row_domains = None, None
+            if sampler is not None and labeled_pools:  # labeled domains: each row from its domain's pools
+                probs = sampler.probabilities()
+                if cfg.udon.batches == "domain":
+                    probs = np.eye(len(probs))[sampler.sample(gen)]
+                il, dl = draw_rows(gen, probs, labeled_pools, cfg.batch_labeled)
+                iu, du = draw_rows(gen, probs, pools, bu)
+                xl, yl, xu, t_probs, t_feats = batches.take(il, iu, distiller.temperature)
+                row_domains = torch.cat([dl, du])[batches.rows].to(device)
+            else:
+                domain = sampler.sample(gen) if sampler is not None else None
+                pool = pools[domain] if domain is not None else None
+                xl, yl, xu, t_probs, t_feats = batches.sample(gen, cfg.batch_labeled, bu, distiller.temperature, pool)
             sp = step_preprocess(pre, cfg, step)
             x = sp.to_unit(torch.cat([xl, xu]))
             if cfg.augment:
@@ -202,22 +217,28 @@ def distill(
             opt.zero_grad(set_to_none=True)
             configs = sandwich_configs(bank, cfg.num_sampled, gen)
             chunks = micro_batches(len(yl), len(xu), cfg.micro_batch)
-            logs: dict[str, float] = {}
+            sums: dict[str, list[float]] = {}  # per log key: its value in every chunk that has it
             for li, ui in chunks:
                 rows = torch.cat([li, len(yl) + ui, *([len(yl) + len(xu) + ui] if len(x) > len(yl) + len(xu) else [])])
                 tp, tf = ([t[ui] for t in ts] if ts is not None else None for ts in (t_probs, t_feats))
+                rd = None if row_domains is None else row_domains[torch.cat([li, len(yl) + ui]).to(device)]
                 loss, part = step_loss(
-                    bank, forward, distiller, bank_loss, configs, x[rows], yl[li], len(ui), tp, tf, amp
+                    bank, forward, distiller, bank_loss, configs, x[rows], yl[li], len(ui), tp, tf, amp, rd
                 )
                 scaler.scale(loss / len(chunks)).backward()
                 for k, v in part.items():
-                    logs[k] = logs.get(k, 0.0) + v / len(chunks)
+                    sums.setdefault(k, []).append(v)
+            logs = {k: sum(v) / len(v) for k, v in sums.items()}  # a domain absent from a chunk: not counted as 0
             distributed.average_gradients(params, dd)
             scaler.step(opt)
             scaler.update()
             sched.step()
-            if sampler is not None and domain is not None:
-                sampler.update(domain, domain_loss(logs))
+            if sampler is not None:
+                if domain is not None:
+                    sampler.update(domain, domain_loss(logs))
+                for d in range(sampler.num_domains):  # labeled domains: each domain's rows' loss
+                    if f"loss_domain{d}" in logs:
+                        sampler.update(d, logs[f"loss_domain{d}"])
                 logs |= {f"p_domain{d}": float(p) for d, p in enumerate(sampler.probabilities())}
             for k, value in logs.items():
                 window.setdefault(k, []).append(value)

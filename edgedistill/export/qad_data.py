@@ -49,7 +49,7 @@ class QADData:
 
 def pool_rows(data: TaskData, n: int, seed: int) -> np.ndarray:
     """Indices into `data.unlabeled` of `n` images drawn (seeded) from the target's own pool (all of a smaller one)."""
-    own = np.arange(len(data.unlabeled)) if data.domains is None else np.flatnonzero(data.domains == 0)
+    own = data.target_rows()
     n = min(n, len(own))
     return own[np.sort(np.random.default_rng(seed).choice(len(own), size=n, replace=False))]
 

@@ -123,7 +123,13 @@ class CosineLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight[:, : x.shape[-1]]  # a bank's slice; the whole weight for a plain net
-        return COSINE_SCALE * F.linear(F.normalize(x, dim=-1), F.normalize(w, dim=-1))
+        return COSINE_SCALE * F.linear(unit_rows(x), unit_rows(w))
+
+
+def unit_rows(t: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """`F.normalize(t, dim=-1)` as a broadcast multiply: `F.normalize` exports an ONNX Expand whose shape ONNX Runtime's
+    quantization pre-processing cannot infer, which failed the INT8 export of cosine heads."""
+    return t * torch.rsqrt(t.pow(2).sum(-1, keepdim=True).clamp_min(eps * eps))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from edgedistill.models import SlimmableBank, build_bank, recalibrate_bn, save_b
 from edgedistill.options import opt, param
 from edgedistill.outputs import check_output_dir, claim_dir, marker_kind, remove_owned_dir
 from edgedistill.pipeline.search import choose_subnet
+from edgedistill.pipeline.universal import domain_sampling, universal_evaluation
 from edgedistill.run import RunDir
 from edgedistill.task import TaskConfig, choose_family, load_task
 from edgedistill.teachers.sources import load_teacher
@@ -84,7 +85,8 @@ def _absolute_root(cfg: TaskConfig, base: Path) -> tuple[TaskConfig, Path]:
         return root if root is None or Path(root).is_absolute() else str((base / root).resolve())
 
     extra = [d.model_copy(update={"root": absolute(d.root)}) for d in cfg.data.extra_unlabeled]
-    data = cfg.data.model_copy(update={"root": absolute(cfg.data.root), "extra_unlabeled": extra})
+    domains = [d.model_copy(update={"root": absolute(d.root)}) for d in cfg.data.domains]
+    data = cfg.data.model_copy(update={"root": absolute(cfg.data.root), "extra_unlabeled": extra, "domains": domains})
     options = dict(cfg.student.options)
     weights = options.get("weights")  # `timm` student: a local weights file is relative to the task file
     if isinstance(weights, str) and not weights.startswith("packaged:"):
@@ -95,7 +97,7 @@ def _absolute_root(cfg: TaskConfig, base: Path) -> tuple[TaskConfig, Path]:
 
 def _check_teachers(cfg: TaskConfig, base: Path) -> None:
     """Load every teacher once on the CPU, so that a bad source or weights file fails before the disk is touched."""
-    if DISTILLERS.get(cfg.train.distiller).uses_teachers:
+    if DISTILLERS.get(cfg.train.distiller).wants_teachers(bool(cfg.teachers)):
         for t in cfg.teachers:  # loaded and dropped: the cache step loads them again on the training device
             load_teacher(t.source, "cpu", base)
 
@@ -105,7 +107,7 @@ def _teachers(
 ) -> tuple[TeacherTargets | None, list[TeacherReport]]:
     """Cached, ranked and weighted teacher targets when the distiller uses teachers."""
     distiller = DISTILLERS.get(cfg.train.distiller)
-    if not distiller.uses_teachers:
+    if not distiller.wants_teachers(bool(cfg.teachers)):
         return None, []
     sources = [t.source for t in cfg.teachers]
     if not sources:
@@ -206,11 +208,13 @@ def _finish(
     bank.to(dev)
     calib = calibration_batches(data, pre, cfg.train.bn_calibration_images, dev)
     assert data.test.labels is not None
-    widths = {}
+    widths: dict[str, float] = {}
+    universal: dict[str, Any] = {}
     for w in bank.width_choices:
         config = (w,) * bank.num_stages
         recalibrate_bn(bank, calib, config=config)
         widths[str(w)] = accuracy(bank, data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
+    universal |= universal_evaluation(bank, data, pre, dev, cfg.train, "largest")  # BN: the largest's (last)
     stages["width_eval_seconds"] = time.perf_counter() - clock
     clock = time.perf_counter()
     result, subnet, _ = choose_subnet(
@@ -226,6 +230,7 @@ def _finish(
     stages["search_seconds"] = time.perf_counter() - clock
     clock = time.perf_counter()
     subnet_acc = accuracy(subnet.to(dev), data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
+    universal |= universal_evaluation(subnet, data, pre, dev, cfg.train, "subnet")
     stages["subnet_eval_seconds"] = time.perf_counter() - clock
     summary = {
         "run": str(rd.root),
@@ -249,15 +254,8 @@ def _finish(
         "stage_seconds": {k.removesuffix("_seconds"): round(v, 1) for k, v in stages.items()},
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "history": state.history,
-    } | _domain_sampling(cfg, data, state)
+    } | domain_sampling(cfg.train.udon, data, state.domain_probabilities, state.history)
+    if universal:
+        summary["universal"] = {"map_k": cfg.train.udon.map_at_k} | universal
     atomic_write_json(rd.train_json, summary)
     return summary
-
-
-def _domain_sampling(cfg: TaskConfig, data: TaskData, state: TrainState) -> dict[str, Any]:
-    """The domain sampler's final probability per domain, for multi-domain pools whose steps drew from it."""
-    if state.domain_probabilities is None:
-        return {}
-    probs = dict(zip(data.domain_names, state.domain_probabilities, strict=True))
-    udon = cfg.train.udon
-    return {"domain_sampling": {"sampler": udon.sampler, "floor": udon.floor, "probabilities": probs}}

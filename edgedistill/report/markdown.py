@@ -5,13 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
-def _f(value: Any, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+from edgedistill.report.domains import domain_lines
+from edgedistill.report.tables import fmt as _f
+from edgedistill.report.tables import table as _table
 
 
 def _verdict_lines(report: dict[str, Any]) -> list[str]:
@@ -271,6 +267,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     """The whole report.md; `plots` maps a caption to a PNG path relative to the report."""
     lines = [f"# Report: {report['run']}", "", *_verdict_lines(report)]
     lines += _train_lines(report.get("train"), report.get("search"))
+    lines += domain_lines(report.get("train"))
     lines += _export_lines(report.get("exports", []))
     lines += _sensitivity_lines(report.get("exports", []))
     lines += _latency_lines(report.get("latency", []))

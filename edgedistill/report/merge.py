@@ -30,6 +30,8 @@ TRAIN_KEYS = (
     "train_seconds",
     "width_accuracy",
     "chosen",
+    "universal",
+    "domain_sampling",
 )
 
 
