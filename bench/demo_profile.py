@@ -126,8 +126,7 @@ def _markdown(record: dict[str, Any]) -> str:
             f"## {label}",
             "",
             f"Command: `{p['command']}` ({p['created']}, commit `{p['commit']}`).  ",
-            f"Machine: {m['cpu']} ({', '.join(m['cpu_flags'])}), {m['usable_cores']} usable cores, "
-            f"1-min load {m['load_avg_1m']:.2f} at the start; "
+            f"Machine: {m['cpu']} ({', '.join(m['cpu_flags'])}), {m['usable_cores']} usable cores; "
             + ", ".join(f"{k} {v}" for k, v in p["versions"].items())
             + ".",
             "",

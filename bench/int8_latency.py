@@ -88,7 +88,7 @@ def subnet(config: list[float], calib: np.ndarray) -> Any:
     """The Lite0 bank's plain subnet at `config` (BN re-estimated on `calib` unless full width)."""
     import torch
 
-    bank = ed.build_bank("timm", num_classes=1000, in_chans=3, weights="packaged:efficientnet_lite0")
+    bank = ed.build_bank("timm", num_classes=1000, in_channels=3, weights="packaged:efficientnet_lite0")
     if any(w != 1.0 for w in config):
         batches = [torch.from_numpy(calib[i : i + 20]) for i in range(0, len(calib), 20)]
         recalibrate_bn(bank, batches, config)

@@ -99,7 +99,8 @@ def measure(loop: TrainLoop, bare: SlimmableBank, steps: int, rounds: int, devic
                 "draw_s": statistics.median(draw),
                 "bare_s": statistics.median(plain),
             }
-            out.append(row | {"ratio": row["trainer_s"] / row["bare_s"]})
+            row["ratio"] = row["trainer_s"] / row["bare_s"]
+            out.append(row)
             print(
                 f"round {r}: trainer {row['trainer_s'] * 1e3:.1f} ms, bare {row['bare_s'] * 1e3:.1f} ms, "
                 f"ratio {row['ratio']:.3f}",

@@ -177,9 +177,12 @@ def cache_teachers(
                 c.sets[name] = hit
     total = sum(len(item[3]) for item in todo)
     with progress("teachers", total, show=show_progress and bool(todo), unit="image") as bar:
+        folded: dict[str, Teacher] = {}  # each teacher's inference copy, BatchNorms folded, made once
         for t, c, name, images, entry in todo:
             bar.update(description=f"{t.name}/{name}")
-            _compute_entry(t, images, entry, batch, bar.advance)
+            if t.source not in folded:
+                folded[t.source] = t.folded()
+            _compute_entry(folded[t.source], images, entry, batch, bar.advance)
             loaded = _load_entry(entry, len(images))
             assert loaded is not None, f"{entry}: cache entry unreadable right after writing"
             c.sets[name], c.computed = loaded, [*c.computed, name]
