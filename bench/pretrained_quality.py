@@ -306,6 +306,22 @@ def markdown(rows: list[dict[str, Any]], command: str, machine: dict[str, Any], 
     return "\n".join(lines) + "\n"
 
 
+def merged_rows(path: Path, jobs: list[Job], steps: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows and commands of an earlier results file, less the rows `jobs` redo (`--merge`: a benchmark in chunks).
+
+    Raises:
+        SystemExit: The earlier file used another number of steps (its rows would not compare).
+    """
+    if not path.is_file():
+        return [], []
+    old = json.loads(path.read_text())
+    if old.get("steps") != steps:
+        raise SystemExit(f"{path}: rows of {old.get('steps')} steps cannot be merged with --steps {steps}")
+    redo = {(j.task, j.variant, j.seed) for j in jobs}
+    rows = [r for r in old.get("rows", []) if (r["task"], r["variant"], r["seed"]) not in redo]
+    return rows, list(old.get("commands", [old["command"]] if "command" in old else []))
+
+
 def main() -> None:
     from edgedistill.bench.machine import machine_info
     from edgedistill.io import atomic_write_json, atomic_write_text
@@ -318,20 +334,25 @@ def main() -> None:
     p.add_argument("--budget", default=BUDGET)
     p.add_argument("--work", type=Path, default=WORK, help="folder of the run folders, task files, teacher cache")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pretrained_quality")
+    p.add_argument("--merge", action="store_true", help="keep the rows of --out.json that this run does not redo")
     args = p.parse_args()
     command = "python bench/pretrained_quality.py " + " ".join(sys.argv[1:])
     machine = machine_info()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    jobs = plan(args.tasks, args.variants, args.seeds)
+    kept, commands = merged_rows(args.out.with_suffix(".json"), jobs, args.steps) if args.merge else ([], [])
+    commands.append(command)
     rows: list[dict[str, Any]] = []
-    for job in plan(args.tasks, args.variants, args.seeds):
+    for job in jobs:
         rows.append(run_job(job, args.steps, args.budget, args.work))
         print(json.dumps({k: rows[-1].get(k) for k in ("task", "variant", "seed", "int8_top1", "errors")}), flush=True)
-        payload = {"command": command, "machine": machine, "steps": args.steps, "budget": args.budget}
-        payload |= {"recipe": RECIPE, "seconds": round(time.perf_counter() - t0), "rows": rows}
+        every = sorted([*kept, *rows], key=lambda r: (list(TASKS).index(r["task"]), r["seed"], r["variant"]))
+        payload = {"commands": commands, "machine": machine, "steps": args.steps, "budget": args.budget}
+        payload |= {"recipe": RECIPE, "seconds": round(time.perf_counter() - t0), "rows": every}
         # After every run, so an interrupted benchmark keeps its rows.
         atomic_write_json(args.out.with_suffix(".json"), payload)
-        atomic_write_text(args.out.with_suffix(".md"), markdown(rows, command, machine, args.steps))
+        atomic_write_text(args.out.with_suffix(".md"), markdown(every, "; ".join(commands), machine, args.steps))
     print(args.out.with_suffix(".md").read_text())
 
 

@@ -37,7 +37,7 @@ from edgedistill.distill.evaluate import accuracy
 from edgedistill.errors import ConfigError
 from edgedistill.inputs import preprocess_for
 from edgedistill.models import recalibrate_bn
-from edgedistill.pipeline.search import latency_table, measurer, unlabeled_images
+from edgedistill.pipeline.search import Measurer, latency_table, unlabeled_images
 from edgedistill.run import RunDir
 from edgedistill.search import UPEMS, CostEstimator, CostInputs, LatencyLUT, SearchSettings, over_limits
 from edgedistill.search import search_widths as run_search
@@ -188,7 +188,7 @@ def main() -> None:
         best = max(feasible.values(), key=lambda r: r["test_accuracy"])
         for strategy in args.strategies:
             # The shortlist is measured once per budget (first strategy); the others show search time and regret.
-            measure = measurer(bank, resolved, images) if strategy == args.strategies[0] else None
+            measure = Measurer(bank, resolved, images) if strategy == args.strategies[0] else None
             result = run_search(
                 bank, b.limits, b.input.shape, images, lut=lut, settings=SearchSettings(strategy=strategy),
                 measure=measure,

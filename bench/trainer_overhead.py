@@ -87,7 +87,7 @@ def measure(loop: TrainLoop, bare: SlimmableBank, steps: int, rounds: int, devic
         trainer, draw = [], []
         for _ in range(steps):
             t0 = time.perf_counter()
-            b = loop.draw()
+            b = loop.draw(0)
             _sync(device)
             draw.append(time.perf_counter() - t0)
             trainer.append(draw[-1] + _timed(lambda b=b: loop.update(b), device))

@@ -434,3 +434,58 @@ def test_pseudo_labels_only_where_the_ensemble_is_confident() -> None:
         (ce[0] + math.log(1 + math.exp(-1.0)) + ce[2]) / 3,
         rel_tol=1e-6,
     )
+
+
+def test_progressive_resizing_trains_small_then_at_the_budget_size(tiny_data: TaskData, tmp_path: Path) -> None:
+    from edgedistill.distill.config import ResizeConfig
+
+    cfg = TrainConfig(
+        distiller="ce-only", steps=4, num_sampled=2, batch_labeled=4, warmup_steps=1,
+        resize=ResizeConfig(scale=0.5, final_steps=1),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 8, 16))
+    sizes: list[tuple[int, int]] = []
+    bank.stem.register_forward_pre_hook(lambda _m, args: sizes.append(tuple(args[0].shape[-2:])) and None)
+    pre = Preprocess(32, 32, 1, (0.13,), (0.31,))
+    state = distill(bank, tiny_data, pre, cfg, tmp_path, torch.device("cpu"), None, show_progress=False)
+    assert set(state.step_seconds) == {"16x16", "32x32"} and min(state.step_seconds.values()) > 0
+    per_step = [sizes[i] for i in range(0, len(sizes), 2)]  # two sampled widths per step
+    assert per_step == [(16, 16)] * 3 + [(32, 32)]
+    sizes.clear()
+    cfg = cfg.model_copy(update={"resize": ResizeConfig(scale=0.5, full_size_every=2)})
+    distill(bank, tiny_data, pre, cfg, tmp_path / "every", torch.device("cpu"), None, show_progress=False)
+    assert [sizes[i] for i in range(0, len(sizes), 2)] == [(32, 32), (16, 16)] * 2
+    assert Preprocess(224, 160, 3, (0.5,), (0.5,)).scaled(0.5) == Preprocess(112, 80, 3, (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="resize.scale"):
+        TrainConfig(resize={"scale": 0})  # type: ignore[arg-type]
+
+
+def test_micro_batches_split_every_step_into_interleaved_chunks() -> None:
+    from edgedistill.distill.step import micro_batches
+
+    chunks = micro_batches(5, 12, 6)
+    assert len(chunks) == 3 and all(len(li) and len(ui) for li, ui in chunks)
+    assert sorted(int(i) for li, _ in chunks for i in li) == list(range(5))
+    assert sorted(int(i) for _, ui in chunks for i in ui) == list(range(12))
+    assert len(micro_batches(2, 40, 4)) == 2  # never a chunk without a labeled image
+    assert len(micro_batches(8, 0, 4)) == 2 and len(micro_batches(8, 8, None)) == 1
+
+
+def test_micro_batching_accumulates_gradients_of_the_same_step(tiny_data: TaskData, tmp_path: Path) -> None:
+    """One chunk is the plain step, bit for bit; smaller chunks train too (BN sees smaller batches, so not equal)."""
+    states = {}
+    for micro in (None, 64, 6):
+        cfg = TrainConfig(
+            distiller="distill-weighted", steps=2, num_sampled=2, batch_labeled=4, batch_unlabeled=8,
+            warmup_steps=1, micro_batch=micro,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 8, 16))
+        teachers = _FakeTeachers(len(tiny_data.unlabeled)).targets
+        pre = Preprocess(28, 28, 1, (0.13,), (0.31,))
+        state = distill(bank, tiny_data, pre, cfg, tmp_path / str(micro), torch.device("cpu"), teachers, False)
+        assert all(math.isfinite(v) for v in state.history[-1].values())
+        states[micro] = bank.state_dict()
+    assert all(torch.equal(v, states[64][k]) for k, v in states[None].items())
+    assert not all(torch.equal(v, states[6][k]) for k, v in states[None].items())

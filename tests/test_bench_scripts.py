@@ -111,6 +111,17 @@ def test_verdict_says_by_how_much_it_does_not_beat(pq: ModuleType, tmp_path: Pat
     assert pq.verdict(rows[:1], "optdigits") is None  # nothing to compare against
 
 
+def test_merge_keeps_the_rows_a_chunk_does_not_redo(pq: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "pq.json"
+    old = [{"task": "mnist", "variant": v, "seed": 0} for v in ("scratch-ce", "transfer")]
+    path.write_text(json.dumps({"commands": ["python bench/pretrained_quality.py --seeds 0"], "steps": 5, "rows": old}))
+    rows, commands = pq.merged_rows(path, pq.plan(["mnist"], ["transfer"], [0]), 5)
+    assert rows == old[:1] and commands == ["python bench/pretrained_quality.py --seeds 0"]
+    with pytest.raises(SystemExit, match="rows of 5 steps cannot be merged with --steps 7"):
+        pq.merged_rows(path, [], 7)
+    assert pq.merged_rows(tmp_path / "none.json", [], 5) == ([], [])
+
+
 @pytest.mark.slow
 def test_pretrained_quality_tiny_run_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "pq"
@@ -127,3 +138,25 @@ def test_pretrained_quality_tiny_run_end_to_end(tmp_path: Path) -> None:
     # 2 steps leave the net untrained, so its INT8 drop may exceed the budget: export then fails after its manifest
     assert "export" not in row["errors"] or "max_int8_drop_pts" in row["errors"]["export"]
     assert row["latency_ms"]["p50"] > 0 and "| optdigits | scratch-ce | 1 |" in out.with_suffix(".md").read_text()
+
+
+def test_int8_recovery_task_files_validate_and_rows_merge(tmp_path: Path) -> None:
+    """bench/int8_recovery.py: its task and budget files load; a rerun replaces its own rows, keeps the others."""
+    from edgedistill.budget import load_budget
+    from edgedistill.task import load_task
+
+    ir = _script("int8_recovery")
+    task, budget, _ = ir.prepare(tmp_path, "lite0-64", 1, 5)
+    assert load_task(task)[0].train.steps == 5 and load_budget(budget).budget.accuracy.max_int8_drop_pts == 0.5
+    out = tmp_path / "res"
+
+    def row(seed: int, step: str, drop: float) -> dict:
+        latency = {"p50": 1.0, "p90": 1.2}
+        return {"case": "lite0-64", "seed": seed, "step": step, "fp32_top1": 80.0, "int8_top1": 80.0 - drop,
+                "drop_pts": drop, "layers_in_fp": [], "qad_seconds": None, "latency_ms": latency}  # fmt: skip
+
+    ir.write(out, [row(0, "ptq", 9.0), row(0, "qat", 0.5)], "cmd")
+    ir.write(out, [row(1, "ptq", 5.0), row(0, "ptq", 7.0)], "cmd")
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [(r["seed"], r["step"], r["drop_pts"]) for r in rows] == [(0, "ptq", 7.0), (0, "qat", 0.5), (1, "ptq", 5.0)]
+    assert "| lite0-64 | ptq | 2 | 80.00 ± 0.00 | 74.00 ± 1.41 | 6.00 ± 1.41 |" in out.with_suffix(".md").read_text()

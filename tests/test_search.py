@@ -269,6 +269,49 @@ def test_search_widths_keeps_every_limit_and_reports_runner_ups() -> None:
         search_widths(bank, Limits(params_m=1e-6), SHAPE, _images())
 
 
+def test_int8_budget_compares_the_measured_shortlist_after_quantization() -> None:
+    """The UPEM-best config collapses in INT8 (its quantized logits are noise): with `int8_outputs` the whole
+    shortlist is measured and the fitting config with the best INT8 agreement with the bank ensemble is chosen."""
+    from edgedistill.search.upem import ConfigOutputs
+
+    torch.manual_seed(0)
+    bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 16, 32), width_choices=(0.5, 1.0)).eval()
+    images = _images(64)
+    macs_m = sorted(bank_cost(bank, c, SHAPE).macs for c in bank.all_configs())[-2] / 1e6  # all but the largest
+
+    def measure(config: tuple[float, ...]) -> dict[str, float]:
+        return dict.fromkeys(("p50", "p90", "p99", "mean"), 1.0)
+
+    fp32 = search_widths(bank, Limits(macs_m=macs_m), SHAPE, images, measure=measure, shortlist=3)
+    assert len(fp32.measured) == 1 and fp32.chosen.int8_agreement is None  # FP32 quality: the first that fits
+    ensemble = ensemble_reference(ConfigOutputs(bank, images.bn, images.eval), uniform_configs(bank)).ensemble
+    noise = torch.randn(len(images.eval), 10, generator=torch.Generator().manual_seed(1))
+
+    def int8_outputs(config: tuple[float, ...]) -> torch.Tensor:  # the others agree with the ensemble in INT8
+        return noise if config == fp32.chosen.config else ensemble.log()
+
+    int8 = search_widths(bank, Limits(macs_m=macs_m), SHAPE, images, measure=measure, shortlist=3,
+                         int8_outputs=int8_outputs)  # fmt: skip
+    assert [c.config for c in int8.measured] == [c.config for c in int8.evaluated[:3]]  # the whole shortlist
+    assert int8.chosen.config == int8.evaluated[1].config != fp32.chosen.config
+    collapsed = next(c for c in int8.measured if c.config == fp32.chosen.config)
+    assert collapsed.int8_agreement is not None and int8.chosen.int8_agreement is not None
+    assert collapsed.int8_agreement < 50.0 and int8.chosen.int8_agreement > 100.0  # 100% top-1 + the soft tie-break
+    assert [m["int8_quality"] for m in int8.measure_log] == [c.int8_agreement for c in int8.measured]
+    assert any(n.startswith(f"INT8-aware choice: {list(int8.chosen.config)}") for n in int8.notes), int8.notes
+
+
+def test_int8_run_records_the_quantized_shortlist(trained_run: Path) -> None:
+    """The session run's budget is ONNX Runtime INT8 on this CPU: train's search scored every measured config's INT8
+    artifact (its real quantized logits), chose among them by that score and recorded it."""
+    record = json.loads((trained_run / "search.json").read_text())
+    measured = [m for m in record["measure_log"] if m["fits"]]
+    assert measured and all(m["int8_quality"] is not None for m in record["measure_log"])
+    best = max(measured, key=lambda m: m["int8_quality"])
+    assert record["chosen"]["config"] == best["config"] and record["chosen"]["int8_agreement"] == best["int8_quality"]
+    assert any(n.startswith("INT8-aware choice") for n in record["notes"])
+
+
 # ---- pipeline and CLI ------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """The per-layer INT8 sensitivity report: a deliberately broken layer ranks first (ONNX Runtime and TensorRT QDQ
-layouts), a healthy model's layers keep a high SQNR, the manifest round-trips (old manifests still load), the
-accuracy guard names the worst layers and the next step, report.md and the plot show it, bad options fail in one
-line."""
+layouts), a healthy model's layers keep a high SQNR, `--fallback auto` ranks layers by it, the manifest round-trips
+(old manifests still load), the accuracy guard names the worst layers and the next step, report.md and the plot show
+it, bad options fail in one line."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from edgedistill.errors import ConfigError, ExportError
 from edgedistill.export.job import ExportJob, finish, next_steps
 from edgedistill.export.layer_report import MAX_SQNR_DB, layer_report, quantized_layers, sqnr_db
 from edgedistill.export.manifest import AccuracyInfo, FallbackInfo, read_manifest, write_manifest
+from edgedistill.export.mixed_precision import ort_mixed_precision
 from edgedistill.export.onnx2ort_int8 import preprocess_onnx, quantize_onnxruntime
 from edgedistill.export.sensitivity_schema import SensitivityReport
 from edgedistill.export.torch2onnx import torch_to_onnx
@@ -109,6 +110,28 @@ def test_sqnr_of_an_unquantized_equivalent_is_the_cap(fp32: Path, tmp_path: Path
     assert report.output_sqnr_db == MAX_SQNR_DB and report.disagreement_pct == 0.0 and report.top_k == 0
     assert sqnr_db(1.0, 0.0) == MAX_SQNR_DB and sqnr_db(100.0, 1.0) == pytest.approx(20.0)
     assert sqnr_db(0.0, 1.0) == -MAX_SQNR_DB
+
+
+def test_fallback_ranks_layers_by_the_report(broken: Path, tmp_path: Path) -> None:
+    """`--fallback auto` keeps the report's worst layer in float first: the broken conv, whose output ONNX Runtime
+    renames when it fuses Conv+Relu (the ranking before the report scored such nodes 0 and put them last). The
+    drop is stubbed (0 once that conv is float): this checks the ranking and the greedy search, not the repair."""
+    full = quantize_onnxruntime(broken, tmp_path / "int8.onnx", CALIBRATION, Quantization())
+    node = next(n.name for n in onnx.load(str(preprocess_onnx(broken, tmp_path / "pre.onnx"))).graph.node
+                if BROKEN_WEIGHT in n.input)  # fmt: skip
+    tried: list[bool] = []
+
+    def drop_of(model: Path) -> float:
+        graph = onnx.load(str(model)).graph
+        float_weight = BROKEN_WEIGHT in next(n.input for n in graph.node if n.name == node)
+        tried.append(float_weight)
+        return 0.0 if float_weight else 50.0
+
+    info = ort_mixed_precision(broken, full, tmp_path / "mixed.onnx", CALIBRATION, Quantization(), drop_of=drop_of,
+                               max_drop=5.0, sensitivity_images=IMAGES)  # fmt: skip
+    assert info.layers_in_fp == [node] and info.fixed and tried == [False, True]  # all-INT8, then the top-1 layer
+    assert next(iter(info.sensitivity)) == node and info.sensitivity[node] < 3.0  # local SQNR (dB), lowest first
+    assert list(info.sensitivity.values()) == sorted(info.sensitivity.values())
 
 
 def _manifest(report: SensitivityReport | None, drop: float = 5.0, fallback: FallbackInfo | None = None) -> object:

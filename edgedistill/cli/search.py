@@ -51,7 +51,9 @@ def search(
     )
     stat = result.latency_stat
     table = Table(title=f"{result.budget}: best configs by UPEM '{result.upem}' ({result.strategy})")
-    cols = ("", "widths", "channels", "MACs M", "params M", f"pred {stat} ms", f"meas {stat} ms", "UPEM", "95% CI")
+    int8 = any(c.int8_agreement is not None for c in [result.chosen, *result.runner_ups, *result.measured])
+    cols: tuple[str, ...] = ("", "widths", "channels", "MACs M", "params M", f"pred {stat} ms", f"meas {stat} ms")
+    cols += ("UPEM", "95% CI", *(("INT8 UPEM",) if int8 else ()))
     for col in cols:
         table.add_column(col, justify="left" if col in ("", "widths", "channels") else "right")
     for c in [result.chosen, *result.runner_ups]:
@@ -65,6 +67,7 @@ def search(
             _fmt_ms(c.measured_ms, stat),
             f"{c.upem:.3f}",
             "-" if c.upem_ci is None else f"{c.upem_ci[0]:.3f}–{c.upem_ci[1]:.3f}",
+            *(("-" if c.int8_agreement is None else f"{c.int8_agreement:.3f}",) if int8 else ()),
         )
     con = console()
     con.print(table)
@@ -74,6 +77,8 @@ def search(
     )
     for m in result.measure_log:
         verdict = f"{stat} {m['measured_ms'][stat]:.3f} ms, fits" if m["fits"] else "; ".join(m["over"])
+        if m.get("int8_quality") is not None:
+            verdict += f", INT8 UPEM {m['int8_quality']:.3f}"
         con.print(f"measured {m['config']}: {verdict} ({m['why']})")
     for note in result.notes:
         con.print(f"[yellow]note:[/] {note}")

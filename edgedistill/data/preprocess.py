@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,12 @@ class Preprocess:
         mean = torch.tensor(self.mean, device=x01.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x01.device).view(1, -1, 1, 1)
         return (x01 - mean) / std
+
+    def scaled(self, scale: float) -> Preprocess:
+        """The same preprocessing at `scale` × the input side (at least 8 px), for progressive resizing."""
+        if scale == 1.0:
+            return self
+        return replace(self, height=max(8, round(self.height * scale)), width=max(8, round(self.width * scale)))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.normalize(self.to_unit(x))

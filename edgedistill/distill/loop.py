@@ -24,7 +24,7 @@ from edgedistill.distill.distillers import DISTILLERS, Distiller
 from edgedistill.distill.domains import domain_loss, domain_sampler
 from edgedistill.distill.multisource import TeacherTargets
 from edgedistill.distill.sampler import sandwich_configs
-from edgedistill.distill.step import step_loss
+from edgedistill.distill.step import micro_batches, step_loss
 from edgedistill.errors import ConfigError
 from edgedistill.models import SlimmableBank, WidthConfig
 
@@ -37,6 +37,15 @@ def lr_schedule(cfg: TrainConfig) -> callable:  # type: ignore[valid-type]
         return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     return factor
+
+
+def step_preprocess(pre: Preprocess, cfg: TrainConfig, step: int) -> Preprocess:
+    """The input pipeline of training step `step`: smaller images, but for every `full_size_every`-th step and the
+    last `final_steps` (`train.resize`)."""
+    r = cfg.resize
+    if step >= cfg.steps - r.final_steps or (r.full_size_every is not None and step % r.full_size_every == 0):
+        return pre
+    return pre.scaled(r.scale)
 
 
 class _Batches:
@@ -154,9 +163,10 @@ class TrainLoop:
         feats = self.bank.forward_features(x)
         return feats, self.bank.forward_heads(feats)
 
-    def draw(self) -> StepInputs:
-        """The next step's batch (augmented, normalised) and sampled width configs."""
-        cfg, pre, bu = self.cfg, self.pre, self.batch_unlabeled
+    def draw(self, step: int) -> StepInputs:
+        """Training step `step`'s batch (augmented, normalised, at its `train.resize` size) and sampled widths."""
+        cfg, bu = self.cfg, self.batch_unlabeled
+        pre = step_preprocess(self.pre, cfg, step)
         domain = self.sampler.sample(self.gen) if self.sampler is not None else None
         pool = self.pools[domain] if domain is not None else None
         temperature = self.distiller.temperature
@@ -173,22 +183,26 @@ class TrainLoop:
         return StepInputs(x, yl, len(xu), t_probs, t_feats, configs, domain)
 
     def update(self, b: StepInputs) -> dict[str, float]:
-        """One optimizer step on `b`; returns the step's loss terms (and domain probabilities, with domains)."""
+        """One optimizer step on `b`, over its `train.micro_batch` chunks (gradients accumulated); returns the step's
+        loss terms (and domain probabilities, with domains)."""
         self.opt.zero_grad(set_to_none=True)
-        loss, logs = step_loss(
-            self.bank,
-            self.forward,
-            self.distiller,
-            self.bank_loss,
-            b.configs,
-            b.x,
-            b.labels,
-            b.num_unlabeled,
-            b.teacher_probs,
-            b.teacher_feats,
-            self.amp,
-        )
-        self.scaler.scale(loss).backward()
+        nl, nu = len(b.labels), b.num_unlabeled
+        chunks = micro_batches(nl, nu, self.cfg.micro_batch)
+        logs: dict[str, float] = {}
+        for li, ui in chunks:
+            x = b.x
+            if len(chunks) > 1:  # the chunk's labeled, unlabeled (and strong-view) rows
+                x = b.x[torch.cat([li, nl + ui, *([nl + nu + ui] if len(b.x) > nl + nu else [])])]
+            probs, feats = (
+                [t[ui] for t in ts] if ts is not None else None for ts in (b.teacher_probs, b.teacher_feats)
+            )
+            loss, part = step_loss(
+                self.bank, self.forward, self.distiller, self.bank_loss, b.configs, x, b.labels[li], len(ui),
+                probs, feats, self.amp,
+            )  # fmt: skip
+            self.scaler.scale(loss / len(chunks)).backward()
+            for k, v in part.items():
+                logs[k] = logs.get(k, 0.0) + v / len(chunks)
         distributed.average_gradients(self.params, self.dd)
         self.scaler.step(self.opt)
         self.scaler.update()
@@ -197,10 +211,6 @@ class TrainLoop:
             self.sampler.update(b.domain, domain_loss(logs))
             logs |= {f"p_domain{d}": float(p) for d, p in enumerate(self.sampler.probabilities())}
         return logs
-
-    def step(self) -> dict[str, float]:
-        """Draw a batch and train on it."""
-        return self.update(self.draw())
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to continue this loop bit for bit (besides torch's global RNG)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -11,6 +12,19 @@ from edgedistill.distill.bank_loss import BankLoss, BankOutputs
 from edgedistill.distill.distillers import Distiller, StepBatch
 from edgedistill.distill.losses import weighted_sum
 from edgedistill.models import SlimmableBank, WidthConfig
+
+
+def micro_batches(labeled: int, unlabeled: int, micro_batch: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(labeled rows, unlabeled rows) of each micro-batch of a step: interleaved, so every chunk has both kinds.
+
+    One chunk when `micro_batch` is None or the step fits in it. Smaller forward/backward passes are cheaper per image
+    on CPUs at large inputs (the activations stay in cache) and need less memory; gradients are accumulated.
+    """
+    total = labeled + unlabeled
+    chunks = 1 if micro_batch is None else math.ceil(total / micro_batch)
+    chunks = max(1, min(chunks, *(n for n in (labeled, unlabeled) if n > 0)))
+    return [(torch.arange(labeled)[c::chunks], torch.arange(unlabeled)[c::chunks]) for c in range(chunks)]
+
 
 Forward = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 

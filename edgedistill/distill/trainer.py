@@ -31,6 +31,7 @@ class TrainState:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     domain_probabilities: list[float] | None = None  # the domain sampler's final p_d (None without domains)
+    step_seconds: dict[str, float] = field(default_factory=dict)  # mean seconds per step, by training image size
 
 
 def distill(
@@ -81,10 +82,14 @@ def distill(
     t0 = time.perf_counter()
     with progress("train", cfg.steps, show=show_progress, unit="step", completed=start) as bar:
         bank.train()
+        timing: dict[str, list[float]] = {}
         for step in range(start, cfg.steps):
-            logs = loop.step()
+            step_start = time.perf_counter()
+            batch = loop.draw(step)
+            logs = loop.update(batch)
             for k, value in logs.items():
                 window.setdefault(k, []).append(value)
+            timing.setdefault(f"{batch.x.shape[-2]}x{batch.x.shape[-1]}", []).append(time.perf_counter() - step_start)
             done = step + 1
             if done % 10 == 0 or done == cfg.steps:
                 row = distributed.mean_over_ranks(
@@ -114,4 +119,5 @@ def distill(
         seconds=time.perf_counter() - t0,
         history=history,
         domain_probabilities=None if loop.sampler is None else [float(p) for p in loop.sampler.probabilities()],
+        step_seconds={k: round(sum(v) / len(v), 3) for k, v in timing.items()},
     )

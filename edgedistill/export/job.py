@@ -41,6 +41,7 @@ class RunContext:
     subnet_path: Path
     config: list[float]
     channels: list[int]
+    gray_stem: str | None = None  # the stem conv folded over its input channels for gray inputs (`gray_input`)
 
     def test_batches(self, batch: int = 1000) -> list[tuple[np.ndarray, np.ndarray]]:
         """Normalised float32 test images with labels."""
@@ -60,6 +61,9 @@ def build_manifest(
     **extra: Any,
 ) -> Manifest:
     cost = count_cost(ctx.subnet, ctx.resolved.budget.input.shape)
+    if ctx.gray_stem is not None:
+        note = f"gray images replicated to {ctx.pre.channels} channels: {ctx.gray_stem} averaged over its inputs"
+        extra["notes"] = {**extra.get("notes", {}), "gray_stem": note}
     return Manifest(
         name=recipe.target,
         runtime=recipe.runtime,

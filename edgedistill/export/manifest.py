@@ -113,7 +113,9 @@ class FallbackInfo(StrictModel):
     drop_before_pts: float
     drop_after_pts: float
     fixed: bool = Field(description="the drop fits the budget after the fallback")
-    sensitivity: dict[str, float] = Field(default_factory=dict, description="layer → local relative error")
+    sensitivity: dict[str, float] = Field(
+        default_factory=dict, description="layer → local SQNR (dB) in the all-INT8 model, most sensitive (lowest) first"
+    )
     latency_p50_ms: dict[str, float] = Field(default_factory=dict, description="all-INT8 vs mixed, own processes")
     latency_note: str | None = None
 

@@ -16,9 +16,10 @@ import numpy as np
 from edgedistill.bench.launch import run_isolated
 from edgedistill.errors import EdgedistillError, ExportError
 from edgedistill.export.inspect import MODEL_READERS
+from edgedistill.export.layer_report import layer_report
 from edgedistill.export.manifest import FallbackInfo, Manifest, write_manifest
 from edgedistill.export.onnx2ort_int8 import preprocess_onnx, quantize_onnxruntime
-from edgedistill.export.sensitivity import greedy_fallback, layer_sensitivity
+from edgedistill.export.sensitivity import greedy_fallback
 from edgedistill.io import atomic_write
 from edgedistill.recipe import Quantization
 
@@ -37,7 +38,7 @@ def ort_mixed_precision(
     sensitivity_images: np.ndarray,
     for_tensorrt: bool = False,
 ) -> FallbackInfo:
-    """Rank layers by local INT8 error, then re-quantize with the top 1, 2, 4, ... kept in float.
+    """Rank layers by the sensitivity report's local SQNR, then re-quantize with the top 1, 2, 4, ... kept in float.
 
     Args:
         fp32: The FP32 ONNX model.
@@ -54,7 +55,10 @@ def ort_mixed_precision(
     drop_before = drop_of(full_int8)
     with tempfile.TemporaryDirectory(prefix="edgedistill-fallback-") as tmp:
         pre = preprocess_onnx(fp32, Path(tmp) / "pre.onnx")
-        scores = layer_sensitivity(pre, full_int8, sensitivity_images)
+        # The report's local SQNR (the error each node adds itself), lowest first; it reads the tensors of nodes whose
+        # outputs ONNX Runtime renamed (fused Conv+Relu) through their Q/DQ pairs, so no layer is missed.
+        report = layer_report(pre, full_int8, sensitivity_images, None, top_k=0, method="fallback ranking")
+        scores = {row.node: row.local_sqnr_db for row in report.layers}
 
         def check(excluded: list[str]) -> tuple[float, bool]:
             cand = Path(tmp) / f"mixed-{len(excluded)}.onnx"
@@ -73,13 +77,13 @@ def ort_mixed_precision(
             )
         atomic_write(out, lambda p: shutil.copyfile(chosen, p))
     return FallbackInfo(
-        method="sensitivity: local relative error per layer, greedy 1, 2, 4, ... layers in float",
+        method="sensitivity report: local SQNR per layer (lowest first), greedy 1, 2, 4, ... layers in float",
         layers_in_fp=best.excluded,
         quantizable_layers=len(scores),
         drop_before_pts=drop_before,
         drop_after_pts=best.value,
         fixed=best.passed,
-        sensitivity={k: round(v, 6) for k, v in list(scores.items())[:10]},
+        sensitivity={k: round(v, 3) for k, v in list(scores.items())[:10]},
     )
 
 

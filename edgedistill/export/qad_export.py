@@ -87,7 +87,7 @@ def export_with_qad(job: ExportJob, exporter: Exporter) -> Manifest:
     with tempfile.TemporaryDirectory(prefix="edgedistill-qad-") as tmp:
         shape = ctx.resolved.budget.input.shape
         fp32 = torch_to_onnx(result.float_model, shape, Path(tmp) / "qad-fp32.onnx", job.recipe.opset)
-        onnx_parity(result.float_model, fp32, val[:16], atol=1e-4)
+        onnx_parity(result.float_model, fp32, val[:16], atol=1e-3)  # as the FP32 export (deep pretrained subnets)
         manifest = exporter(replace(job, fp32=fp32, guard=False, fallback="none"))
     info = QADInfo(
         method=_method(job, result),

@@ -1,8 +1,8 @@
-"""Per-layer INT8 sensitivity of a QDQ model, and the greedy mixed-precision search that keeps layers in float.
+"""ONNX Runtime helpers of the INT8 sensitivity report (`layer_report`), and the greedy mixed-precision search.
 
-Cheap by design: one run of the FP32 and the INT8 model over a few hundred images gives each layer's *local*
-quantization error (relative error of its output minus that of its input), then layers are put back in float
-in sensitivity order, 1, 2, 4, ... at a time, until the caller's check passes.
+The report reads intermediate tensors through extra graph outputs in a session that runs Q/DQ as float ops; the
+greedy search puts layers back in float in the report's sensitivity order, 1, 2, 4, ... at a time, until the
+caller's check passes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 @dataclass
 class FallbackResult:
@@ -22,16 +20,6 @@ class FallbackResult:
     excluded: list[str]
     value: float
     passed: bool
-
-
-def quantized_nodes(qdq_path: Path) -> set[str]:
-    """Names of the nodes of a QDQ model that read a dequantized input (every op the quantizer quantized)."""
-    import onnx
-
-    graph = onnx.load(str(qdq_path)).graph
-    dq = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
-    skip = ("QuantizeLinear", "DequantizeLinear")
-    return {n.name for n in graph.node if n.op_type not in skip and n.name and any(i in dq for i in n.input)}
 
 
 def with_outputs(model_path: Path, names: Sequence[str]) -> bytes:
@@ -58,43 +46,6 @@ def float_qdq_session(model: bytes | Path, threads: int = 0) -> Any:
         opts.intra_op_num_threads = threads
     src = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def _run(model: bytes, images: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    session = float_qdq_session(model)
-    outputs = [o.name for o in session.get_outputs() if o.name in names]
-    values = session.run(outputs, {session.get_inputs()[0].name: images})
-    return dict(zip(outputs, values, strict=True))
-
-
-def layer_sensitivity(float_path: Path, qdq_path: Path, images: np.ndarray) -> dict[str, float]:
-    """Local quantization error of each quantized node (Conv, Gemm, Add, pools, ...), largest first.
-
-    Args:
-        float_path: The float model whose node names quantization used (ORT's pre-processed model).
-        qdq_path: Its QDQ-quantized version (original tensor names are kept as float tensors).
-        images: Representative inputs (NCHW float32), e.g. unlabeled target images not used for calibration.
-
-    Returns:
-        node name → relative squared error of its output minus that of its data input (≥ 0).
-    """
-    import onnx
-
-    graph = onnx.load(str(float_path)).graph
-    quantized = quantized_nodes(qdq_path)
-    nodes = [n for n in graph.node if n.name in quantized and n.input]
-    names = sorted({t for n in nodes for t in (n.input[0], n.output[0])})
-    ref = _run(with_outputs(float_path, names), images, names)
-    got = _run(with_outputs(qdq_path, names), images, names)
-
-    def rel_err(t: str) -> float:
-        if t not in ref or t not in got:  # a graph input or a tensor the quantizer renamed: no error known
-            return 0.0
-        f, q = ref[t].astype(np.float64), got[t].astype(np.float64)
-        return float(np.sum((q - f) ** 2) / (np.sum(f**2) + 1e-12))
-
-    scores = {n.name: max(0.0, rel_err(n.output[0]) - rel_err(n.input[0])) for n in nodes}
-    return dict(sorted(scores.items(), key=lambda kv: -kv[1]))
 
 
 def greedy_fallback(

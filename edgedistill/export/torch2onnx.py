@@ -71,8 +71,12 @@ def torch_to_onnx(
 def onnx_parity(model: nn.Module, onnx_path: Path, x: np.ndarray, atol: float = 1e-4) -> float:
     """Max absolute difference between torch (eval) and ONNX Runtime CPU outputs on `x`.
 
+    The tolerance is `atol` per unit of the largest |output| (at least 1): float32 rounding differences grow with the
+    outputs' scale, and a net with a large noise gain (a pretrained Lite0 with BN recalibrated on digits) turns ORT's
+    fused-kernel rounding into ~2e-3 on logits of ~10. A wrong graph differs by far more.
+
     Raises:
-        ExportError: The difference exceeds `atol`.
+        ExportError: The difference exceeds `atol` × max(1, max |output|).
     """
     from edgedistill.bench.runtimes import ort_session
 
@@ -88,6 +92,9 @@ def onnx_parity(model: nn.Module, onnx_path: Path, x: np.ndarray, atol: float = 
     if got.shape != ref.shape:
         raise ExportError(f"{onnx_path}: output shape {got.shape} differs from torch {ref.shape}")
     diff = float(np.max(np.abs(got - ref))) if ref.size else 0.0
-    if not diff <= atol:  # also catches NaN
-        raise ExportError(f"{onnx_path}: ONNX Runtime differs from torch by {diff:.3g} (> atol {atol:g})")
+    scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
+    if not diff <= atol * scale:  # also catches NaN
+        raise ExportError(
+            f"{onnx_path}: ONNX Runtime differs from torch by {diff:.3g} (> atol {atol:g} × max |output| {scale:.3g})"
+        )
     return diff

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -22,9 +23,9 @@ from edgedistill.options import opt
 from edgedistill.run import RunDir, SearchPaths, search_paths
 from edgedistill.runtimes import RUNTIME_SPECS
 from edgedistill.search.lut import LatencyLUT, lut_name
-from edgedistill.search.measure import Timing, time_module
+from edgedistill.search.measure import Timing, time_and_run
 from edgedistill.search.pareto import pareto_plot
-from edgedistill.search.select import Measure, SearchResult, UnlabeledImages, search_widths
+from edgedistill.search.select import SearchResult, UnlabeledImages, search_widths
 from edgedistill.search.strategies import SearchSettings
 
 SEARCH_IMAGES = 2000  # unlabeled images: the first half recalibrates BN per config, the UPEM scores the second
@@ -67,16 +68,40 @@ def latency_table(rd: RunDir, resolved: ResolvedBudget) -> Path:
     return rd.root / "latency" / lut_name(b.target.runtime, resolved.recipe.precision, b.input.shape, b.target.threads)
 
 
-def measurer(bank: SlimmableBank, resolved: ResolvedBudget, images: UnlabeledImages) -> Measure:
-    """End-to-end latency of a config as the budget's runtime runs it here (exported, quantized, own process)."""
-    b = resolved.budget
-    timing = Timing(threads=b.target.threads, batch=b.input.batch)
-    calib = images.bn[:64].cpu().numpy()
+@dataclass
+class Measurer:
+    """End-to-end latency of a config as the budget's runtime runs it here (exported, quantized, own process) and,
+    for an INT8 budget, the logits of that quantized artifact on the search's unlabeled images.
 
-    def measure(config: tuple[float, ...]) -> dict[str, float]:
-        return time_module(extract(bank, config).cpu(), b.input.shape, resolved.recipe, timing, calib)
+    BN is recalibrated for the config (on the search's BN images) before it is extracted, so the artifact scored is
+    the one the search would choose, not the bank at whatever config it last scored.
+    """
 
-    return measure
+    bank: SlimmableBank
+    resolved: ResolvedBudget
+    images: UnlabeledImages
+    outputs: dict[tuple[float, ...], torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def int8(self) -> bool:
+        return self.resolved.recipe.quantization is not None
+
+    def __call__(self, config: tuple[float, ...]) -> dict[str, float]:
+        b, recipe = self.resolved.budget, self.resolved.recipe
+        timing = Timing(threads=b.target.threads, batch=b.input.batch)
+        samples = recipe.quantization.calibration.samples if recipe.quantization is not None else 64
+        calib = self.images.bn[:samples].cpu().numpy()
+        if self.int8:
+            recalibrate_bn(self.bank, [self.images.bn], config=config, max_images=len(self.images.bn))
+        scored = self.images.eval.cpu().numpy() if self.int8 else None
+        stats, logits = time_and_run(extract(self.bank, config).cpu(), b.input.shape, recipe, timing, calib, scored)
+        if logits is not None:
+            self.outputs[tuple(config)] = torch.from_numpy(logits)
+        return stats
+
+    def int8_outputs(self, config: tuple[float, ...]) -> torch.Tensor:
+        """The INT8 artifact's logits on the search's scoring images (`__call__` ran for `config`)."""
+        return self.outputs[tuple(config)]
 
 
 def choose_subnet(
@@ -105,7 +130,7 @@ def choose_subnet(
         raise ConfigError(
             f"{opt('measure', 'on')}: cannot measure latency for budget {resolved.budget.name}: {why_not}"
         )
-    measure_fn = measurer(bank, resolved, images) if measure != "off" and why_not is None else None
+    measure_fn = Measurer(bank, resolved, images) if measure != "off" and why_not is None else None
     b = resolved.budget
     result = search_widths(
         bank,
@@ -119,6 +144,7 @@ def choose_subnet(
         shortlist=shortlist,
         measure_limit=measure_limit,
         show_progress=show_progress,
+        int8_outputs=measure_fn.int8_outputs if measure_fn is not None and measure_fn.int8 else None,
     )
     if measure_fn is None:
         result.notes.append(f"latency not measured: {why_not or 'measurement turned off'}")

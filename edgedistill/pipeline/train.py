@@ -240,7 +240,7 @@ def _finish(
     )
     stages["search_seconds"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    subnet = subnet.to(dev, memory_format=memory_format(bank))  # saved already; evaluated in the bank's layout
+    subnet = subnet.to(dev).to(memory_format=memory_format(bank))  # saved already; evaluated in the bank's layout
     subnet_acc = accuracy(subnet, data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
     stages["subnet_eval_seconds"] = time.perf_counter() - clock
     summary = {
@@ -257,6 +257,7 @@ def _finish(
         "steps": state.steps,
         "resumed_from": state.resumed_from,
         "train_seconds": round(state.seconds, 1),
+        "step_seconds": state.step_seconds,
         "preprocess": pre.manifest(),
         "width_accuracy": widths,
         "chosen": asdict(result.chosen) | {"test_accuracy": subnet_acc},

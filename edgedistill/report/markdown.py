@@ -69,18 +69,27 @@ def _ci(c: dict[str, Any]) -> str:
     return "–" if not ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
 
 
+def _measured_verdict(measured: dict[str, Any]) -> str:
+    """`fits` or the limits exceeded, and `, INT8 UPEM 97.300` for an INT8 candidate (the choice compares these)."""
+    q = measured.get("int8_quality")
+    return ("fits" if measured["fits"] else "; ".join(measured["over"])) + ("" if q is None else f", INT8 UPEM {q:.3f}")
+
+
 def _confidence_lines(search: dict[str, Any] | None) -> list[str]:
     """The chosen config and its runner-ups with the UPEM and its interval, and the within-the-noise warning."""
     if not search or not search.get("chosen"):
         return []
     conf = search.get("confidence") or {}
     level = f"{conf.get('level', 0.95):.0%}"
+    group = [search["chosen"], *(search.get("runner_ups") or [])]
+    int8 = any(c.get("int8_agreement") is not None for c in group)  # an INT8 budget's measured shortlist
     rows = [
         ["chosen" if i == 0 else f"runner-up {i}", str(c.get("config")), _f(c.get("macs", 0) / 1e6),
-         _f(c.get("upem"), 3), _ci(c)]
-        for i, c in enumerate([search["chosen"], *(search.get("runner_ups") or [])])
+         _f(c.get("upem"), 3), _ci(c), *([_f(c.get("int8_agreement"), 3)] if int8 else [])]
+        for i, c in enumerate(group)
     ]  # fmt: skip
-    lines = [*_table(["", "widths", "MACs M", f"UPEM ({search.get('upem')})", f"{level} CI"], rows), ""]
+    header = ["", "widths", "MACs M", f"UPEM ({search.get('upem')})", f"{level} CI", *(["INT8 UPEM"] if int8 else [])]
+    lines = [*_table(header, rows), ""]
     if conf:
         how = f"{conf.get('method')}, {conf.get('resamples')} redraws of {conf.get('images')} images"
         lines += [f"Intervals: {how}.", ""]
@@ -89,7 +98,7 @@ def _confidence_lines(search: dict[str, Any] | None) -> list[str]:
     log = search.get("measure_log") or []
     if log:
         lines += ["Measured end to end, in order:", ""]
-        lines += [f"- {m['config']}: {'fits' if m['fits'] else '; '.join(m['over'])} ({m['why']})" for m in log]
+        lines += [f"- {m['config']}: {_measured_verdict(m)} ({m['why']})" for m in log]
         lines.append("")
     return lines
 

@@ -1,6 +1,7 @@
 """Time a torch module as the target runtime runs it: export, quantize as the exporter does, time in its own process.
 
-Used for every block of the latency lookup table and for the direct measurement of shortlisted configs.
+Used for every block of the latency lookup table and for the direct measurement of shortlisted configs (whose INT8
+artifacts are also run on the search's unlabeled images, to compare them after quantization).
 """
 
 from __future__ import annotations
@@ -75,6 +76,22 @@ def time_module(
         RegistryError: A runtime that cannot be profiled here.
         BenchError: The runner failed.
     """
+    return time_and_run(module, input_shape, recipe, timing, calibration)[0]
+
+
+def time_and_run(
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    recipe: Recipe,
+    timing: Timing,
+    calibration: np.ndarray | None = None,
+    images: np.ndarray | None = None,
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """`time_module`, and the artifact's outputs on `images` (None: not run), from one build of the artifact.
+
+    The outputs come from ONNX Runtime CPU with its integer kernels, as the bench runs the artifact (so an INT8
+    candidate is scored as it will compute, with real calibration images).
+    """
     build = ARTIFACT_BUILDERS.get(recipe.runtime)
     if calibration is None:
         calibration = np.random.default_rng(0).standard_normal((32, *input_shape[1:]), dtype=np.float32)
@@ -90,4 +107,12 @@ def time_module(
         }
         (art / "manifest.json").write_text(json.dumps(manifest))
         record = run_isolated("edgedistill.bench.runner", [str(art), *timing.args()])
-    return {k: float(record["stats"][k]) for k in STATS}
+        outputs = None if images is None else _outputs(art / "model.onnx", images)
+    return {k: float(record["stats"][k]) for k in STATS}, outputs
+
+
+def _outputs(model: Path, images: np.ndarray, batch: int = 250) -> np.ndarray:
+    from edgedistill.export.accuracy import onnx_predictor
+
+    predict = onnx_predictor(model)
+    return np.concatenate([predict(images[i : i + batch]) for i in range(0, len(images), batch)])

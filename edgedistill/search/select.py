@@ -4,6 +4,8 @@
 2. A strategy scores feasible configs with the UPEM on unlabeled target images (BN recalibrated per config).
 3. The best-scored configs are measured end to end, best first, when the runtime is here; the first whose
    measured latency fits with a 5% margin is chosen, so a chosen config does not violate the budget when measured.
+   For an INT8 budget the quantized shortlist is also scored (agreement with the FP32 bank ensemble on the same
+   unlabeled images), and the fitting config with the best INT8 score is chosen: the best subnet after quantization.
    Without a latency table, a shortlist that is all too slow is followed by cheaper configs (`search.verify`).
 4. The UPEM of the chosen config and its runner-ups gets a 95% interval over the scoring images
    (`search.confidence`), with a warning when a runner-up is within the noise.
@@ -26,8 +28,17 @@ from edgedistill.search.confidence import Confidence, assess, bootstrap_scores
 from edgedistill.search.costs import Config, CostEstimator, CostInputs, Costs, Stats, over_limits, unchecked_limits
 from edgedistill.search.lut import LatencyLUT
 from edgedistill.search.strategies import SEARCH_STRATEGIES, Problem, SearchSettings
-from edgedistill.search.upem import UPEMS, ConfigOutputs, Reference, Upem, ensemble_reference, uniform_configs
-from edgedistill.search.verify import Verification, verify
+from edgedistill.search.upem import (
+    UPEMS,
+    ConfigOutputs,
+    Outputs,
+    Reference,
+    Upem,
+    agreement,
+    ensemble_reference,
+    uniform_configs,
+)
+from edgedistill.search.verify import Quality, Verification, verify
 
 Measure = Callable[[Config], Stats]
 RUNNER_UPS = 3
@@ -46,6 +57,7 @@ class Candidate:
     upem: float
     measured_ms: Stats | None = None
     upem_ci: tuple[float, float] | None = None  # 95% interval over the scoring images (chosen and runner-ups)
+    int8_agreement: float | None = None  # INT8 budgets: the quantized candidate's UPEM agreement (measured ones)
 
 
 @dataclass
@@ -122,6 +134,20 @@ def _too_slow(v: Verification, table: bool, measure_limit: int) -> BudgetError:
     )
 
 
+def _int8_notes(v: Verification) -> list[str]:
+    """What the INT8 comparison of the measured shortlist did (nothing when it was not made)."""
+    fitting = [m for m in v.log if m.fits and m.int8_quality is not None]
+    if not fitting or v.chosen is None:
+        return []
+    best = next(m for m in fitting if m.index == v.chosen)
+    first = fitting[0]  # the best UPEM (FP32) of the fitting configs
+    if best is first:
+        return [f"INT8-aware choice: the best FP32 UPEM of the measured configs is also the best after INT8 "
+                f"({best.int8_quality:.2f}% INT8 agreement with the bank ensemble)"]  # fmt: skip
+    return [f"INT8-aware choice: {list(best.config)} ({best.int8_quality:.2f}% INT8 agreement with the bank ensemble) "
+            f"over the better FP32 UPEM {list(first.config)} ({first.int8_quality:.2f}% after INT8)"]  # fmt: skip
+
+
 def _with_intervals(
     metric: Upem,
     outputs: ConfigOutputs,
@@ -150,6 +176,7 @@ def search_widths(
     shortlist: int = 3,
     measure_limit: int = 6,
     show_progress: bool = False,
+    int8_outputs: Callable[[Config], torch.Tensor] | None = None,
 ) -> SearchResult:
     """Choose the width config of `bank` for `limits`.
 
@@ -164,6 +191,9 @@ def search_widths(
         measure: End-to-end latency of a config on the target runtime, when it is here.
         shortlist: The top configs measured first, best UPEM first.
         measure_limit: Without a latency table, configs measured at most in all when the shortlist is too slow.
+        int8_outputs: INT8 budgets: logits of a config's quantized artifact on `images.eval` (after `measure` ran
+            for it). The measured shortlist is then compared by the `agreement` UPEM of these logits with the FP32
+            bank ensemble, and the best fitting one is chosen.
 
     Raises:
         BudgetError: No config fits (by prediction, or by measurement: the shortlist, and the cheaper configs
@@ -200,6 +230,13 @@ def search_widths(
     measured: list[Candidate] = []
     log: list[dict[str, Any]] = []
     chosen_at, bound, measure_seconds = 0, float("inf"), 0.0
+    quality: Quality | None = None
+    if int8_outputs is not None:
+        int8 = int8_outputs
+
+        def quality(config: Config) -> float:
+            return agreement(Outputs(int8(config)), reference)
+
     if measure is not None:
         v = verify(
             [(c.config, c.macs) for c in scored],
@@ -208,14 +245,16 @@ def search_widths(
             shortlist=shortlist,
             fallback=lut is None,
             limit=max(shortlist, measure_limit),
+            quality=quality,
         )
         measure_seconds = time.perf_counter() - start - seconds
         for m in v.log:
-            scored[m.index] = replace(scored[m.index], measured_ms=m.measured_ms)
+            scored[m.index] = replace(scored[m.index], measured_ms=m.measured_ms, int8_agreement=m.int8_quality)
         measured, log = [scored[m.index] for m in v.log], [m.to_json() for m in v.log]
         if v.chosen is None:
             raise _too_slow(v, lut is not None, measure_limit)
         chosen_at = v.chosen
+        notes += _int8_notes(v)
         if v.fallback:
             bound = min(m.macs for m in v.misses)
             notes.append(

@@ -1,10 +1,12 @@
 """Measured check of the search's choice: time configs end to end until one fits the latency limit.
 
-First the shortlist, best UPEM first. Without a latency table nothing predicted which configs are fast enough, so
-when the whole shortlist is too slow the search keeps measuring, ordered by the MAC count as a cost proxy: among the
-configs with fewer MACs than every config already measured too slow, the best UPEM of those that a MACs → latency
-line through the measurements says fit (else the cheapest). Each miss lowers the MAC bound, so this ends: with a
-fitting config, with no cheaper config left, or at the measurement limit.
+First the shortlist, best UPEM first. With an INT8 quality (an INT8 budget: the quantized candidate's agreement with the
+FP32 bank ensemble), the whole shortlist is measured and the fitting config with the best INT8 quality is chosen, so the
+choice is the best subnet after quantization, not before. Without a latency table nothing predicted which configs are
+fast enough, so when the whole shortlist is too slow the search keeps measuring, ordered by the MAC count as a cost
+proxy: among the configs with fewer MACs than every config already measured too slow, the best UPEM of those that a MACs
+→ latency line through the measurements says fit (else the cheapest). Each miss lowers the MAC bound, so this ends: with
+a fitting config, with no cheaper config left, or at the measurement limit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from edgedistill.search.costs import Config, Stats
 
 Measure = Callable[[Config], Stats]
 Over = Callable[[Config, Stats], list[str]]  # limits a config exceeds with this latency (empty: it fits)
+Quality = Callable[[Config], float]  # label-free quality of the config's INT8 artifact (higher is better)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Measured:
     measured_ms: Stats
     over: list[str]
     why: str
+    int8_quality: float | None = None
 
     @property
     def fits(self) -> bool:
@@ -37,7 +41,8 @@ class Measured:
 
     def to_json(self) -> dict[str, object]:
         return {"config": list(self.config), "macs": self.macs, "measured_ms": self.measured_ms,
-                "fits": self.fits, "over": self.over, "why": self.why}  # fmt: skip
+                "fits": self.fits, "over": self.over, "why": self.why,
+                "int8_quality": self.int8_quality}  # fmt: skip
 
 
 @dataclass
@@ -76,6 +81,7 @@ def verify(
     shortlist: int,
     fallback: bool,
     limit: int,
+    quality: Quality | None = None,
 ) -> Verification:
     """Measure the ranked configs (best UPEM first, with their MACs) until one fits.
 
@@ -86,21 +92,28 @@ def verify(
         shortlist: Configs measured first, best UPEM first.
         fallback: Keep measuring cheaper configs when the shortlist is too slow (no latency table).
         limit: Configs measured at most in all, the shortlist included.
+        quality: INT8 quality of a config (measured right after its latency): the whole shortlist is measured and
+            the fitting config with the best quality is chosen (ties: the better UPEM); None: the first that fits.
     """
     v = Verification()
 
     def attempt(i: int, why: str) -> bool:
         config, macs = ranked[i]
         ms = measure(config)
-        v.log.append(Measured(i, config, macs, ms, over(config, ms), why))
-        if v.log[-1].fits:
+        score = None if quality is None else quality(config)
+        v.log.append(Measured(i, config, macs, ms, over(config, ms), why, score))
+        if v.log[-1].fits and v.chosen is None:
             v.chosen = i
         return v.chosen is not None
 
     top = min(max(1, shortlist), len(ranked))
     for i in range(top):
-        if attempt(i, f"shortlist {i + 1}/{top}, by UPEM"):
+        if attempt(i, f"shortlist {i + 1}/{top}, by UPEM") and quality is None:
             return v
+    fitting = [m for m in v.log if m.fits]
+    if fitting:
+        v.chosen = max(fitting, key=lambda m: (m.int8_quality or 0.0, -m.index)).index
+        return v
     while fallback and len(v.log) < limit:
         bound = min(m.macs for m in v.misses)
         tried = {m.index for m in v.log}

@@ -183,7 +183,7 @@ def cache_teachers(
             if t.source not in folded:
                 folded[t.source] = t.folded()
             _compute_entry(folded[t.source], images, entry, batch, bar.advance)
-            loaded = _load_entry(entry, len(images))
-            assert loaded is not None, f"{entry}: cache entry unreadable right after writing"
-            c.sets[name], c.computed = loaded, [*c.computed, name]
+            written = _load_entry(entry, len(images))
+            assert written is not None, f"{entry}: cache entry unreadable right after writing"
+            c.sets[name], c.computed = written, [*c.computed, name]
     return out

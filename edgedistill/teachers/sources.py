@@ -10,6 +10,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -73,8 +74,12 @@ class Teacher:
         teacher = copy.deepcopy(self)  # one deepcopy: `head` stays the copied model's own layer
         for seq in [m for m in teacher.model.modules() if isinstance(m, nn.Sequential)]:
             for i in range(len(seq) - 1):
-                if type(seq[i]) is nn.Conv2d and type(seq[i + 1]) is nn.BatchNorm2d:
-                    seq[i], seq[i + 1] = fuse_conv_bn_eval(seq[i], seq[i + 1]), nn.Identity()
+                conv, bn = seq[i], seq[i + 1]
+                if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d:
+                    seq[i], seq[i + 1] = (
+                        fuse_conv_bn_eval(cast(nn.Conv2d, conv), cast(nn.BatchNorm2d, bn)),
+                        nn.Identity(),
+                    )
         teacher.model.to(memory_format=torch.channels_last)
         return teacher
 
@@ -110,7 +115,7 @@ def load_teacher(source: str, device: torch.device | str = "cpu", base: Path | N
     kind, name, opts = parse_source(source)
     teacher = TEACHER_SOURCES.get(kind)(name, opts, base or Path("."))
     teacher.source = source
-    teacher.model.eval().to(device, memory_format=torch.channels_last)
+    teacher.model.eval().to(device).to(memory_format=torch.channels_last)
     for p in teacher.model.parameters():  # not `requires_grad_`: ScriptModules lack it
         p.requires_grad_(False)
     return teacher
