@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import pstats
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run_demo(a.run, a.budget, a.cprofile)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     profile = {
-        "command": "python bench/demo_profile.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": shlex.join(["python", "bench/demo_profile.py", *(sys.argv[1:] if argv is None else argv)]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": commit.stdout.strip() or None,
         "machine": machine,
