@@ -1,6 +1,6 @@
 """Trainer overhead: the bank's training step against a bare hand-written loop on the same batches.
 
-The trainer step is `TrainLoop.step()` as `edgedistill train` runs it: draw the batch (labeled + unlabeled,
+The trainer step is `TrainLoop.draw()` + `update()` as `edgedistill train` runs it: draw the batch (labeled + unlabeled,
 teacher targets from the cache), augment, normalise, sample K widths, run them, the distiller's and the bank's
 loss terms, one backward, AdamW, the schedule and the logs. The bare loop is what one would write by hand for
 the same sandwich step: for each of the same K width configs, forward the same (already augmented) batch,
@@ -124,9 +124,10 @@ def _markdown(rec: dict[str, Any]) -> str:
         f"unlabeled), K = {rec['num_sampled']} widths per step, channels_last {rec['channels_last']}; "
         f"{rec['steps']} steps per round, {len(rec['rounds'])} rounds after a warm-up round.",
         "",
-        "Trainer step: `TrainLoop.step()` (draw + augment + K forwards + distiller and bank loss terms + backward + "
-        "AdamW + schedule + logs). Bare step: the same K width configs on the same augmented batch, CE + in-place KD "
-        "from the largest width, one backward, AdamW, on a copy of the bank. Times are the median per step of a round.",
+        "Trainer step: `TrainLoop.draw()` + `update()` (draw + augment + K forwards + distiller and bank loss terms + "
+        "backward + AdamW + schedule + logs). Bare step: the same K width configs on the same augmented batch, CE + "
+        "in-place KD from the largest width, one backward, AdamW, on a copy of the bank. Times are the median per step "
+        "of a round.",
         "",
         "| round | trainer ms/step | of it: drawing the batch | bare loop ms/step | ratio |",
         "|---|---|---|---|---|",

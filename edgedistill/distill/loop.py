@@ -113,7 +113,8 @@ class StepInputs:
 
 
 class TrainLoop:
-    """The bank, its distiller, optimizer, schedule and batch sampler; `step()` is one sandwich training step.
+    """The bank, its distiller, optimizer, schedule and batch sampler; `draw(step)` + `update()` is one sandwich
+    training step.
 
     Args:
         teachers: cached targets of the active teachers, needed by teacher distillers.
