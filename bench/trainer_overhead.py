@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     draw_share = statistics.median(r["draw_s"] / r["trainer_s"] for r in rounds)
     t = cfg.train
     rec = {
-        "command": "python bench/trainer_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["python", "bench/trainer_overhead.py", *(sys.argv[1:] if argv is None else argv)]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "versions": package_versions(["torch", "numpy"]),
