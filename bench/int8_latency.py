@@ -18,6 +18,7 @@ the 20 centre crops and their flips (the untrained subnet has no task labels), a
 Usage (nothing else on the cores):
     python bench/int8_latency.py --build               # artifacts into runs/int8-latency/ (about 5 minutes)
     python bench/int8_latency.py --threads 2 1         # time them; writes bench/results/latency.{md,json}
+    python bench/int8_latency.py --score               # score the built artifacts again (updates the results)
 """
 
 from __future__ import annotations
@@ -138,39 +139,50 @@ ARTIFACTS: dict[str, tuple[str, str, Callable[[Path, Path, np.ndarray], Path], s
 
 
 def build(work: Path, names: list[str]) -> None:
-    """Every model's FP32 ONNX and every artifact, with bench manifests and the agreement on real images."""
+    """Every model's FP32 ONNX and every artifact, with bench manifests, the inputs and the scores (`score`)."""
     calib = calibration_images()
-    x_eval, labels = eval_images()
     for name in names:
         folder = work / name
         net = subnet(MODELS[name], calib)
         fp32 = ed.export_onnx(net, folder / "fp32.onnx", SHAPE)  # type: ignore[arg-type]
         cost = count_cost(net, SHAPE)  # type: ignore[arg-type]
-        preds = {}
         for art, (runtime, precision, make, _role) in ARTIFACTS.items():
             model = make(fp32, folder / art, calib)
             write_bench_manifest(folder / art, runtime, precision, model.name, [-1, *SHAPE[1:]], PRE)
-            preds[art] = _predict(runtime, precision, model, x_eval)
             print(f"{name} {art}: built", flush=True)
+        meta = {"config": MODELS[name], "macs": cost.macs, "params": cost.params}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    score(work, names)
+
+
+def score(work: Path, names: list[str]) -> None:
+    """Top-1 agreement of every artifact with the FP32 ONNX model on real images, into each model's meta.json."""
+    x_eval, labels = eval_images()
+    for name in names:
+        folder = work / name
+        preds = {}
+        for art, (runtime, precision, _make, _role) in ARTIFACTS.items():
+            model = next(p for p in (folder / art).iterdir() if p.suffix in {".onnx", ".xml"})
+            preds[art] = _predict(runtime, precision, model, x_eval)
         ref = preds["onnxruntime-fp32"]
-        meta = {
-            "config": MODELS[name],
-            "macs": cost.macs,
-            "params": cost.params,
+        meta = json.loads((folder / "meta.json").read_text()) | {
             "agreement_pct": {a: float((p == ref).mean() * 100) for a, p in preds.items()},
             "imagenet_top1_pct": {a: float((p[: len(labels)] == labels).mean() * 100) for a, p in preds.items()},
             "eval_images": len(x_eval),
         }
         (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         np.save(folder / "inputs.npy", x_eval[:16], allow_pickle=False)
+        print(f"{name}: agreement with FP32 {meta['agreement_pct']}", flush=True)
 
 
 def _predict(runtime: str, precision: str, model: Path, x: np.ndarray) -> np.ndarray:
     from edgedistill.bench.runtimes import RUNTIMES, RuntimeOptions
 
     m = RUNTIMES.get(runtime)(model, RuntimeOptions(threads=2, precision=precision))
+    # a copy per call: OpenVINO's output tensor is a view of the request's buffer, overwritten by the next call
     out = [
-        np.asarray(m.run(x[i : i + 1])[0] if runtime == "onnxruntime" else m.run(x[i : i + 1])) for i in range(len(x))
+        np.array(m.run(x[i : i + 1])[0] if runtime == "onnxruntime" else m.run(x[i : i + 1]), copy=True)
+        for i in range(len(x))
     ]
     return np.concatenate(out).reshape(len(x), -1).argmax(1)
 
@@ -209,7 +221,9 @@ def markdown(rec: dict[str, Any]) -> str:
     lines = [
         "# INT8 vs FP32 latency on this CPU: the 224-px EfficientNet-Lite0 student",
         "",
-        f"Commands: `{rec['build_command']}` then `{rec['command']}` ({rec['created']}).  ",
+        f"Commands: `{rec['build_command']}` then `{rec['command']}` ({rec['created']})"
+        + (f", scores from `{rec['score_command']}`" if "score_command" in rec else "")
+        + ".  ",
         f"Machine: {m['cpu']}, CPU flags {', '.join(m['cpu_flags'])}, {m['usable_cores']} usable cores, "
         f"{m['platform']}; " + ", ".join(f"{k} {v}" for k, v in rec["versions"].items()) + ".  ",
         f"Timing: batch 1, real images, 20 warm-up calls + 0.5 s, ≥ {rec['runs']} timed calls and ≥ 1 s, every "
@@ -244,6 +258,7 @@ def markdown(rec: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--build", action="store_true", help="build the artifacts (then time them in another call)")
+    p.add_argument("--score", action="store_true", help="score the built artifacts again (and refresh the results)")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     p.add_argument("--rounds", type=int, default=3)
@@ -254,6 +269,15 @@ def main(argv: list[str] | None = None) -> None:
     if a.build:
         build(a.work, a.models)
         (a.work / "build.json").write_text(json.dumps({"command": command}) + "\n")
+        return
+    path = RESULTS / "latency.json"
+    if a.score:
+        score(a.work, a.models)
+        if path.is_file():
+            rec = json.loads(path.read_text())
+            rec["models"] |= {n: json.loads((a.work / n / "meta.json").read_text()) for n in a.models}
+            rec["score_command"] = command
+            write(rec)
         return
     rec = {
         "command": command,
@@ -267,6 +291,10 @@ def main(argv: list[str] | None = None) -> None:
         "timings": time_all(a.work, a.models, a.threads, a.rounds, a.runs),
     }
     rec["ratios"] = {n: {t: ratios(v) for t, v in per.items()} for n, per in rec["timings"].items()}
+    write(rec)
+
+
+def write(rec: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latency.json").write_text(json.dumps(rec, indent=1) + "\n")
     (RESULTS / "latency.md").write_text(markdown(rec))
