@@ -205,6 +205,9 @@ def time_all(work: Path, names: list[str], threads: list[int], rounds: int, runs
                 rs.sort(key=lambda r: r["stats"]["p50"])
                 chosen = dict(rs[len(rs) // 2])
                 chosen.pop("times_ms", None)
+                for key in ("artifact", "input"):  # relative to the repository: the record names no machine's paths
+                    if key in chosen:
+                        chosen[key] = str(Path(chosen[key]).resolve().relative_to(REPO))
                 chosen["round_p50s"] = [r["stats"]["p50"] for r in per[art]]
                 out.setdefault(name, {}).setdefault(str(t), {})[art] = chosen
     return out
