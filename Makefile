@@ -46,7 +46,7 @@ docs: venv  # the documentation site (docs/, mkdocs.yml) into site/; strict: a b
 bench: venv
 	$(BIN)/python bench/demo_vs_ce.py --seeds 0 1 2
 
-latency: venv  # needs a trained $(RUN) (make demo); writes bench/results/latency.{md,json}
+latency: venv  # needs a trained $(RUN) (make demo); writes bench/results/latency_runtimes.{md,json}
 	$(BIN)/python bench/latency.py --run $(RUN)
 
 gpu-check:  # on a CUDA machine: edgedistill --no-deps against its own torch, then bench/results/gpu_check.{json,md}

@@ -4,7 +4,8 @@ Models: uniform widths of the demo run's trained bank (28 px) and the 224-px `mo
 (see bench/latency_models.py). Targets: torch eager FP32 (reference), ONNX Runtime FP32/INT8,
 OpenVINO FP32/FP16/INT8. Every timing runs `python -m edgedistill.bench.runner` (or the torch
 runner) in a fresh process on real images; then `python -m edgedistill.bench.bare`, a plain loop
-around the same runtime call, shows the harness overhead. Writes bench/results/latency.{json,md}.
+around the same runtime call, shows the harness overhead. Writes bench/results/latency_runtimes.{json,md}
+(bench/results/latency.md is the INT8-vs-FP32 study of bench/int8_latency.py).
 
 Usage (on an otherwise idle machine: nothing else may run meanwhile):
     python bench/latency.py [--run runs/demo] [--widths 0.25 0.5 1.0] [--threads 1]
@@ -117,7 +118,7 @@ def _row(name: str, m: BenchModel, target: str, r: dict[str, Any], ref_p50: floa
 
 
 def write_markdown(data: dict[str, Any], models: list[BenchModel], path: Path) -> None:
-    """bench/results/latency.md: one latency table, the harness-overhead table and the pre/infer/post split."""
+    """bench/results/latency_runtimes.md: one latency table, the harness-overhead table and the pre/infer/post split."""
     head = "| model | MACs M | params M | target | p50 | p90 | p99 | mean | std | min | max | img/s | "
     head += "speed-up vs torch (p50) | peak RSS MB | size MB | load + first ms | p50 per round |"
     lines = [
@@ -216,9 +217,9 @@ def main() -> None:
         for r in d["results"].values():
             r.pop("times_ms", None)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latency.json").write_text(json.dumps(data, indent=1) + "\n")
-    write_markdown(data, models, RESULTS / "latency.md")
-    print(RESULTS / "latency.md")
+    (RESULTS / "latency_runtimes.json").write_text(json.dumps(data, indent=1) + "\n")
+    write_markdown(data, models, RESULTS / "latency_runtimes.md")
+    print(RESULTS / "latency_runtimes.md")
 
 
 if __name__ == "__main__":

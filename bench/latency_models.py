@@ -67,7 +67,8 @@ def imagenet_samples(size: int = 224) -> np.ndarray:
 def _normalise(raw_nchw: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
     s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
-    return ((raw_nchw.astype(np.float32) / 255.0 - m) / s).astype(np.float32)
+    # C-contiguous: a transposed NHWC view reaches OpenVINO (NNCF calibration, inference) as scrambled images
+    return np.ascontiguousarray((raw_nchw.astype(np.float32) / 255.0 - m) / s, dtype=np.float32)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> Path:

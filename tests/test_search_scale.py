@@ -11,7 +11,7 @@ import torch
 
 from edgedistill.data import Preprocess
 from edgedistill.distill.config import TrainConfig
-from edgedistill.distill.trainer import param_groups
+from edgedistill.distill.loop import param_groups
 from edgedistill.models import build_bank, count_cost
 from edgedistill.search import SEARCH_STRATEGIES, CostEstimator, CostInputs, Problem, SearchSettings
 from edgedistill.search.blocks import plain_net

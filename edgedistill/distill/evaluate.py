@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from edgedistill.data.images import TaskData
+from edgedistill.models.layout import memory_format
 
 
 @torch.inference_mode()
@@ -23,9 +24,10 @@ def predict(
     """Arg-max class per image."""
     was_training = model.training
     model.eval()
+    fmt = memory_format(model)  # the weights' layout: a channels_last net fed NCHW images runs ~1.5x slower
     out = []
     for i in range(0, len(images), batch):
-        x = pre(torch.from_numpy(images[i : i + batch]).to(device))
+        x = pre(torch.from_numpy(images[i : i + batch]).to(device)).contiguous(memory_format=fmt)
         out.append(model(x).argmax(1).cpu())
     model.train(was_training)
     return torch.cat(out).numpy()

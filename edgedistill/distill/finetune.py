@@ -19,7 +19,7 @@ from edgedistill.data.augment import random_affine
 from edgedistill.data.images import TaskData
 from edgedistill.distill.config import TrainConfig
 from edgedistill.distill.evaluate import accuracy
-from edgedistill.distill.trainer import lr_schedule
+from edgedistill.distill.loop import lr_schedule
 from edgedistill.errors import ConfigError
 from edgedistill.teachers.sources import Teacher, load_teacher
 

@@ -6,7 +6,7 @@ and test splits are cached only for the teachers that get a weight α > 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from edgedistill.errors import ConfigError
 from edgedistill.registry import Registry
 from edgedistill.teachers.cache import CachedTeacher, ShardedArray, cache_teachers
 from edgedistill.teachers.similarity import similarity_scores
+from edgedistill.teachers.sources import Teacher, load_teacher
 
 
 @dataclass
@@ -43,33 +44,41 @@ class TeacherTargets:
         return probs, feats
 
 
-PseudoLabelFn = Callable[[CachedTeacher, np.ndarray, MultiSourceConfig, str], np.ndarray]
+# (teacher, labels of the labeled split, settings, splits) -> target-class logits of each split, in order
+PseudoLabelFn = Callable[[CachedTeacher, np.ndarray, MultiSourceConfig, Sequence[str]], list[np.ndarray]]
 PSEUDO_LABELS: Registry[PseudoLabelFn] = Registry("pseudo-label mapping")
 
 
 @PSEUDO_LABELS.register("head")
-def _head_logits(c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, split: str) -> np.ndarray:
+def _head_logits(
+    c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, splits: Sequence[str]
+) -> list[np.ndarray]:
+    """A linear head fit once on the labeled split's features, applied to every split asked for."""
     from sklearn.linear_model import LogisticRegression
 
     head = LogisticRegression(C=cfg.head_c, max_iter=2000).fit(c.sets["labeled"].features.read(), labels)
-    return head.decision_function(c.sets[split].features.read()).astype(np.float32)
+    return [head.decision_function(c.sets[s].features.read()).astype(np.float32) for s in splits]
 
 
 @PSEUDO_LABELS.register("auto")
-def _auto_logits(c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, split: str) -> np.ndarray:
+def _auto_logits(
+    c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, splits: Sequence[str]
+) -> list[np.ndarray]:
     """The teacher's own logits when it predicts the task's classes (same count), else a fitted head."""
     same = c.num_classes == int(labels.max()) + 1
-    return (_native_logits if same else _head_logits)(c, labels, cfg, split)
+    return (_native_logits if same else _head_logits)(c, labels, cfg, splits)
 
 
 @PSEUDO_LABELS.register("native")
-def _native_logits(c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, split: str) -> np.ndarray:
+def _native_logits(
+    c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, splits: Sequence[str]
+) -> list[np.ndarray]:
     if c.num_classes != int(labels.max()) + 1:
         raise ConfigError(
             f"teacher '{c.source}' predicts {c.num_classes} classes, the task has {int(labels.max()) + 1}; "
             "use train.multisource.pseudo_labels: head"
         )
-    return c.sets[split].logits.read()
+    return [c.sets[s].logits.read() for s in splits]
 
 
 @dataclass
@@ -94,11 +103,13 @@ def prepare_teachers(
     device: torch.device,
     base: Path | None = None,
     show_progress: bool = False,
+    loaded: Mapping[str, Teacher] | None = None,
 ) -> tuple[TeacherTargets, list[TeacherReport]]:
     """Rank the teachers, weigh them with `weigh(scores)`, cache the active ones and map them to target classes.
 
     Args:
         pseudo_labels: registered mapping of teacher outputs to target-class logits (head | native | auto).
+        loaded: teachers already loaded, by source (e.g. by the caller's input check); the others are loaded once.
 
     Returns:
         The training targets of the teachers with α > 0, and a report row for every teacher.
@@ -106,20 +117,24 @@ def prepare_teachers(
     labels = data.labeled.labels
     assert labels is not None
     sets = {"labeled": data.labeled}
-    ranked = cache_teachers(sources, sets, folder, device, base, show_progress)
+    teachers = dict(loaded or {}) | {s: load_teacher(s, device, base) for s in sources if s not in (loaded or {})}
+    ranked = cache_teachers(sources, sets, folder, device, base, show_progress, loaded=teachers)
     scores = similarity_scores(ranked, labels, cfg.similarity)
     alphas = weigh(np.asarray(scores))
     reports = [TeacherReport(c.source, c.name, s, float(a)) for c, s, a in zip(ranked, scores, alphas, strict=True)]
     active = [i for i, a in enumerate(alphas) if a > 0]
     sets |= {"unlabeled": data.unlabeled, "test": data.test}
-    cached = cache_teachers([sources[i] for i in active], sets, folder, device, base, show_progress)
+    cached = cache_teachers([sources[i] for i in active], sets, folder, device, base, show_progress, loaded=teachers)
     pseudo = PSEUDO_LABELS.get(pseudo_labels)
     logits = []
     for i, c in zip(active, cached, strict=True):
-        logits.append(pseudo(c, labels, cfg, "unlabeled"))
+        unlabeled, *test = pseudo(
+            c, labels, cfg, ("unlabeled", "test") if data.test.labels is not None else ("unlabeled",)
+        )
+        logits.append(unlabeled)
         reports[i].cache_hit = not c.computed
-        if data.test.labels is not None:
-            test_pred = pseudo(c, labels, cfg, "test").argmax(1)
+        if test:
+            test_pred = test[0].argmax(1)
             reports[i].test_accuracy = round(float((test_pred == data.test.labels).mean() * 100), 2)
     targets = TeacherTargets(
         sources=[c.source for c in cached],

@@ -11,6 +11,7 @@ from edgedistill.models import timm_student as _timm_student  # noqa: F401  (reg
 from edgedistill.models.bn import recalibrate_bn
 from edgedistill.models.cost import Cost, bank_cost, count_cost
 from edgedistill.models.extract import extract
+from edgedistill.models.layout import memory_format
 from edgedistill.models.serialize import load_bank, load_subnet, save_bank, save_subnet
 from edgedistill.models.slimmable import SlimBatchNorm2d, SlimConv2d, SlimLinear
 from edgedistill.models.students import STUDENTS, SlimmableBank, WidthConfig, build_bank
@@ -29,6 +30,7 @@ __all__ = [
     "extract",
     "load_bank",
     "load_subnet",
+    "memory_format",
     "recalibrate_bn",
     "save_bank",
     "save_subnet",

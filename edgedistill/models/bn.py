@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from edgedistill.errors import DataError
+from edgedistill.models.layout import memory_format
 from edgedistill.models.slimmable import SlimBatchNorm2d
 from edgedistill.models.students import SlimmableBank
 
@@ -59,6 +60,7 @@ def recalibrate_bn(
     modes = {m: m.training for m in model.modules()}
     momenta = [bn.momentum for bn in bns]
     ref = next(model.parameters(), None)
+    fmt = memory_format(model)
     seen = 0
     try:
         for bn in bns:
@@ -70,7 +72,7 @@ def recalibrate_bn(
                 images = batch if isinstance(batch, torch.Tensor) else batch[0]
                 images = images[: max_images - seen]
                 if ref is not None:
-                    images = images.to(device=ref.device, dtype=ref.dtype)
+                    images = images.to(device=ref.device, dtype=ref.dtype, memory_format=fmt)
                 model(images)
                 seen += images.shape[0]
                 if seen >= max_images:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from timm.layers import get_act_layer
 from torch import nn
 
 from edgedistill.models.slimmable import LayerFactory
@@ -115,6 +114,8 @@ class MobileNetStudent(SlimmableBank):
             switchable_bn=switchable_bn,
             cosine_head=cosine_head,
         )
+        from timm.layers import get_act_layer  # lazy: importing timm takes seconds
+
         act = get_act_layer(act_layer)
         # Full channel counts per block, needed to size the expansion slots before building.
         slots: dict[str, tuple[int, int]] = {"stem": (int(stem_channels), 0)}

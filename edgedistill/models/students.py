@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from timm.layers import make_divisible
 from torch import nn
 
 from edgedistill.models.slimmable import LayerFactory, SlimBatchNorm2d, SlimConv2d
@@ -24,6 +23,13 @@ WidthConfig = tuple[float, ...]
 """One width multiplier per stage, each one of the bank's `width_choices`."""
 
 DEFAULT_WIDTH_CHOICES: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+
+
+def _make_divisible(value: float, divisor: int) -> int:
+    """timm's channel rounding (imported here: timm takes seconds to import and scratch banks need nothing else)."""
+    from timm.layers import make_divisible
+
+    return int(make_divisible(value, divisor))
 
 
 class SlimmableBank(nn.Module):
@@ -191,7 +197,7 @@ class SlimmableBank(nn.Module):
         cfg = self._validate(config)
         # Capping keeps multiplier 1.0 exact when a full count is not a multiple of the divisor.
         return {
-            name: min(full, make_divisible(full * cfg[stage], self.divisor))
+            name: min(full, _make_divisible(full * cfg[stage], self.divisor))
             for name, (full, stage) in self._slots.items()
         }
 

@@ -9,14 +9,16 @@
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from timm.layers import BatchNormAct2d, Conv2dSame
-from timm.layers.padding import pad_same
 from torch import nn
 
 from edgedistill.models.slimmable import SlimBatchNorm2d, SlimConv2d
+
+if TYPE_CHECKING:
+    from timm.layers import BatchNormAct2d
 
 _BN_STATE = ("weight", "bias", "running_mean", "running_var")
 
@@ -43,6 +45,8 @@ class SlimTimmConv2d(SlimConv2d):
             slot=slot,
         )
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        from timm.layers import Conv2dSame  # lazy, as every timm import here: timm takes seconds to import
+
         self.same = isinstance(conv, Conv2dSame)
         with torch.no_grad():
             self.weight.copy_(conv.weight)
@@ -53,6 +57,8 @@ class SlimTimmConv2d(SlimConv2d):
         weight, bias, groups = self.sliced(x.shape[1])
         padding = self.padding
         if self.same:
+            from timm.layers.padding import pad_same
+
             x = pad_same(x, list(self.kernel_size), list(self.stride), list(self.dilation))
             padding = (0, 0)
         return F.conv2d(x, weight, bias, self.stride, padding, self.dilation, groups)
@@ -87,6 +93,8 @@ class SlimBatchNormAct2d(SlimBatchNorm2d):
 
 
 def _slim_bn(bn: nn.BatchNorm2d, switches: int) -> SlimBatchNorm2d:
+    from timm.layers import BatchNormAct2d
+
     if isinstance(bn, BatchNormAct2d):
         return SlimBatchNormAct2d(bn, switches)
     slim = SlimBatchNorm2d(bn.num_features, switches)
@@ -99,6 +107,8 @@ def slim_norms(net: nn.Module, switches: int) -> None:
 
     Every norm, full-width ones included, so switchable BN gives each uniform width private stats everywhere.
     """
+    from timm.layers import BatchNormAct2d
+
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, BatchNormAct2d) or type(child) is nn.BatchNorm2d:

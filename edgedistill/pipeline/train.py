@@ -22,14 +22,14 @@ from edgedistill.distill.trainer import TrainState, distill
 from edgedistill.errors import ConfigError, RegistryError
 from edgedistill.inputs import calibration_batches, preprocess_for
 from edgedistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from edgedistill.models import SlimmableBank, build_bank, recalibrate_bn, save_bank
+from edgedistill.models import SlimmableBank, build_bank, memory_format, recalibrate_bn, save_bank
 from edgedistill.options import opt, param
 from edgedistill.outputs import check_output_dir, claim_dir, marker_kind, remove_owned_dir
 from edgedistill.pipeline.search import choose_subnet
 from edgedistill.pipeline.universal import domain_sampling, universal_evaluation
 from edgedistill.run import RunDir
 from edgedistill.task import TaskConfig, choose_family, load_task
-from edgedistill.teachers.sources import load_teacher
+from edgedistill.teachers.sources import Teacher, load_teacher
 
 
 def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) -> SlimmableBank:
@@ -95,17 +95,29 @@ def _absolute_root(cfg: TaskConfig, base: Path) -> tuple[TaskConfig, Path]:
     return cfg.model_copy(update={"data": data, "student": student}), base
 
 
-def _check_teachers(cfg: TaskConfig, base: Path) -> None:
-    """Load every teacher once on the CPU, so that a bad source or weights file fails before the disk is touched."""
-    if DISTILLERS.get(cfg.train.distiller).wants_teachers(bool(cfg.teachers)):
-        for t in cfg.teachers:  # loaded and dropped: the cache step loads them again on the training device
-            load_teacher(t.source, "cpu", base)
+def _check_teachers(cfg: TaskConfig, base: Path) -> dict[str, Teacher]:
+    """Load every teacher once on the CPU, so that a bad source or weights file fails before the disk is touched.
+
+    Returns them by source: the cache step moves them to the training device instead of loading them again.
+    """
+    if not DISTILLERS.get(cfg.train.distiller).wants_teachers(bool(cfg.teachers)):
+        return {}
+    return {t.source: load_teacher(t.source, "cpu", base) for t in cfg.teachers}
 
 
-def _teachers(
-    cfg: TaskConfig, data: TaskData, cache: Path, dev: torch.device, base: Path, show_progress: bool
+def teacher_targets(
+    cfg: TaskConfig,
+    data: TaskData,
+    cache: Path,
+    dev: torch.device,
+    base: Path,
+    show_progress: bool = False,
+    loaded: dict[str, Teacher] | None = None,
 ) -> tuple[TeacherTargets | None, list[TeacherReport]]:
-    """Cached, ranked and weighted teacher targets when the distiller uses teachers."""
+    """Cached, ranked and weighted teacher targets when the distiller uses teachers (None, [] when it does not).
+
+    `loaded`: teachers already loaded by source (`_check_teachers`), used instead of loading them again.
+    """
     distiller = DISTILLERS.get(cfg.train.distiller)
     if not distiller.wants_teachers(bool(cfg.teachers)):
         return None, []
@@ -115,7 +127,7 @@ def _teachers(
     ms = cfg.train.multisource
     pseudo = str(ms.pseudo_labels or getattr(distiller, "pseudo_labels", "head"))
     weigh = lambda s: distiller.weigh(s, cfg.train)  # noqa: E731
-    return prepare_teachers(sources, data, ms, weigh, pseudo, cache, dev, base, show_progress)
+    return prepare_teachers(sources, data, ms, weigh, pseudo, cache, dev, base, show_progress, loaded=loaded)
 
 
 def train_run(
@@ -154,7 +166,7 @@ def train_run(
         except RegistryError as e:
             raise ConfigError(f"{param('distiller')}: {e}") from None
         data = build_task_data(cfg.data, base)
-        _check_teachers(cfg, base)
+        checked = _check_teachers(cfg, base)
         with dd.main_first():
             if dd.is_main:
                 _prepare_dir(rd, overwrite)
@@ -162,7 +174,7 @@ def train_run(
         show = show_progress and dd.is_main
         stages = {"data_seconds": time.perf_counter() - start}
         with dd.main_first():  # rank 0 fills the teacher cache; the others read it
-            targets, reports = _teachers(cfg, data, teacher_cache or rd.teachers, dev, base, show)
+            targets, reports = teacher_targets(cfg, data, teacher_cache or rd.teachers, dev, base, show, checked)
         stages["teachers_seconds"] = time.perf_counter() - start - sum(stages.values())
         pre = preprocess_for(resolved, data)
         bank = build_student(cfg, resolved, data.num_classes)
@@ -210,12 +222,16 @@ def _finish(
     assert data.test.labels is not None
     widths: dict[str, float] = {}
     universal: dict[str, Any] = {}
+    recalibration = 0.0
     for w in bank.width_choices:
         config = (w,) * bank.num_stages
+        t = time.perf_counter()
         recalibrate_bn(bank, calib, config=config)
+        recalibration += time.perf_counter() - t
         widths[str(w)] = accuracy(bank, data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
     universal |= universal_evaluation(bank, data, pre, dev, cfg.train, "largest")  # BN: the largest's (last)
-    stages["width_eval_seconds"] = time.perf_counter() - clock
+    stages["width_bn_seconds"] = recalibration  # BN recalibration of every uniform width
+    stages["width_eval_seconds"] = time.perf_counter() - clock - recalibration
     clock = time.perf_counter()
     result, subnet, _ = choose_subnet(
         bank,
@@ -229,7 +245,8 @@ def _finish(
     )
     stages["search_seconds"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    subnet_acc = accuracy(subnet.to(dev), data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
+    subnet = subnet.to(dev).to(memory_format=memory_format(bank))  # saved already; evaluated in the bank's layout
+    subnet_acc = accuracy(subnet, data.test.images, data.test.labels, pre, dev, cfg.train.eval_batch)
     universal |= universal_evaluation(subnet, data, pre, dev, cfg.train, "subnet")
     stages["subnet_eval_seconds"] = time.perf_counter() - clock
     summary = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from edgedistill.errors import ConfigError
-from edgedistill.models import SlimmableBank, recalibrate_bn
+from edgedistill.models import SlimmableBank, memory_format, recalibrate_bn
 from edgedistill.registry import Registry
 
 OSTC_HEADS = ("C_s", "C_t")
@@ -135,15 +135,23 @@ class ConfigOutputs:
         bank: The slimmable bank (its active config and BN statistics are changed).
         bn_images: Normalised unlabeled images for BN recalibration.
         eval_images: Other normalised unlabeled images the UPEM is computed on.
-        batch: Forward batch size.
+        batch: Batch size of the BN recalibration (its statistics are per batch: part of the result).
+        eval_batch: Batch size of the scored forward passes (eval mode: speed only; small batches stay in cache).
     """
 
     def __init__(
-        self, bank: SlimmableBank, bn_images: torch.Tensor, eval_images: torch.Tensor, batch: int = 500
+        self,
+        bank: SlimmableBank,
+        bn_images: torch.Tensor,
+        eval_images: torch.Tensor,
+        batch: int = 500,
+        eval_batch: int = 100,
     ) -> None:
         self.bank = bank
-        self.bn = [bn_images[i : i + batch] for i in range(0, len(bn_images), batch)]
-        self.eval = [eval_images[i : i + batch] for i in range(0, len(eval_images), batch)]
+        fmt = memory_format(bank)  # the bank's layout (channels_last after such training): faster convs
+        self.bn = [bn_images[i : i + batch].contiguous(memory_format=fmt) for i in range(0, len(bn_images), batch)]
+        e = eval_batch
+        self.eval = [eval_images[i : i + e].contiguous(memory_format=fmt) for i in range(0, len(eval_images), e)]
         self.seen: dict[tuple[float, ...], Outputs] = {}
 
     def __call__(self, config: Sequence[float]) -> Outputs:

@@ -136,6 +136,11 @@ def _compute_entry(
     atomic_write_json(entry / "meta.json", meta)
 
 
+def _on(teacher: Teacher, device: torch.device | str) -> Teacher:
+    teacher.model.to(device)
+    return teacher
+
+
 def cache_teachers(
     sources: Sequence[str],
     sets: Mapping[str, ImageSet],
@@ -143,7 +148,8 @@ def cache_teachers(
     device: torch.device | str = "cpu",
     base: Path | None = None,
     show_progress: bool = False,
-    batch: int = 256,
+    batch: int = 64,
+    loaded: Mapping[str, Teacher] | None = None,
 ) -> list[CachedTeacher]:
     """Features and logits of every teacher on every image set, computed once and then read from `folder`.
 
@@ -151,11 +157,14 @@ def cache_teachers(
         sources: teacher source strings (`ccexam:usps?crop=0.72`, `packaged:efficientnet_lite0`, ...).
         sets: named image sets, e.g. {"labeled": ..., "unlabeled": ..., "test": ...}.
         base: folder for relative weight paths (the task file's folder).
+        batch: images per teacher forward (64: activations stay in the CPU caches; 256 ran 1.6x slower).
+        loaded: teachers the caller has already loaded, by source string (moved to `device`; not loaded again).
 
     Returns:
         One `CachedTeacher` per source, in order, with memory-mapped outputs per set.
     """
-    teachers = [load_teacher(s, device, base) for s in sources]
+    loaded = loaded or {}
+    teachers = [_on(loaded[s], device) if s in loaded else load_teacher(s, device, base) for s in sources]
     out = [CachedTeacher(t.source, t.name, teacher_key(t), t.num_classes) for t in teachers]
     todo = []
     for t, c in zip(teachers, out, strict=True):
@@ -168,10 +177,13 @@ def cache_teachers(
                 c.sets[name] = hit
     total = sum(len(item[3]) for item in todo)
     with progress("teachers", total, show=show_progress and bool(todo), unit="image") as bar:
+        folded: dict[str, Teacher] = {}  # each teacher's inference copy, BatchNorms folded, made once
         for t, c, name, images, entry in todo:
             bar.update(description=f"{t.name}/{name}")
-            _compute_entry(t, images, entry, batch, bar.advance)
-            loaded = _load_entry(entry, len(images))
-            assert loaded is not None, f"{entry}: cache entry unreadable right after writing"
-            c.sets[name], c.computed = loaded, [*c.computed, name]
+            if t.source not in folded:
+                folded[t.source] = t.folded()
+            _compute_entry(folded[t.source], images, entry, batch, bar.advance)
+            written = _load_entry(entry, len(images))
+            assert written is not None, f"{entry}: cache entry unreadable right after writing"
+            c.sets[name], c.computed = written, [*c.computed, name]
     return out

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -52,7 +54,8 @@ class Teacher:
         # them to zero while the teacher runs (the flag is process-wide and off by default, so it is reset).
         flush = x_u8.device.type == "cpu" and torch.set_flush_denormal(True)
         try:
-            logits = self.model(self.input(x_u8)).float()
+            # channels-last, as load_teacher stores the convs: ~1.4x (digit CNNs) to 1.8x (Lite0) faster on CPU
+            logits = self.model(self.input(x_u8).contiguous(memory_format=torch.channels_last)).float()
         finally:
             if flush:
                 torch.set_flush_denormal(False)
@@ -60,6 +63,25 @@ class Teacher:
                 hook.remove()
         feats = captured[-1].flatten(1).float() if captured else logits
         return feats, logits
+
+    def folded(self) -> Teacher:
+        """A copy for inference only, each `Conv2d` directly followed by a plain `BatchNorm2d` (in a `Sequential`)
+        folded into one conv: the cache step runs ~20% faster on the digit CNNs. Scripted models are returned as is."""
+        if isinstance(self.model, torch.jit.ScriptModule):
+            return self
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        teacher = copy.deepcopy(self)  # one deepcopy: `head` stays the copied model's own layer
+        for seq in [m for m in teacher.model.modules() if isinstance(m, nn.Sequential)]:
+            for i in range(len(seq) - 1):
+                conv, bn = seq[i], seq[i + 1]
+                if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d:
+                    seq[i], seq[i + 1] = (
+                        fuse_conv_bn_eval(cast(nn.Conv2d, conv), cast(nn.BatchNorm2d, bn)),
+                        nn.Identity(),
+                    )
+        teacher.model.to(memory_format=torch.channels_last)
+        return teacher
 
     def features(self, x_u8: torch.Tensor) -> torch.Tensor:
         """Penultimate pooled features (not normalised)."""
@@ -93,7 +115,7 @@ def load_teacher(source: str, device: torch.device | str = "cpu", base: Path | N
     kind, name, opts = parse_source(source)
     teacher = TEACHER_SOURCES.get(kind)(name, opts, base or Path("."))
     teacher.source = source
-    teacher.model.eval().to(device)
+    teacher.model.eval().to(device).to(memory_format=torch.channels_last)
     for p in teacher.model.parameters():  # not `requires_grad_`: ScriptModules lack it
         p.requires_grad_(False)
     return teacher
