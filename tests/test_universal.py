@@ -197,13 +197,13 @@ def test_sampler_draws_rows_by_domain_and_follows_their_losses(
     index, domains = draw_rows(gen, np.array([0.25, 0.75]), labeled, 400)
     assert 0.65 < float(domains.float().mean()) < 0.85 and bool((data.labeled_domains[index] == domains.numpy()).all())
     seen: list[tuple[list[int], list[int]]] = []
-    import edgedistill.distill.trainer as trainer
+    import edgedistill.distill.loop as loop
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.append((args[-1].tolist(), args[6].tolist()))  # type: ignore[attr-defined]
         return step_loss(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(trainer, "step_loss", spy)
+    monkeypatch.setattr(loop, "step_loss", spy)
     udon = {"batches": batches}
     cfg = TrainConfig(distiller="udon-online", steps=12, batch_labeled=4, batch_unlabeled=4, warmup_steps=1, udon=udon)
     cfg = cfg.model_copy(update={"num_sampled": 2, "checkpoint_every": 50, "bn_calibration_images": 8})
