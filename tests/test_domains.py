@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from tiny_runs import TINY_STUDENT, TINY_TRAIN
 
 from edgedistill.cli import main
 from edgedistill.data import DataConfig, build_task_data
@@ -110,17 +111,8 @@ def _multidomain_task(tmp: Path) -> Path:
     task = yaml.safe_load((REPO / "tasks" / "mnist-multidomain.yaml").read_text())
     task["data"] |= {"unlabeled": 300, "test": 200}
     task["data"]["extra_unlabeled"][0]["images"] = 200
-    task["student"] = {"family": "resnet_cifar", "width_choices": [0.5, 1.0], "options": {"base_channels": [8, 16, 16]}}
-    task["train"] |= {
-        "steps": 6,
-        "num_sampled": 2,
-        "batch_labeled": 8,
-        "batch_unlabeled": 16,
-        "warmup_steps": 1,
-        "checkpoint_every": 3,
-        "bn_calibration_images": 64,
-        "channels_last": False,  # slow for tiny nets on CPU
-    }
+    task["student"] = dict(TINY_STUDENT)
+    task["train"] |= TINY_TRAIN
     path = tmp / "mnist-multidomain.yaml"
     path.write_text(yaml.safe_dump(task, sort_keys=False))
     return path

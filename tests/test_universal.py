@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tiny_runs import TINY_STUDENT, TINY_TRAIN
 
 from edgedistill.cli import main
 from edgedistill.data import DataConfig, ImageSet, Preprocess, TaskData, build_task_data
@@ -232,17 +233,8 @@ def _universal_task(tmp: Path) -> tuple[Path, Path]:
     task["data"] |= {"unlabeled": 200, "test": 100}
     task["data"]["domains"][0] |= {"unlabeled": 200, "test": 60}
     task["data"]["domains"][1] |= {"unlabeled": 200, "test": 40}
-    task["student"] = {"family": "resnet_cifar", "width_choices": [0.5, 1.0], "options": {"base_channels": [8, 16, 16]}}
-    task["train"] |= {
-        "steps": 6,
-        "num_sampled": 2,
-        "batch_labeled": 8,
-        "batch_unlabeled": 16,
-        "warmup_steps": 1,
-        "checkpoint_every": 3,
-        "bn_calibration_images": 64,
-        "channels_last": False,
-    }
+    task["student"] = dict(TINY_STUDENT)
+    task["train"] |= TINY_TRAIN
     path = tmp / "universal.yaml"
     path.write_text(yaml.safe_dump(task, sort_keys=False))
     text = (REPO / "budgets" / "demo-cpu.yaml").read_text().replace("recipe: ../export/", f"recipe: {REPO / 'export'}/")
