@@ -15,7 +15,7 @@ drop, the latency p50/p90 (ONNX Runtime, the budget's threads), the layers kept 
 Cases (`CASES`): the pretrained EfficientNet-Lite0 bank at 64 px with the shipped recipe, and the same run with
 per-tensor weights, and without `reduce_range` (u8 x s8 products saturate int16 on x86 CPUs without VNNI).
 
-    python bench/int8_recovery.py [--seeds 0 1 2] [--cases ...] [--steps 40] [--work /tmp/int8-runs/recovery]
+    python bench/int8_recovery.py [--seeds 0 1 2] [--cases ...] [--steps 40] [--work runs/int8-recovery]
         [--out bench/results/int8_recovery]
 
 Runs append to (and replace their own rows in) the JSON, so the benchmark can be run in chunks, a seed at a time.
