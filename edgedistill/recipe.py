@@ -68,6 +68,18 @@ class QADSettings(StrictModel):
     seed: int = Field(0, ge=0, description="image draw and batch order")
 
 
+class AccuracyControlLimits(StrictModel):
+    """How far NNCF accuracy control may go (OpenVINO INT8: `accuracy_control: true`, or `--fallback auto`)."""
+
+    max_reverted: int = Field(
+        12,
+        ge=1,
+        description="quantizer groups reverted to float at most (one per NNCF iteration, each re-validated); past it "
+        "NNCF keeps the best model so far and `--fallback auto` goes on to QAD",
+    )
+    ranking_images: int = Field(100, ge=1, description="label-free validation images NNCF ranks the groups on")
+
+
 class TensorRTBuild(StrictModel):
     """Engine build settings (TensorRT Python API and the generated `build_engine.sh`)."""
 
@@ -90,6 +102,7 @@ class Recipe(StrictModel):
     accuracy_control: bool = Field(
         False, description="OpenVINO: nncf.quantize_with_accuracy_control within the budget's max drop"
     )
+    accuracy_control_limits: AccuracyControlLimits = Field(default_factory=AccuracyControlLimits)
     tensorrt: TensorRTBuild | None = None
     qad: QADSettings | None = Field(None, description="QAD settings (int8 only); None: the QADSettings defaults")
 

@@ -241,3 +241,27 @@ def test_search_quality_report_regret_and_rho_on_a_recorded_bank() -> None:
     md = tables.markdown(result)
     assert "| toy | toy-budget | 3 | [0.5, 1.0] (87.50) | 1.000 |" in md
     assert "## Study" in md and "`agreement-widest+auto` | 0.00 | 0.00 | 2 |" in md
+
+
+def test_flagship_markdown_reports_qad_and_kept_mixed_models() -> None:
+    fl = _script("flagship_224")
+    qad = {"trigger": "auto: its fallback fits only with 59 of 60 layers in float", "steps": 100, "seconds": 487.6,
+           "bn": "folded", "layers": 50, "drop_before_pts": 55.0, "drop_after_pts": -4.9,
+           "parity": {"agreement_pct": 98.8}, "method": "m"}  # fmt: skip
+    art = {
+        "artifact": "onnxruntime-int8", "budget": "b", "config": [0.25] * 6, "macs_m": 245.9, "params_m": 2.48,
+        "accuracy": {"fp32": 85.8, "quantized": 90.7, "drop_pts": -4.9},
+        "latency_ms": {"onnxruntime-int8": {"p50": 1.6, "p90": 1.8, "p99": 2.0}}, "checks": [],
+        "layers_in_float": 0, "qad": qad, "notes": {}, "verdict": "PASS", "machine": {"cpu": "x", "usable_cores": 2},
+    }  # fmt: skip
+    kept = art | {"artifact": "openvino-int8", "qad": None, "layers_in_float": 7, "notes": {"qad": "QAD was tried"}}
+    r = {
+        "task": "t", "steps": 400, "created": "2026-12-06T00:00:00", "wall_seconds": {"train": None, "bench": 10.0},
+        "total_seconds": 10.0, "train_process_not_timed": True, "train_stage_seconds": {"train": 784.1},
+        "width_accuracy": {"0.25": 85.8}, "teachers": [{"source": "s", "score": 0.5, "alpha": 1.0}],
+        "artifacts": [art, kept],
+    }  # fmt: skip
+    md = fl.markdown(r, "python bench/flagship_224.py --after-train")
+    assert "onnxruntime-int8: QAD (auto: its fallback fits only with 59 of 60 layers in float): 100 steps" in md
+    assert "test drop +55.00 → -4.90 pts" in md and "98.8% top-1 agreement" in md
+    assert "openvino-int8: QAD was tried." in md and "openvino-int8 7" in md

@@ -4,6 +4,7 @@ zero points 0, QAD fixes a deliberately bad PTQ case, the manifest records it, a
 
 from __future__ import annotations
 
+import copy
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +15,18 @@ import torch
 
 from edgedistill.errors import ConfigError, ExportError
 from edgedistill.export.accuracy import onnx_accuracy, onnx_predictor
-from edgedistill.export.fake_quant import FakeQuantLayer, fold_bn, prepare, scheme_for, zero_points_zero
+from edgedistill.export.bn_fold import fold_bn
+from edgedistill.export.fake_quant import (
+    FakeQuantLayer,
+    TensorFakeQuant,
+    calibrate,
+    prepare,
+    scheme_for,
+    strip,
+    zero_points_zero,
+)
 from edgedistill.export.job import RunContext
-from edgedistill.export.manifest import Manifest, read_manifest
+from edgedistill.export.manifest import FallbackInfo, Manifest, read_manifest, write_manifest
 from edgedistill.export.qad_data import pool_rows, qad_data
 from edgedistill.export.qad_export import export_with_qad
 from edgedistill.pipeline.context import load_context
@@ -213,3 +223,108 @@ def test_guard_after_qad_names_both_drops(job: Callable[..., ExportJob]) -> None
     ):
         export_with_qad(j, EXPORTERS.get("onnxruntime-int8"))
     assert read_manifest(j.out).qad is not None
+
+
+def test_timm_same_padding_convs_are_folded_and_fake_quantized() -> None:
+    """timm's TF-"same" convs (the Lite0 stem and its stride-2 convs) are not traceable by torch.fx: BN is folded
+    along the pairs one forward pass shows, the folded net computes what the original does, and every conv (the
+    `Conv2dSame` ones included) is fake-quantized."""
+    timm = pytest.importorskip("timm")
+    from timm.layers import Conv2dSame
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=10).eval()
+    for m in net.modules():  # statistics that are not the identity, so that folding changes the weights
+        if isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(4, 3, 64, 64)
+    assert not fold_bn(net)[1]  # without an example, torch.fx alone cannot fold it
+    folded, ok = fold_bn(net, x[:2])
+    assert ok and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-4)
+    layers = [m for m in folded.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    q = prepare(copy.deepcopy(folded), scheme_for(_recipe("onnxruntime-int8").quantization))  # type: ignore[arg-type]
+    wrapped = [m.layer for m in q.modules() if isinstance(m, FakeQuantLayer)]
+    assert len(wrapped) == len(layers) and sum(isinstance(m, Conv2dSame) for m in wrapped) == 5
+    # the 9 residual adds of Lite0: both inputs and the output quantized, as the exporters' Q/DQ around Add
+    assert sum(isinstance(m, TensorFakeQuant) for m in q.modules()) == 3 * 9
+    calibrate(q, x)
+    with torch.no_grad():
+        assert 0 < float((q(x) - folded(x)).abs().mean()) < float(folded(x).abs().mean())  # rounding, not a new net
+        plain = strip(q)
+        assert not any(isinstance(m, (FakeQuantLayer, TensorFakeQuant)) for m in plain.modules())
+        torch.testing.assert_close(plain(x), folded(x))
+
+
+def _mostly_float_first(exporter: Callable[[ExportJob], Manifest], qad_fits: bool) -> Callable[[ExportJob], Manifest]:
+    """The exporter, except that its first artifact claims that mixed precision fitted with 9 of 10 layers in float,
+    and (unless `qad_fits`) the artifact after QAD misses the budget."""
+    calls: list[str] = []
+
+    def export(j: ExportJob) -> Manifest:
+        m = exporter(j)
+        calls.append(j.fallback)
+        if len(calls) == 1:
+            fb = FallbackInfo(
+                method="test", layers_in_fp=[f"l{i}" for i in range(9)], quantizable_layers=10,
+                drop_before_pts=5.0, drop_after_pts=m.accuracy.drop_pts or 0.0, fixed=True,
+            )  # fmt: skip
+            m = m.model_copy(update={"fallback": fb})
+        elif not qad_fits:
+            m = m.model_copy(update={"accuracy": m.accuracy.model_copy(update={"drop_pts": 50.0})})
+        write_manifest(j.out, m)
+        return m
+
+    return export
+
+
+def test_auto_goes_on_to_qad_when_mixed_precision_is_mostly_float(job: Callable[..., ExportJob]) -> None:
+    j = job(_recipe("onnxruntime-int8"), fallback="auto")
+    m = export_with_qad(j, _mostly_float_first(EXPORTERS.get("onnxruntime-int8"), qad_fits=True))
+    assert m.qad is not None and m.qad.trigger == "auto: its fallback fits only with 9 of 10 layers in float"
+    assert m.fallback is None and m.accuracy.drop_pts is not None and m.accuracy.drop_pts <= MAX_DROP
+    assert read_manifest(j.out).qad is not None and not list(j.out.parent.glob(".*-kept-*"))
+
+
+def test_auto_keeps_the_mixed_model_when_qad_does_no_better(job: Callable[..., ExportJob]) -> None:
+    j = job(_recipe("onnxruntime-int8"), fallback="auto")
+    inner = _mostly_float_first(EXPORTERS.get("onnxruntime-int8"), qad_fits=False)
+    first: dict[str, bytes] = {}
+
+    def export(jj: ExportJob) -> Manifest:
+        m = inner(jj)
+        if not first:  # the mixed model's files, as the first export wrote them
+            first.update({f.name: f.read_bytes() for f in jj.out.iterdir() if f.is_file()})
+        return m
+
+    m = export_with_qad(j, export)
+    assert m.qad is None and m.fallback is not None and len(m.fallback.layers_in_fp) == 9
+    assert "did not fit with fewer layers in float" in m.notes["qad"] and "kept the mixed model" in m.notes["qad"]
+    assert (j.out / "model.onnx").read_bytes() == first["model.onnx"]
+    assert read_manifest(j.out).notes["qad"] == m.notes["qad"] and not list(j.out.parent.glob(".*-kept-*"))
+
+
+def test_openvino_accuracy_control_stops_at_its_limit(job: Callable[..., ExportJob]) -> None:
+    """An unreachable drop: NNCF reverts at most `accuracy_control_limits.max_reverted` groups, then the manifest
+    says the fallback did not fix it (and `auto` would go on to QAD)."""
+    pytest.importorskip("nncf")
+    from edgedistill.recipe import AccuracyControlLimits
+
+    base = load_recipe(RECIPES / "openvino-int8.yaml")
+    recipe = base.model_copy(update={"accuracy_control_limits": AccuracyControlLimits(max_reverted=2)})
+
+    class Strict(ExportJob):
+        @property
+        def max_drop(self) -> float:
+            return -100.0
+
+    j = Strict(**{f: getattr(job(recipe), f) for f in ("ctx", "recipe", "fp32", "ref")})
+    j.fallback, j.guard = "auto", False
+    m = EXPORTERS.get("openvino-int8")(j)
+    f = m.fallback
+    assert f is not None and not f.fixed and "at most 2 quantizer groups" in f.method
+    assert 0 < len(f.layers_in_fp) < f.quantizable_layers / 2, f

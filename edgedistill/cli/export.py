@@ -26,7 +26,7 @@ def export(
         str,
         typer.Option(
             help="none | auto: keep the most sensitive layers in float when INT8 misses the budget, then QAD if "
-            "that misses too | qat: quantization-aware distillation"
+            "that misses too or keeps most layers in float | qat: quantization-aware distillation"
         ),
     ] = "none",
     sensitivity_images: Annotated[

@@ -84,20 +84,27 @@ def export_openvino(job: ExportJob) -> Manifest:
         xml = convert_openvino(job.fp32, job.out, fp16=job.recipe.precision == "fp16")
     else:
         calib, calib_info = job.calibration()
-        control = AccuracyControl(job.unlabeled(), job.max_drop) if job.recipe.accuracy_control else None
+        limits = job.recipe.accuracy_control_limits
+        control = AccuracyControl(job.unlabeled(), job.max_drop, limits) if job.recipe.accuracy_control else None
         xml = quantize_openvino(job.fp32, job.out, calib, job.quant, job.recipe.name, control)
     batches = job.ctx.test_batches()
     acc = model_accuracy(load_openvino(xml), batches, str(xml))
     drop = compare_accuracy(job.ref, acc)["drop_pts"]
     if job.fallback == "auto" and job.recipe.precision == "int8" and drop > job.max_drop and control is None:
         xml = quantize_openvino(
-            job.fp32, job.out, calib, job.quant, job.recipe.name, AccuracyControl(job.unlabeled(), job.max_drop)
+            job.fp32,
+            job.out,
+            calib,
+            job.quant,
+            job.recipe.name,
+            AccuracyControl(job.unlabeled(), job.max_drop, job.recipe.accuracy_control_limits),
         )
         after = model_accuracy(load_openvino(xml), batches, str(xml))
         layers, total = float_layers(xml)
         after_drop = compare_accuracy(job.ref, after)["drop_pts"]
         fallback = FallbackInfo(
-            method="nncf.quantize_with_accuracy_control (label-free: top-1 agreement with FP32)",
+            method="nncf.quantize_with_accuracy_control (label-free: top-1 agreement with FP32; at most "
+            f"{job.recipe.accuracy_control_limits.max_reverted} quantizer groups reverted)",
             layers_in_fp=layers,
             quantizable_layers=total,
             drop_before_pts=drop,

@@ -1,22 +1,27 @@
 """Fake quantization of a plain subnet with `torch.ao` modules, in the scheme the INT8 exporter will use.
 
-BatchNorm is folded into the convolutions first (as ONNX Runtime's pre-processing and NNCF do before they quantize),
-so the fake-quantized weights are the ones the exporter quantizes. Every `Conv2d` and `Linear` gets a per-tensor
-fake quantizer on its input and a (per-channel) symmetric one on its weight; the exporter's Q/DQ pairs sit at the
-same places (TensorRT's layout exactly; ONNX Runtime and NNCF also requantize some other ops' outputs).
+BatchNorm is folded into the convolutions first (`bn_fold.fold_bn`, as the ONNX export and NNCF do before they
+quantize), so the fake-quantized weights are the ones the exporter quantizes. Every `Conv2d` (subclasses such as
+timm's `Conv2dSame` included) and `Linear` gets a per-tensor fake quantizer on its input and a (per-channel)
+symmetric one on its weight. Where the net traces with torch.fx (timm's own leaf modules allowed), the inputs and
+the output of every tensor add and multiply (residual connections, squeeze-excite gates) get one too, as the
+exporters place Q/DQ pairs around Add and Mul nodes; the other ops ONNX Runtime requantizes (pooling) are not
+simulated.
 """
 
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.ao.quantization import FakeQuantize, MinMaxObserver
 from torch.ao.quantization.observer import MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
+from torch.func import functional_call
 
 from edgedistill.recipe import Quantization
 
@@ -87,34 +92,77 @@ class FakeQuantLayer(nn.Module):
         self.weight_fq = _weight_fq(scheme)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight_fq(self.layer.weight)
-        if isinstance(self.layer, nn.Conv2d):
-            return self.layer._conv_forward(self.input_fq(x), w, self.layer.bias)
-        return nn.functional.linear(self.input_fq(x), w, self.layer.bias)
+        # the layer's own forward (a subclass's padding included) with the fake-quantized weight
+        return functional_call(self.layer, {"weight": self.weight_fq(self.layer.weight)}, (self.input_fq(x),))
 
 
-def fold_bn(model: nn.Module) -> tuple[nn.Module, bool]:
-    """An eval-mode copy with every Conv→BatchNorm pair folded (torch.fx); unfoldable nets keep BN, frozen.
+class TensorFakeQuant(nn.Module):
+    """The Q/DQ pair an exporter puts on a tensor no layer wrapper covers (an input or the output of an add)."""
 
-    Returns:
-        The copy and whether folding succeeded.
-    """
-    from torch.fx.experimental.optimization import fuse
+    def __init__(self, scheme: FakeQuantScheme) -> None:
+        super().__init__()
+        self.fq = _activation_fq(scheme)
 
-    net = copy.deepcopy(model).eval()
-    try:
-        return fuse(net), True
-    except Exception:  # not symbolically traceable (data-dependent control flow): BN stays, in eval mode
-        return net, False
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fq(x)
+
+
+_ELEMENTWISE = (operator.add, torch.add, operator.mul, torch.mul)  # ONNX Add / Mul of two tensors
 
 
 def prepare(model: nn.Module, scheme: FakeQuantScheme) -> nn.Module:
-    """Wrap every plain `Conv2d`/`Linear` of `model` (in place) in a `FakeQuantLayer`; returns `model`."""
-    targets = [(n, m) for n, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
+    """Fake quantizers on every `Conv2d`/`Linear` (in place) and, where `model` traces, around tensor adds/muls.
+
+    Returns:
+        `model`, or a `torch.fx.GraphModule` over its modules when the adds and multiplies could be covered.
+    """
+    targets = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     for name, module in targets:
         parent_name, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent_name), attr, FakeQuantLayer(module, scheme))
-    return model
+    try:
+        gm = fx.GraphModule(model, _Tracer().trace(model))
+    except Exception:  # not traceable: the layers' quantizers only
+        return model
+    count = 0
+
+    def fake_quant(x: fx.Node, before: fx.Node) -> fx.Node:
+        nonlocal count
+        name, count = f"tensor_fq_{count}", count + 1
+        gm.add_submodule(name, TensorFakeQuant(scheme))
+        with gm.graph.inserting_before(before):
+            return gm.graph.call_module(name, (x,))
+
+    for node in list(gm.graph.nodes):
+        inputs = [a for a in node.args if isinstance(a, fx.Node)]
+        if node.op != "call_function" or node.target not in _ELEMENTWISE or len(inputs) != 2:
+            continue
+        node.args = tuple(fake_quant(a, node) if isinstance(a, fx.Node) else a for a in node.args)
+        after = node.next
+        out = fake_quant(node, after)
+        node.replace_all_uses_with(out, delete_user_cb=lambda user, q=out: user is not q)  # type: ignore[misc]
+    if count == 0:
+        return model
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx with timm's untraceable modules and functions (TF padding, ...) and the fake-quant layers as leaves."""
+
+    def __init__(self) -> None:
+        try:
+            from timm.models._features_fx import get_notrace_functions, get_notrace_modules
+        except ImportError:  # timm-free nets trace without them
+            functions, modules = [], []
+        else:
+            functions, modules = get_notrace_functions(), get_notrace_modules()
+        super().__init__(autowrap_functions=tuple(functions))
+        self.leaves = (FakeQuantLayer, *modules)
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, self.leaves) or super().is_leaf_module(m, module_qualified_name)
 
 
 def fake_quant_layers(model: nn.Module) -> Iterator[FakeQuantLayer]:
@@ -122,11 +170,12 @@ def fake_quant_layers(model: nn.Module) -> Iterator[FakeQuantLayer]:
 
 
 def strip(model: nn.Module) -> nn.Module:
-    """A float copy of a prepared model: each `FakeQuantLayer` replaced by its (fine-tuned) layer."""
+    """A float copy of a prepared model: every `FakeQuantLayer` back to its (fine-tuned) layer, tensor ones removed."""
     net = copy.deepcopy(model)
-    for name, module in [(n, m) for n, m in net.named_modules() if isinstance(m, FakeQuantLayer)]:
+    for name, module in [(n, m) for n, m in net.named_modules() if isinstance(m, (FakeQuantLayer, TensorFakeQuant))]:
         parent_name, _, attr = name.rpartition(".")
-        setattr(net.get_submodule(parent_name), attr, module.layer)
+        plain = module.layer if isinstance(module, FakeQuantLayer) else nn.Identity()
+        setattr(net.get_submodule(parent_name), attr, plain)
     return net.eval()
 
 
@@ -138,18 +187,21 @@ def calibrate(model: nn.Module, images: torch.Tensor, batch: int = 100) -> None:
     observers frozen, so the model computes what the calibrated INT8 artifact computes.
     """
     layers = list(fake_quant_layers(model))
+    acts = [(m, "input_fq") for m in layers] + [(m, "fq") for m in model.modules() if isinstance(m, TensorFakeQuant)]
+    for module, attr in acts:
+        fq = _activation_fq(_scheme_of(getattr(module, attr)), observer=MinMaxObserver).to(images.device)
+        fq.disable_fake_quant()
+        setattr(module, attr, fq)
     for layer in layers:
-        old = layer.input_fq
-        layer.input_fq = _activation_fq(_scheme_of(old), observer=MinMaxObserver).to(images.device)
-        layer.input_fq.disable_fake_quant()
         layer.weight_fq.enable_observer()
         layer.weight_fq.disable_fake_quant()
     model.eval()
     for i in range(0, len(images), batch):
         model(images[i : i + batch])
+    for module, attr in acts:
+        getattr(module, attr).disable_observer()
+        getattr(module, attr).enable_fake_quant()
     for layer in layers:
-        layer.input_fq.disable_observer()
-        layer.input_fq.enable_fake_quant()
         layer.weight_fq.enable_fake_quant()
 
 
@@ -161,6 +213,5 @@ def _scheme_of(fq: FakeQuantize) -> FakeQuantScheme:
 
 def zero_points_zero(model: nn.Module) -> bool:
     """Every fake quantizer's zero point is 0 (TensorRT's symmetric INT8)."""
-    return all(
-        not bool(fq.zero_point.any()) for layer in fake_quant_layers(model) for fq in (layer.input_fq, layer.weight_fq)
-    )
+    fqs = [m for m in model.modules() if isinstance(m, FakeQuantize)]
+    return bool(fqs) and all(not bool(fq.zero_point.any()) for fq in fqs)

@@ -6,14 +6,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgedistill.errors import ConfigError, ExportError
-from edgedistill.recipe import Quantization
+from edgedistill.recipe import AccuracyControlLimits, Quantization
 from edgedistill.runtimes import not_installed
 
 MODEL_XML = "model.xml"
@@ -29,10 +29,12 @@ class AccuracyControl:
     Attributes:
         images: Label-free validation images (NCHW float32, normalised); the metric is top-1 agreement with FP32.
         max_drop_pts: Largest allowed drop of that agreement, in percentage points.
+        limits: Most groups reverted to float, and the images they are ranked on.
     """
 
     images: np.ndarray
     max_drop_pts: float
+    limits: AccuracyControlLimits = field(default_factory=AccuracyControlLimits)
 
 
 def _openvino() -> Any:
@@ -148,6 +150,8 @@ def quantize_openvino(
     if control is None:
         qmodel = nncf.quantize(model, dataset, subset_size=len(items), **args)
     else:
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
         ref = predictor(ov.Core().compile_model(model, "CPU", F32))(control.images).argmax(axis=1)
         val = nncf.Dataset([(control.images[i : i + 1], ref[i]) for i in range(len(ref))], lambda item: item[0])
         qmodel = nncf.quantize_with_accuracy_control(
@@ -160,6 +164,10 @@ def quantize_openvino(
             subset_size=len(items),
             preset=args["preset"],
             advanced_quantization_parameters=args["advanced_parameters"],
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                max_num_iterations=control.limits.max_reverted,
+                ranking_subset_size=min(control.limits.ranking_images, len(control.images)),
+            ),
         )
     return _save_ir(qmodel, Path(out_dir), compress_to_fp16=False)
 

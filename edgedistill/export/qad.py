@@ -16,7 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedistill.export.fake_quant import FakeQuantScheme, calibrate, fake_quant_layers, fold_bn, prepare, strip
+from edgedistill.export.bn_fold import fold_bn
+from edgedistill.export.fake_quant import (
+    FakeQuantScheme,
+    TensorFakeQuant,
+    calibrate,
+    fake_quant_layers,
+    prepare,
+    strip,
+)
 from edgedistill.export.qad_data import QADData
 from edgedistill.recipe import QADSettings
 
@@ -29,6 +37,7 @@ class QADResult:
     float_model: nn.Module
     bn_folded: bool
     layers: int
+    tensors: int  # add/mul inputs and outputs with their own fake quantizer
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -67,11 +76,11 @@ def quantization_aware_distill(
         calibration: The exporter's calibration images (NCHW float32): activation ranges before and after.
     """
     t0 = time.perf_counter()
-    folded, bn_folded = fold_bn(subnet.cpu())
+    calib = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
+    folded, bn_folded = fold_bn(subnet.cpu(), calib[:8])
     folded.requires_grad_(False)
     student = prepare(copy.deepcopy(folded), scheme)
     student.requires_grad_(True)
-    calib = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
     calibrate(student, calib)
     fp32 = _logits(folded, data.images)
     params = [p for p in student.parameters() if p.requires_grad]
@@ -93,4 +102,5 @@ def quantization_aware_distill(
     calibrate(student, calib)  # the exporter calibrates the fine-tuned weights on the same images
     student.requires_grad_(False)
     layers = sum(1 for _ in fake_quant_layers(student))
-    return QADResult(student, strip(student), bn_folded, layers, time.perf_counter() - t0, history)
+    tensors = sum(isinstance(m, TensorFakeQuant) for m in student.modules())
+    return QADResult(student, strip(student), bn_folded, layers, tensors, time.perf_counter() - t0, history)

@@ -1,16 +1,19 @@
 """`--fallback qat`, and the last step of `--fallback auto`: QAD, then the target's own INT8 exporter.
 
 `qat` always fine-tunes; `auto` runs the exporter's own fallback first (ONNX Runtime / TensorRT: mixed precision;
-OpenVINO: NNCF accuracy control) and fine-tunes only when that still misses `accuracy.max_int8_drop_pts`. The
+OpenVINO: NNCF accuracy control) and fine-tunes when that still misses `accuracy.max_int8_drop_pts`, or fits only
+by keeping more than half of the quantizable layers in float (an "INT8" model that is mostly float). The
 fine-tuned float weights are exported to ONNX and quantized by the same exporter, calibration set and accuracy
-guard as post-training INT8, so the artifact is a stock QDQ ONNX model (or OpenVINO IR).
+guard as post-training INT8 (with `auto`, its fallback too), so the artifact is a stock QDQ ONNX model (or
+OpenVINO IR). `auto` keeps the mostly-float model when QAD's does not fit with fewer layers in float.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ from edgedistill.export.manifest import Manifest, QADInfo
 from edgedistill.export.qad import QADResult, quantization_aware_distill
 from edgedistill.export.qad_data import qad_data
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
+from edgedistill.io import atomic_write
 from edgedistill.recipe import QADSettings
 
 Exporter = Callable[[ExportJob], Manifest]
@@ -62,8 +66,9 @@ def _method(job: ExportJob, result: QADResult) -> str:
     scheme = scheme_for(job.quant).describe()
     bn = "BN folded" if result.bn_folded else "BN frozen"
     return (
-        f"torch.ao FakeQuantize on {result.layers} Conv/Linear layers ({scheme}; {bn}); loss KL to the FP32 "
-        f"subnet (+ cached teacher targets); then {EXPORTED_BY[job.recipe.runtime]}"
+        f"torch.ao FakeQuantize on {result.layers} Conv/Linear layers and {result.tensors} add/mul tensors "
+        f"({scheme}; {bn}); loss KL to the FP32 subnet (+ cached teacher targets); then "
+        f"{EXPORTED_BY[job.recipe.runtime]}"
     )
 
 
@@ -73,12 +78,31 @@ def export_with_qad(job: ExportJob, exporter: Exporter) -> Manifest:
     plain = exporter(replace(job, guard=False, fallback="none" if job.fallback == "qat" else job.fallback))
     before = plain.accuracy.drop_pts
     assert before is not None
-    if job.fallback == "auto" and before <= job.max_drop:
+    plain_fits = before <= job.max_drop
+    if job.fallback == "auto" and plain_fits and not mostly_float(plain):
         return plain  # post-training INT8 (or its fallback) fits: no fine-tuning
     trigger = "asked (fallback qat)"
-    if job.fallback == "auto":
+    if job.fallback == "auto" and plain_fits:
+        assert plain.fallback is not None
+        n, total = len(plain.fallback.layers_in_fp), plain.fallback.quantizable_layers
+        trigger = f"auto: its fallback fits only with {n} of {total} layers in float"
+    elif job.fallback == "auto":
         how = "its fallback" if plain.fallback is not None else "post-training INT8"
         trigger = f"auto: {how} dropped {before:.2f} pts, more than accuracy.max_int8_drop_pts {job.max_drop}"
+    # the QAD export writes over the mixed model's files, which `auto` may keep
+    saved = Snapshot.take(job.out) if job.fallback == "auto" and plain_fits else None
+    try:
+        return _qad(job, exporter, plain, settings, trigger, saved)
+    finally:
+        if saved is not None:
+            saved.discard()
+
+
+def _qad(
+    job: ExportJob, exporter: Exporter, plain: Manifest, settings: QADSettings, trigger: str, saved: Snapshot | None
+) -> Manifest:
+    before = plain.accuracy.drop_pts
+    assert before is not None
     calib, _ = job.calibration()
     ctx = job.ctx
     data = qad_data(ctx.rd, ctx.data, ctx.pre, settings.images, settings.seed, settings.teacher_weight > 0)
@@ -88,7 +112,8 @@ def export_with_qad(job: ExportJob, exporter: Exporter) -> Manifest:
         shape = ctx.resolved.budget.input.shape
         fp32 = torch_to_onnx(result.float_model, shape, Path(tmp) / "qad-fp32.onnx", job.recipe.opset)
         onnx_parity(result.float_model, fp32, val[:16], atol=1e-3)  # as the FP32 export (deep pretrained subnets)
-        manifest = exporter(replace(job, fp32=fp32, guard=False, fallback="none"))
+        again = job.fallback if saved is not None else "none"  # mixed precision again, on the QAD weights
+        manifest = exporter(replace(job, fp32=fp32, guard=False, fallback=again))
     info = QADInfo(
         method=_method(job, result),
         trigger=trigger,
@@ -110,4 +135,54 @@ def export_with_qad(job: ExportJob, exporter: Exporter) -> Manifest:
         parity=fake_quant_parity(result.model, _predictor(job, manifest), val),
         history=result.history,
     )
-    return finish(job, manifest.model_copy(update={"qad": info, "fallback": None}))
+    if saved is not None and not _better(manifest, plain, job.max_drop):
+        saved.restore()
+        note = (
+            f"QAD ({settings.steps} steps) was tried after mixed precision and did not fit with fewer layers in "
+            f"float: drop {manifest.accuracy.drop_pts:.2f} pts with "
+            f"{len(manifest.fallback.layers_in_fp) if manifest.fallback else 0} layers in float; kept the mixed model"
+        )
+        return finish(job, plain.model_copy(update={"notes": {**plain.notes, "qad": note}}))
+    fallback = manifest.fallback if saved is not None else None
+    return finish(job, manifest.model_copy(update={"qad": info, "fallback": fallback}))
+
+
+@dataclass
+class Snapshot:
+    """A copy of an artifact folder's files (beside it), put back when the export that replaced them is not kept."""
+
+    folder: Path
+    copy: Path
+
+    @classmethod
+    def take(cls, folder: Path) -> Snapshot:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-kept-", dir=folder.parent))
+        shutil.copytree(folder, tmp / "files")
+        return cls(folder, tmp)
+
+    def restore(self) -> None:
+        """The folder's files as they were: files added since are removed, the others written back atomically."""
+        kept = self.copy / "files"
+        for f in [f for f in self.folder.rglob("*") if f.is_file()]:
+            if not (kept / f.relative_to(self.folder)).exists():
+                f.unlink()
+        for f in [f for f in kept.rglob("*") if f.is_file()]:
+            dest = self.folder / f.relative_to(kept)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(dest, lambda p, src=f: shutil.copyfile(src, p))  # type: ignore[misc]
+
+    def discard(self) -> None:
+        shutil.rmtree(self.copy, ignore_errors=True)
+
+
+def mostly_float(m: Manifest) -> bool:
+    """`auto`'s fallback kept more than half of the quantizable layers in float."""
+    f = m.fallback
+    return f is not None and 2 * len(f.layers_in_fp) > f.quantizable_layers
+
+
+def _better(qad: Manifest, plain: Manifest, max_drop: float) -> bool:
+    """QAD's artifact fits the budget with fewer layers in float than the mixed model it would replace."""
+    drop = qad.accuracy.drop_pts
+    n = len(qad.fallback.layers_in_fp) if qad.fallback else 0
+    return drop is not None and drop <= max_drop and n < len(plain.fallback.layers_in_fp if plain.fallback else [])

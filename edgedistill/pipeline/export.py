@@ -104,7 +104,8 @@ def export_run(
 
     Always writes the FP32 ONNX reference first; the target follows its recipe through the `EXPORTERS` registry.
     `fallback="auto"` lets an INT8 export that misses the accuracy budget keep its most sensitive layers in float,
-    then fine-tune with quantization-aware distillation when that still misses; `fallback="qat"` always fine-tunes
+    then fine-tune with quantization-aware distillation when that still misses (or fits only with most layers in
+    float); `fallback="qat"` always fine-tunes
     (`qad_steps`, `qad_lr` override the recipe's `qad:` settings).
     `sensitivity_images` / `sensitivity_top_k` override the recipe's `quantization.sensitivity` (images 0: no report).
     """
