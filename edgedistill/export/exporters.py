@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from edgedistill.export.torch2onnx import INPUT_NAME
 from edgedistill.io import atomic_write
 from edgedistill.recipe import TensorRTBuild
 from edgedistill.registry import Registry
+
+if TYPE_CHECKING:
+    from edgedistill.export.onnx2openvino import AccuracyControl
 
 
 def export_ort_int8(job: ExportJob) -> Manifest:
@@ -72,7 +75,6 @@ def export_openvino(job: ExportJob) -> Manifest:
     """OpenVINO IR: FP32, FP16 weights, NNCF INT8, or NNCF INT8 with accuracy control (`--fallback auto` too)."""
     from edgedistill.export.onnx2openvino import (
         MODEL_BIN,
-        AccuracyControl,
         convert_openvino,
         float_layers,
         load_openvino,
@@ -84,21 +86,13 @@ def export_openvino(job: ExportJob) -> Manifest:
         xml = convert_openvino(job.fp32, job.out, fp16=job.recipe.precision == "fp16")
     else:
         calib, calib_info = job.calibration()
-        limits = job.recipe.accuracy_control_limits
-        control = AccuracyControl(job.unlabeled(), job.max_drop, limits) if job.recipe.accuracy_control else None
+        control = _accuracy_control(job) if job.recipe.accuracy_control else None
         xml = quantize_openvino(job.fp32, job.out, calib, job.quant, job.recipe.name, control)
     batches = job.ctx.test_batches()
     acc = model_accuracy(load_openvino(xml), batches, str(xml))
     drop = compare_accuracy(job.ref, acc)["drop_pts"]
     if job.fallback == "auto" and job.recipe.precision == "int8" and drop > job.max_drop and control is None:
-        xml = quantize_openvino(
-            job.fp32,
-            job.out,
-            calib,
-            job.quant,
-            job.recipe.name,
-            AccuracyControl(job.unlabeled(), job.max_drop, job.recipe.accuracy_control_limits),
-        )
+        xml = quantize_openvino(job.fp32, job.out, calib, job.quant, job.recipe.name, _accuracy_control(job))
         after = model_accuracy(load_openvino(xml), batches, str(xml))
         layers, total = float_layers(xml)
         after_drop = compare_accuracy(job.ref, after)["drop_pts"]
@@ -127,6 +121,13 @@ def export_openvino(job: ExportJob) -> Manifest:
         sensitivity=sensitivity,
     )
     return finish(job, m)
+
+
+def _accuracy_control(job: ExportJob) -> AccuracyControl:
+    """NNCF accuracy control on label-free images, within the budget's drop and the recipe's limits."""
+    from edgedistill.export.onnx2openvino import AccuracyControl
+
+    return AccuracyControl(job.unlabeled(), job.max_drop, job.recipe.accuracy_control_limits)
 
 
 def export_tensorrt_float(job: ExportJob) -> Manifest:

@@ -84,8 +84,8 @@ def export_with_qad(job: ExportJob, exporter: Exporter) -> Manifest:
     trigger = "asked (fallback qat)"
     if job.fallback == "auto" and plain_fits:
         assert plain.fallback is not None
-        n, total = len(plain.fallback.layers_in_fp), plain.fallback.quantizable_layers
-        trigger = f"auto: its fallback fits only with {n} of {total} layers in float"
+        total = plain.fallback.quantizable_layers
+        trigger = f"auto: its fallback fits only with {_in_float(plain)} of {total} layers in float"
     elif job.fallback == "auto":
         how = "its fallback" if plain.fallback is not None else "post-training INT8"
         trigger = f"auto: {how} dropped {before:.2f} pts, more than accuracy.max_int8_drop_pts {job.max_drop}"
@@ -139,8 +139,8 @@ def _qad(
         saved.restore()
         note = (
             f"QAD ({settings.steps} steps) was tried after mixed precision and did not fit with fewer layers in "
-            f"float: drop {manifest.accuracy.drop_pts:.2f} pts with "
-            f"{len(manifest.fallback.layers_in_fp) if manifest.fallback else 0} layers in float; kept the mixed model"
+            f"float: drop {manifest.accuracy.drop_pts:.2f} pts with {_in_float(manifest)} layers in float; kept the "
+            "mixed model"
         )
         return finish(job, plain.model_copy(update={"notes": {**plain.notes, "qad": note}}))
     fallback = manifest.fallback if saved is not None else None
@@ -175,14 +175,17 @@ class Snapshot:
         shutil.rmtree(self.copy, ignore_errors=True)
 
 
+def _in_float(m: Manifest) -> int:
+    """Layers an artifact keeps in float (`auto`'s fallback; 0 for an all-INT8 one)."""
+    return len(m.fallback.layers_in_fp) if m.fallback else 0
+
+
 def mostly_float(m: Manifest) -> bool:
     """`auto`'s fallback kept more than half of the quantizable layers in float."""
-    f = m.fallback
-    return f is not None and 2 * len(f.layers_in_fp) > f.quantizable_layers
+    return m.fallback is not None and 2 * _in_float(m) > m.fallback.quantizable_layers
 
 
 def _better(qad: Manifest, plain: Manifest, max_drop: float) -> bool:
     """QAD's artifact fits the budget with fewer layers in float than the mixed model it would replace."""
     drop = qad.accuracy.drop_pts
-    n = len(qad.fallback.layers_in_fp) if qad.fallback else 0
-    return drop is not None and drop <= max_drop and n < len(plain.fallback.layers_in_fp if plain.fallback else [])
+    return drop is not None and drop <= max_drop and _in_float(qad) < _in_float(plain)
