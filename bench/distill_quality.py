@@ -94,7 +94,10 @@ def teacher_transfer(task: Path, transfer_test: int, device: str) -> dict[str, A
     scores = {m: similarity_scores(cached, labels, m) for m in METRICS}
     probe = PSEUDO_LABELS.get("head")
     transfer = [
-        float((probe(c, labels, MultiSourceConfig(), ("test",))[0].argmax(1) == test.labels).mean() * 100)
+        float(
+            (probe(c, labels, data.num_classes, MultiSourceConfig(), ("test",))[0].argmax(1) == test.labels).mean()
+            * 100
+        )
         for c in cached
     ]
     alphas = DISTILLERS.get("distill-weighted").weigh(np.asarray(scores[cfg.train.multisource.similarity]), cfg.train)

@@ -156,16 +156,22 @@ def test_qad_tensorrt_is_symmetric_with_zero_points_0(job: Callable[..., ExportJ
 
 
 def test_qad_repairs_a_bad_ptq_case(job: Callable[..., ExportJob]) -> None:
-    """Per-tensor 7-bit weights on BN-folded convolutions: post-training INT8 disagrees with FP32 on 6.5% of the
-    test images (measured 93.55% agreement); QAD from the FP32 subnet alone (no teachers) brings the artifact back
-    towards it (measured 96.2%, drop 0.25 → -0.45 pts)."""
+    """Per-tensor 7-bit weights on BN-folded convolutions, QAD from the FP32 subnet alone (no teachers).
+
+    How much this PTQ case loses depends on the trained weights, which differ between CPUs (measured agreement with
+    FP32 before → after QAD: 93.55 → 96.2% on an AVX-512 VNNI machine, 97.75 → 98.0% on an AVX2-only one), so the
+    test compares QAD with the PTQ result of the same run: its own loss (KL of the fake-quantized model to the FP32
+    subnet) falls by more than a third (measured 0.00074 → 0.00031 on AVX2; a learning rate 30× too high raises it
+    16×), and the artifact agrees with FP32 and scores at least as well as post-training INT8 did.
+    """
     base = load_recipe(RECIPES / "onnxruntime-int8.yaml")
     bad = base.quantization.model_copy(update={"per_channel": False})  # type: ignore[union-attr]
     recipe = base.model_copy(update={"quantization": bad, "qad": QADSettings(steps=STEPS, teacher_weight=0)})
     m, _ = _qad(job, recipe)
     q = m.qad
     assert q is not None and q.drop_after_pts is not None and q.agreement_before_pct is not None
-    assert m.accuracy.agreement is not None and m.accuracy.agreement > q.agreement_before_pct + 1.0, q
+    assert q.history[-1]["kd_fp32"] < q.history[0]["kd_fp32"] * 2 / 3, q.history
+    assert m.accuracy.agreement is not None and m.accuracy.agreement >= q.agreement_before_pct, q
     assert q.drop_after_pts <= q.drop_before_pts and q.teachers == [] and "kd_teacher" not in q.history[-1]
 
 

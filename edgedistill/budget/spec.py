@@ -83,7 +83,12 @@ class AccuracyPolicy(StrictModel):
     """Accuracy guard for reduced precision."""
 
     max_int8_drop_pts: float = Field(
-        1.0, ge=0, le=100, description="largest FP32 → INT8 (and, under precision auto, FP16) test top-1 drop"
+        1.0, ge=0, le=100, description="largest FP32 → INT8 (and, under precision auto, FP16) test accuracy drop"
+    )
+    metric: Literal["top1", "balanced"] = Field(
+        "top1",
+        description="what the drop compares: top1, or balanced (the mean of the per-class accuracies: an unbalanced "
+        "task's rare classes count as much as its common ones)",
     )
 
 

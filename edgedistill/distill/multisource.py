@@ -44,38 +44,58 @@ class TeacherTargets:
         return probs, feats
 
 
-# (teacher, labels of the labeled split, settings, splits) -> target-class logits of each split, in order
-PseudoLabelFn = Callable[[CachedTeacher, np.ndarray, MultiSourceConfig, Sequence[str]], list[np.ndarray]]
+# (teacher, labels of the labeled split, class count, settings, splits) -> (N, classes) logits of each split, in order
+PseudoLabelFn = Callable[[CachedTeacher, np.ndarray, int, MultiSourceConfig, Sequence[str]], list[np.ndarray]]
 PSEUDO_LABELS: Registry[PseudoLabelFn] = Registry("pseudo-label mapping")
+MISSING_CLASS_MARGIN = 30.0  # a class the labeled split lacks sits this far below the lowest fitted logit
+
+
+def class_axis_logits(scores: np.ndarray, fitted: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N, num_classes) logits from a linear head's `decision_function` over its `fitted` classes (`classes_`).
+
+    scikit-learn returns one column for two classes (the log-odds d of the second): it becomes [-d/2, d/2], whose
+    softmax is the head's own probability. Classes the head never saw get a logit far below every other one.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.ndim == 1:
+        scores = np.stack([-scores / 2, scores / 2], axis=1)
+    if scores.shape[1] != len(fitted):
+        raise ValueError(f"head scores have {scores.shape[1]} columns for {len(fitted)} fitted classes")
+    floor = (scores.min(initial=0.0) - MISSING_CLASS_MARGIN) if scores.size else -MISSING_CLASS_MARGIN
+    out = np.full((len(scores), num_classes), floor, dtype=np.float32)
+    out[:, np.asarray(fitted, dtype=np.int64)] = scores
+    return out
 
 
 @PSEUDO_LABELS.register("head")
 def _head_logits(
-    c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, splits: Sequence[str]
+    c: CachedTeacher, labels: np.ndarray, num_classes: int, cfg: MultiSourceConfig, splits: Sequence[str]
 ) -> list[np.ndarray]:
     """A linear head fit once on the labeled split's features, applied to every split asked for."""
     from sklearn.linear_model import LogisticRegression
 
     head = LogisticRegression(C=cfg.head_c, max_iter=2000).fit(c.sets["labeled"].features.read(), labels)
-    return [head.decision_function(c.sets[s].features.read()).astype(np.float32) for s in splits]
+    return [
+        class_axis_logits(head.decision_function(c.sets[s].features.read()), head.classes_, num_classes) for s in splits
+    ]
 
 
 @PSEUDO_LABELS.register("auto")
 def _auto_logits(
-    c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, splits: Sequence[str]
+    c: CachedTeacher, labels: np.ndarray, num_classes: int, cfg: MultiSourceConfig, splits: Sequence[str]
 ) -> list[np.ndarray]:
     """The teacher's own logits when it predicts the task's classes (same count), else a fitted head."""
-    same = c.num_classes == int(labels.max()) + 1
-    return (_native_logits if same else _head_logits)(c, labels, cfg, splits)
+    same = c.num_classes == num_classes
+    return (_native_logits if same else _head_logits)(c, labels, num_classes, cfg, splits)
 
 
 @PSEUDO_LABELS.register("native")
 def _native_logits(
-    c: CachedTeacher, labels: np.ndarray, cfg: MultiSourceConfig, splits: Sequence[str]
+    c: CachedTeacher, labels: np.ndarray, num_classes: int, cfg: MultiSourceConfig, splits: Sequence[str]
 ) -> list[np.ndarray]:
-    if c.num_classes != int(labels.max()) + 1:
+    if c.num_classes != num_classes:
         raise ConfigError(
-            f"teacher '{c.source}' predicts {c.num_classes} classes, the task has {int(labels.max()) + 1}; "
+            f"teacher '{c.source}' predicts {c.num_classes} classes, the task has {num_classes}; "
             "use train.multisource.pseudo_labels: head"
         )
     return [c.sets[s].logits.read() for s in splits]
@@ -129,7 +149,7 @@ def prepare_teachers(
     logits = []
     for i, c in zip(active, cached, strict=True):
         unlabeled, *test = pseudo(
-            c, labels, cfg, ("unlabeled", "test") if data.test.labels is not None else ("unlabeled",)
+            c, labels, data.num_classes, cfg, ("unlabeled", "test") if data.test.labels is not None else ("unlabeled",)
         )
         logits.append(unlabeled)
         reports[i].cache_hit = not c.computed

@@ -12,6 +12,8 @@ import numpy as np
 from edgedistill.bench.runtimes import ort_session
 from edgedistill.errors import ExportError
 
+METRICS = ("top1", "balanced")  # what the INT8 guard can compare (budget `accuracy.metric`)
+
 
 @dataclass
 class Accuracy:
@@ -21,11 +23,34 @@ class Accuracy:
         top1: Percent correct.
         n: Number of images.
         predictions: Predicted class per image, in input order (for agreement between models).
+        labels: The true class per image, in the same order (None when not kept).
     """
 
     top1: float
     n: int
     predictions: np.ndarray
+    labels: np.ndarray | None = None
+
+    def per_class(self) -> dict[int, tuple[int, float]]:
+        """class index → (test images, percent of them predicted right), for every class the split has."""
+        if self.labels is None:
+            raise ExportError("per-class accuracy needs the labels (this Accuracy was built without them)")
+        out = {}
+        for c in np.unique(self.labels):
+            rows = self.labels == c
+            out[int(c)] = (int(rows.sum()), 100.0 * float(np.mean(self.predictions[rows] == c)))
+        return out
+
+    @property
+    def balanced(self) -> float:
+        """Balanced accuracy: the mean of the per-class accuracies (top-1 when every class has as many images)."""
+        return float(np.mean([acc for _, acc in self.per_class().values()]))
+
+    def metric(self, name: str) -> float:
+        """`top1` or `balanced`, in percent."""
+        if name not in METRICS:
+            raise ExportError(f"unknown accuracy metric {name!r}; known: {', '.join(METRICS)}")
+        return self.top1 if name == "top1" else self.balanced
 
 
 def model_accuracy(
@@ -36,15 +61,18 @@ def model_accuracy(
     Raises:
         ExportError: No images were given.
     """
-    preds, correct, n = [], 0, 0
+    preds, truth = [], []
     for images, labels in batches:
-        pred = np.asarray(predict(np.ascontiguousarray(images, dtype=np.float32))).argmax(axis=1)
-        correct += int((pred == np.asarray(labels)).sum())
-        n += len(pred)
-        preds.append(pred)
+        logits = np.asarray(predict(np.ascontiguousarray(images, dtype=np.float32)))
+        if logits.ndim != 2:
+            raise ExportError(f"{name}: the model returns shape {logits.shape}; expected (batch, classes) logits")
+        preds.append(logits.argmax(axis=1))
+        truth.append(np.asarray(labels).reshape(-1))
+    n = sum(len(p) for p in preds)
     if n == 0:
         raise ExportError(f"{name}: accuracy needs at least one labelled image")
-    return Accuracy(top1=100.0 * correct / n, n=n, predictions=np.concatenate(preds))
+    pred, labels = np.concatenate(preds), np.concatenate(truth)
+    return Accuracy(top1=100.0 * float(np.mean(pred == labels)), n=n, predictions=pred, labels=labels)
 
 
 def onnx_accuracy(
@@ -81,8 +109,8 @@ def _fake_quant_session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def compare_accuracy(ref: Accuracy, other: Accuracy) -> dict[str, float]:
-    """Accuracy drop of `other` against `ref` in points, and top-1 agreement in percent.
+def compare_accuracy(ref: Accuracy, other: Accuracy, metric: str = "top1") -> dict[str, float]:
+    """Accuracy drop of `other` against `ref` in points of `metric` (top1 | balanced), and top-1 agreement in %.
 
     Raises:
         ExportError: The two were measured on different numbers of images.
@@ -90,4 +118,4 @@ def compare_accuracy(ref: Accuracy, other: Accuracy) -> dict[str, float]:
     if ref.n != other.n:
         raise ExportError(f"cannot compare accuracies over different image counts ({ref.n} vs {other.n})")
     agreement = 100.0 * float(np.mean(ref.predictions == other.predictions))
-    return {"drop_pts": ref.top1 - other.top1, "agreement": agreement}
+    return {"drop_pts": ref.metric(metric) - other.metric(metric), "agreement": agreement}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgedistill.export.accuracy import compare_accuracy, model_accuracy, onnx_accuracy
+from edgedistill.export.accuracy import model_accuracy, onnx_accuracy
 from edgedistill.export.job import ExportJob, build_manifest, finish
 from edgedistill.export.layer_report import export_sensitivity
 from edgedistill.export.manifest import FallbackInfo, Manifest
@@ -34,7 +34,7 @@ def export_ort_int8(job: ExportJob) -> Manifest:
     batches = job.ctx.test_batches()
     fallback = None
     acc = onnx_accuracy(path, batches, fake_quant=trt)
-    if job.fallback == "auto" and compare_accuracy(job.ref, acc)["drop_pts"] > job.max_drop:
+    if job.fallback == "auto" and job.drop(acc) > job.max_drop:
         # Layers kept in float are chosen on unlabeled images (top-1 disagreement with FP32, an upper bound on the
         # accuracy drop), never on the test split that reports the result.
         val = job.unlabeled()
@@ -90,12 +90,12 @@ def export_openvino(job: ExportJob) -> Manifest:
         xml = quantize_openvino(job.fp32, job.out, calib, job.quant, job.recipe.name, control)
     batches = job.ctx.test_batches()
     acc = model_accuracy(load_openvino(xml), batches, str(xml))
-    drop = compare_accuracy(job.ref, acc)["drop_pts"]
+    drop = job.drop(acc)
     if job.fallback == "auto" and job.recipe.precision == "int8" and drop > job.max_drop and control is None:
         xml = quantize_openvino(job.fp32, job.out, calib, job.quant, job.recipe.name, _accuracy_control(job))
         after = model_accuracy(load_openvino(xml), batches, str(xml))
         layers, total = float_layers(xml)
-        after_drop = compare_accuracy(job.ref, after)["drop_pts"]
+        after_drop = job.drop(after)
         fallback = FallbackInfo(
             method="nncf.quantize_with_accuracy_control (label-free: top-1 agreement with FP32; at most "
             f"{job.recipe.accuracy_control_limits.max_reverted} quantizer groups reverted)",

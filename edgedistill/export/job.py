@@ -15,7 +15,16 @@ from edgedistill.budget import ResolvedBudget
 from edgedistill.data import Preprocess, TaskData
 from edgedistill.errors import ExportError
 from edgedistill.export.accuracy import Accuracy, compare_accuracy
-from edgedistill.export.manifest import AccuracyInfo, CalibrationInfo, Cost, InputInfo, Manifest, Source, write_manifest
+from edgedistill.export.manifest import (
+    AccuracyInfo,
+    CalibrationInfo,
+    ClassAccuracy,
+    Cost,
+    InputInfo,
+    Manifest,
+    Source,
+    write_manifest,
+)
 from edgedistill.export.manifest import Preprocess as PreprocessInfo
 from edgedistill.export.versions import runtime_versions
 from edgedistill.inputs import pool_images
@@ -96,6 +105,13 @@ def calibration_set(ctx: RunContext, samples: int, allow_small: bool, seed: int 
             f"calibration needs ≥ {MIN_CALIBRATION} real target images, asked for {samples}; "
             f"pass {opt('allow_small_calibration')} to accept fewer"
         )
+    pool = len(ctx.data.target_unlabeled)
+    if samples > pool:
+        raise ExportError(
+            f"calibration: asked for {samples} images, the run's unlabeled pool has {pool}; add unlabeled images to "
+            f"the task, or pass {opt('calibration_samples', pool)}"
+            + ("" if pool >= MIN_CALIBRATION else f" {opt('allow_small_calibration')}")
+        )
     x = pool_images(ctx.data, ctx.pre, samples, seed).numpy().astype(np.float32)
     return x, hashlib.sha256(x.tobytes()).hexdigest()
 
@@ -150,18 +166,38 @@ class ExportJob:
         n = min(n, len(self.ctx.data.target_unlabeled))
         return pool_images(self.ctx.data, self.ctx.pre, n, seed=1).numpy().astype(np.float32)
 
+    @property
+    def metric(self) -> str:
+        """What the accuracy guard compares: the budget's accuracy.metric (top1 | balanced)."""
+        return self.ctx.resolved.budget.accuracy.metric
+
+    def drop(self, acc: Accuracy) -> float:
+        """FP32 minus `acc` in points of the guarded metric."""
+        return compare_accuracy(self.ref, acc, self.metric)["drop_pts"]
+
     def score(self, acc: Accuracy, quantized: bool) -> AccuracyInfo:
         """FP32 reference vs this artifact on the test split."""
-        cmp = compare_accuracy(self.ref, acc)
-        return AccuracyInfo(
-            split="test",
-            n=acc.n,
-            fp32=self.ref.top1,
-            quantized=acc.top1 if quantized else None,
-            artifact=acc.top1,
-            drop_pts=cmp["drop_pts"],
-            agreement=cmp["agreement"],
+        cmp = compare_accuracy(self.ref, acc, self.metric)
+        return reference_info(self.ref, self.ctx.data.class_names, acc).model_copy(
+            update={
+                "quantized": acc.top1 if quantized else None,
+                "artifact": acc.top1,
+                "metric": self.metric,
+                "drop_pts": cmp["drop_pts"],
+                "agreement": cmp["agreement"],
+                "balanced": acc.balanced,
+            }
         )
+
+
+def reference_info(ref: Accuracy, class_names: list[str], artifact: Accuracy | None = None) -> AccuracyInfo:
+    """Top-1, balanced and per-class accuracy of the FP32 reference on the test split (and of `artifact`)."""
+    mine = artifact.per_class() if artifact is not None else {}
+    rows = [
+        ClassAccuracy(name=class_names[c], n=n, fp32=fp32, artifact=mine[c][1] if c in mine else None)
+        for c, (n, fp32) in ref.per_class().items()
+    ]
+    return AccuracyInfo(split="test", n=ref.n, fp32=ref.top1, fp32_balanced=ref.balanced, per_class=rows)
 
 
 class AccuracyDropError(ExportError):
@@ -173,9 +209,12 @@ def finish(job: ExportJob, manifest: Manifest) -> Manifest:
     write_manifest(job.out, manifest)
     a = manifest.accuracy
     if job.guard and manifest.precision != "fp32" and a.drop_pts is not None and a.drop_pts > job.max_drop:
+        what, mine, fp32 = (
+            ("top-1", a.artifact, a.fp32) if a.metric == "top1" else ("balanced accuracy", a.balanced, a.fp32_balanced)
+        )
         raise AccuracyDropError(
-            f"{job.out}: {manifest.precision.upper()} top-1 {a.artifact:.2f}% is {a.drop_pts:.2f} pts below FP32 "
-            f"{a.fp32:.2f}%, more than the budget's accuracy.max_int8_drop_pts {job.max_drop}{guard_hint(manifest)}"
+            f"{job.out}: {manifest.precision.upper()} {what} {mine:.2f}% is {a.drop_pts:.2f} pts below FP32 "
+            f"{fp32:.2f}%, more than the budget's accuracy.max_int8_drop_pts {job.max_drop}{guard_hint(manifest)}"
         )
     return manifest
 

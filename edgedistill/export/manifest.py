@@ -79,6 +79,15 @@ class CalibrationInfo(StrictModel):
     source: str = Field(description="where the images came from, e.g. 'train/unlabeled'")
 
 
+class ClassAccuracy(StrictModel):
+    """One class of the test split: how many images, and the percent of them each model gets right."""
+
+    name: str
+    n: int = Field(ge=0)
+    fp32: float = Field(ge=0, le=100)
+    artifact: float | None = Field(None, ge=0, le=100)
+
+
 class AccuracyInfo(StrictModel):
     """Held-out top-1 (percent) of the FP32 reference and of the shipped model when quantized."""
 
@@ -86,7 +95,13 @@ class AccuracyInfo(StrictModel):
     n: int = Field(gt=0)
     fp32: float = Field(ge=0, le=100)
     quantized: float | None = Field(None, ge=0, le=100)
+    metric: Literal["top1", "balanced"] = Field(
+        "top1", description="what `drop_pts` compares (the budget's accuracy.metric)"
+    )
     drop_pts: float | None = None
+    fp32_balanced: float | None = Field(None, ge=0, le=100, description="mean of the FP32 per-class accuracies")
+    balanced: float | None = Field(None, ge=0, le=100, description="mean of this artifact's per-class accuracies")
+    per_class: list[ClassAccuracy] = Field(default_factory=list)
     agreement: float | None = Field(None, ge=0, le=100, description="top-1 agreement with FP32, percent")
     artifact: float | None = Field(
         None, ge=0, le=100, description="top-1 of this artifact in its own runtime (FP16/FP32 in another runtime)"

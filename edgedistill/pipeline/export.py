@@ -19,8 +19,9 @@ from edgedistill.export.job import (
     Fallback,
     RunContext,
     build_manifest,
+    reference_info,
 )
-from edgedistill.export.manifest import AccuracyInfo, Manifest, read_manifest, write_manifest
+from edgedistill.export.manifest import Manifest, read_manifest, write_manifest
 from edgedistill.export.qad_export import export_with_qad
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
 from edgedistill.options import is_cli, opt, param
@@ -49,7 +50,7 @@ def export_fp32(ctx: RunContext, recipe: Recipe) -> tuple[Manifest, Accuracy]:
     # subnets); a wrong graph differs by far more.
     onnx_parity(ctx.subnet, path, batches[0][0][:16], atol=1e-3)
     acc = onnx_accuracy(path, batches)
-    info = AccuracyInfo(split="test", n=acc.n, fp32=acc.top1)
+    info = reference_info(acc, ctx.data.class_names)
     manifest = build_manifest(ctx, recipe, info, None)
     write_manifest(out, manifest)
     return manifest, acc

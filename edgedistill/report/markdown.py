@@ -111,7 +111,9 @@ def _export_lines(exports: list[dict[str, Any]]) -> list[str]:
                 e["target"],
                 _f(acc.get("fp32")),
                 _f(acc.get("quantized")),
-                _f(acc.get("drop_pts")),
+                _f(acc.get("fp32_balanced")),
+                _f(acc.get("balanced")),
+                _f(acc.get("drop_pts")) + ("" if acc.get("metric", "top1") == "top1" else " (balanced)"),
                 _f(acc.get("agreement")),
                 _f(cost.get("macs", 0) / 1e6),
                 _f(cost.get("params", 0) / 1e6, 3),
@@ -122,13 +124,38 @@ def _export_lines(exports: list[dict[str, Any]]) -> list[str]:
         "artifact",
         "FP32 top-1 %",
         "quantized top-1 %",
+        "FP32 balanced %",
+        "balanced %",
         "drop pts",
         "agreement %",
         "MACs M",
         "params M",
         "calibration images",
     ]
-    return [*_table(header, rows), ""]
+    return [*lines, *_table(header, rows), ""]
+
+
+PER_CLASS_ROWS = 20  # classes shown per artifact (the worst ones first when there are more); the manifest has all
+
+
+def _per_class_lines(exports: list[dict[str, Any]], target: str | None) -> list[str]:
+    """Per-class test accuracy of the budget's artifact (else the first one): FP32 and the artifact side by side."""
+    chosen = [e for e in exports if e.get("target") == target] or exports[:1]
+    classes = ((chosen[0].get("accuracy") or {}).get("per_class") or []) if chosen else []
+    if not classes:
+        return []
+    shown = sorted(classes, key=lambda c: (c["artifact"] if c.get("artifact") is not None else c["fp32"]))
+    shown = shown[:PER_CLASS_ROWS] if len(classes) > PER_CLASS_ROWS else classes
+    rows = [[f"`{c['name']}`", str(c["n"]), _f(c["fp32"]), _f(c.get("artifact"))] for c in shown]
+    more = f" (the {PER_CLASS_ROWS} lowest of {len(classes)})" if len(classes) > PER_CLASS_ROWS else ""
+    return [
+        f"## Per-class accuracy: `{chosen[0]['target']}`",
+        "",
+        f"Test images of each class and the percent of them predicted right{more}; balanced accuracy is their mean.",
+        "",
+        *_table(["class", "test images", "FP32 %", "artifact %"], rows),
+        "",
+    ]
 
 
 SENSITIVITY_ROWS = 10  # worst layers shown per artifact; the manifest has them all
@@ -269,6 +296,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines += _train_lines(report.get("train"), report.get("search"))
     lines += domain_lines(report.get("train"))
     lines += _export_lines(report.get("exports", []))
+    lines += _per_class_lines(report.get("exports", []), report.get("budget_target"))
     lines += _sensitivity_lines(report.get("exports", []))
     lines += _latency_lines(report.get("latency", []))
     lines += _precision_lines(report)
