@@ -77,6 +77,24 @@ def test_accuracy_guard_fails_on_excess_drop(trained_run: Path, tmp_path: Path) 
         assert drop is not None and drop <= 0.0
 
 
+def test_accuracy_guard_on_balanced_accuracy(trained_run: Path, tmp_path: Path) -> None:
+    """`accuracy.metric: balanced`: the drop is FP32 minus artifact balanced accuracy, and the guard says so."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint"))
+    text = re.sub(
+        r"max_int8_drop_pts: [0-9.]+", "max_int8_drop_pts: 0.0, metric: balanced", (run / "budget.yaml").read_text()
+    )
+    (run / "budget.yaml").write_text(text)
+    try:
+        export_run(run, precision="int8", calibration_samples=8, allow_small_calibration=True)
+    except ExportError as e:
+        assert "INT8 balanced accuracy" in str(e) and "max_int8_drop_pts 0.0" in str(e) and "\n" not in str(e)
+    a = read_manifest(run / "export" / "onnxruntime-int8").accuracy
+    assert a.metric == "balanced" and a.balanced is not None and a.fp32_balanced is not None
+    assert a.drop_pts == pytest.approx(a.fp32_balanced - a.balanced) and len(a.per_class) == 10
+    assert a.fp32_balanced == pytest.approx(sum(c.fp32 for c in a.per_class) / 10)
+
+
 def test_bench_cli_verdict_and_json(exported: Path) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "edgedistill", "bench", "--run", str(exported), "--runs", "50", "--warmup", "5"],

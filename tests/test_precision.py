@@ -115,6 +115,21 @@ def test_int8_that_does_not_pay_deploys_fp32() -> None:
     assert "int8: 1.04× over fp32 (0.202 ms p50, drop 0.10 pts), less than 1.1× → deployed fp32" in c.reasons
 
 
+def test_int8_faster_at_p50_but_with_a_longer_tail_deploys_fp32() -> None:
+    """The AVX2 demo case: INT8 0.242 ms p50 vs FP32 0.268 (1.11×), but p90 0.395 vs 0.294 ms."""
+    p50, p90 = {"fp32": 0.268, "int8": 0.242}, {"fp32": 0.294, "int8": 0.395}
+    c = choose_precision(p50, {"int8": 0.0}, _auto_budget("onnxruntime"), tails=p90)
+    assert c.precision == "fp32"
+    int8 = next(o for o in c.candidates if o.precision == "int8")
+    assert not int8.pays and int8.p90_ms == 0.395
+    assert int8.reason == (
+        "int8: 1.11× over fp32 (0.242 ms p50, p90 0.395 vs 0.294 ms, drop 0.00 pts), but its p90 is not below "
+        "fp32's → deployed fp32"
+    )
+    shorter = choose_precision(p50, {"int8": 0.0}, _auto_budget("onnxruntime"), tails={**p90, "int8": 0.25})
+    assert shorter.precision == "int8"
+
+
 def test_precision_over_the_accuracy_budget_is_not_kept_even_when_fastest() -> None:
     targets = {"int8": "openvino-int8-ac"}
     c = choose_precision(

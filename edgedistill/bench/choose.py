@@ -4,8 +4,8 @@ Rules, in order:
 
 1. A reduced precision (fp16, int8) whose test top-1 drop exceeds the budget's `accuracy.max_int8_drop_pts` is not
    kept (FP16 has the same drop budget as INT8). FP32 is the reference and is always kept.
-2. A kept reduced precision must be at least `PAYS_AT` (1.1×) faster than FP32 at p50: a smaller gain does not pay
-   for the accuracy it costs.
+2. A kept reduced precision must be at least `PAYS_AT` (1.1×) faster than FP32 at p50, and faster at p90 too when
+   the tails were timed: a smaller gain, or one bought with a longer tail, does not pay for the accuracy it costs.
 3. Of FP32 and the reduced precisions that pay, the fastest at p50 deploys (a tie goes to the higher precision).
 """
 
@@ -38,6 +38,7 @@ class CandidateOutcome:
         pays: A reduced precision at least `PAYS_AT` faster than FP32 (FP32: True).
         deployed: The one chosen.
         reason: One line: what was measured and what followed from it.
+        p90_ms: Its recorded p90; None when the tails were not given.
     """
 
     precision: str
@@ -49,6 +50,7 @@ class CandidateOutcome:
     pays: bool
     deployed: bool
     reason: str
+    p90_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,19 @@ class PrecisionChoice:
 
 
 def _outcome(
-    p: str, target: str, t: float | None, drop: float | None, fp32: float, max_drop: float, pays_at: float
+    p: str,
+    target: str,
+    t: float | None,
+    drop: float | None,
+    fp32: float,
+    max_drop: float,
+    pays_at: float,
+    tail: tuple[float, float] | None = None,
 ) -> CandidateOutcome:
-    """Kept/pays for one precision, with the measured half of its reason (the decision is appended later)."""
+    """Kept/pays for one precision, with the measured half of its reason (the decision is appended later).
+
+    `tail`: (this precision's p90, FP32's p90) when the tails were timed.
+    """
     if p != "fp32" and drop is not None and drop > max_drop:
         why = f"{p}: drops {drop:.2f} pts, over accuracy.max_int8_drop_pts {max_drop:g} → not kept"
         return CandidateOutcome(p, target, t, drop, None if t is None else fp32 / t, False, False, False, why)
@@ -92,10 +104,15 @@ def _outcome(
     speedup = fp32 / t if t > 0 else float("inf")
     pays = speedup >= pays_at
     drop_text = "" if drop is None else f", drop {drop:.2f} pts"
-    why = f"{p}: {speedup:.2f}× over fp32 ({t:.3f} ms p50{drop_text})"
+    tail_text = "" if tail is None else f", p90 {tail[0]:.3f} vs {tail[1]:.3f} ms"
+    why = f"{p}: {speedup:.2f}× over fp32 ({t:.3f} ms p50{tail_text}{drop_text})"
     if not pays:
         why += f", less than {pays_at:g}×"
-    return CandidateOutcome(p, target, t, drop, speedup, True, pays, False, why)
+    elif tail is not None and tail[0] >= tail[1]:
+        pays = False
+        why += ", but its p90 is not below fp32's"
+    p90 = None if tail is None else tail[0]
+    return CandidateOutcome(p, target, t, drop, speedup, True, pays, False, why, p90)
 
 
 def choose_precision(
@@ -106,6 +123,7 @@ def choose_precision(
     targets: Mapping[str, str] | None = None,
     skipped: Mapping[str, str] | None = None,
     pays_at: float = PAYS_AT,
+    tails: Mapping[str, float] | None = None,
 ) -> PrecisionChoice:
     """Pick the precision to deploy (module docstring) from p50 timings and accuracy drops.
 
@@ -116,6 +134,7 @@ def choose_precision(
         targets: precision → artifact folder name; default `<runtime>-<precision>`.
         skipped: precision → why it was not exported (listed first among the reasons).
         pays_at: The speedup over FP32 a reduced precision must reach.
+        tails: precision → recorded p90 in ms; a reduced precision must then be faster than FP32 at p90 as well.
 
     Raises:
         BenchError: No FP32 timing to compare with.
@@ -125,7 +144,13 @@ def choose_precision(
     fp32, max_drop = timings["fp32"], budget.accuracy.max_int8_drop_pts
     names = {p: (targets or {}).get(p, f"{budget.target.runtime}-{p}") for p in PRECISION_ORDER}
     present = [p for p in PRECISION_ORDER if p in timings or p in drops]
-    outcomes = [_outcome(p, names[p], timings.get(p), drops.get(p), fp32, max_drop, pays_at) for p in present]
+    fp32_tail = (tails or {}).get("fp32")
+
+    def tail(p: str) -> tuple[float, float] | None:
+        mine = (tails or {}).get(p)
+        return None if p == "fp32" or mine is None or fp32_tail is None else (mine, fp32_tail)
+
+    outcomes = [_outcome(p, names[p], timings.get(p), drops.get(p), fp32, max_drop, pays_at, tail(p)) for p in present]
     eligible = [o for o in outcomes if o.kept and o.pays]
     best = min(eligible, key=lambda o: (o.p50_ms, PRECISION_ORDER.index(o.precision)))
     final = []

@@ -60,7 +60,9 @@ def export(
     )
     manifests = result.manifests
     table = Table(title=f"exported {run}")
-    for col in ("artifact", "runtime", "precision", "MACs M", "params M", "FP32 top-1", "top-1", "drop", "agree"):
+    cols = ("artifact", "runtime", "precision", "MACs M", "params M", "FP32 top-1", "top-1", "balanced", "drop")
+    cols += ("agree",)
+    for col in cols:
         table.add_column(col, justify="right" if col not in ("artifact", "runtime", "precision") else "left")
     for m in manifests:
         a = m.accuracy
@@ -73,7 +75,8 @@ def export(
             f"{m.cost.params / 1e6:.3f}",
             f"{a.fp32:.2f}",
             f"{q:.2f}",
-            "-" if a.drop_pts is None else f"{a.drop_pts:+.2f}",
+            _balanced(a.balanced if a.balanced is not None else a.fp32_balanced),
+            "-" if a.drop_pts is None else f"{a.drop_pts:+.2f}" + (" (bal.)" if a.metric == "balanced" else ""),
             "-" if a.agreement is None else f"{a.agreement:.2f}",
         )
     console().print(table)
@@ -110,3 +113,8 @@ def export(
 
 def register(app: typer.Typer) -> None:
     app.command("export")(export)
+
+
+def _balanced(value: float | None) -> str:
+    """Balanced accuracy (mean per-class accuracy), or '-' for a manifest written before it was recorded."""
+    return "-" if value is None else f"{value:.2f}"

@@ -73,6 +73,7 @@ def bench_candidates(
         resolved.budget,
         targets={p: folder.name for p, (folder, _) in candidates.items()},
         skipped=auto_candidates(resolved).skipped,
+        tails={p: p50_of(r, "p90") for p, r in timed.items()},
     )
     results = [timed[choice.precision], *(r for p, r in timed.items() if p != choice.precision)]
     return CandidateBench(choice, results, candidates[choice.precision][1])

@@ -144,7 +144,7 @@ def _per_class_lines(exports: list[dict[str, Any]], target: str | None) -> list[
     classes = ((chosen[0].get("accuracy") or {}).get("per_class") or []) if chosen else []
     if not classes:
         return []
-    shown = sorted(classes, key=lambda c: (c["artifact"] if c.get("artifact") is not None else c["fp32"]))
+    shown = sorted(classes, key=lambda c: c["artifact"] if c.get("artifact") is not None else c["fp32"])
     shown = shown[:PER_CLASS_ROWS] if len(classes) > PER_CLASS_ROWS else classes
     rows = [[f"`{c['name']}`", str(c["n"]), _f(c["fp32"]), _f(c.get("artifact"))] for c in shown]
     more = f" (the {PER_CLASS_ROWS} lowest of {len(classes)})" if len(classes) > PER_CLASS_ROWS else ""
