@@ -53,6 +53,7 @@ def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
 
 BAD = {
     "unknown key": (lambda d: d.update(colour="red"), "colour: unknown key"),
+    "unknown accuracy metric": (lambda d: d["accuracy"].update(metric="f1"), "accuracy.metric: Input should be 'top1'"),
     "negative limit": (lambda d: d["limits"].update(macs_m=-5), "limits.macs_m: Input should be greater than 0"),
     "negative latency": (lambda d: d["limits"]["latency_ms"].update(p90=-1), "limits.latency_ms.p90"),
     "unknown percentile": (lambda d: d["limits"]["latency_ms"].update(p95=1), "limits.latency_ms.p95: unknown key"),

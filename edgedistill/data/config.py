@@ -45,7 +45,9 @@ class LabeledDomainConfig(StrictModel):
 class DataConfig(StrictModel):
     """Which target data to use and how to split it."""
 
-    source: str = Field("mnist", description="registered target: mnist | optdigits | ising | imagefolder")
+    source: str = Field(
+        "mnist", description="registered target: mnist | optdigits | ising | groceries | groceries-coarse | imagefolder"
+    )
     root: str | None = Field(None, description="ImageFolder root (imagefolder only)")
     channels: Literal[1, 3] = 3
     image_size: int | None = Field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -27,11 +28,12 @@ class FolderImages:
     skipped: list[str] = field(default_factory=list)
 
 
-class _Unreadable(Exception):
+class Unreadable(Exception):
     """An image file PIL cannot decode (message: why)."""
 
 
-def _read(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+def read_image(path: Path | BinaryIO, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """One image as uint8 (channels, H, W), converted and resized; `Unreadable` when PIL cannot decode it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -42,7 +44,7 @@ def _read(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray
             arr = np.asarray(im, dtype=np.uint8)
     # PIL reports broken files as OSError, SyntaxError (some plugins), ValueError or a decompression bomb.
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise _Unreadable(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        raise Unreadable(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
@@ -101,9 +103,9 @@ def decode_images(
     for f, label in files:
         try:
             if not f.is_file():  # a named pipe or device would block or never end; a dangling link fails anyway
-                raise _Unreadable("not a regular file")
-            arr = _read(f, channels, size)
-        except _Unreadable as e:
+                raise Unreadable("not a regular file")
+            arr = read_image(f, channels, size)
+        except Unreadable as e:
             if on_corrupt != "skip":
                 hint = f"fix or delete it, or set {field}.on_corrupt: skip"
                 raise DataError(f"{f}: cannot read image ({e}); {hint}") from None

