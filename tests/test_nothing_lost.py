@@ -336,7 +336,7 @@ def test_huge_size_checks_memory_before_decoding(tmp_path: Path, monkeypatch: py
     image_folder(tmp_path / "ds", {"a": 2, "b": 2})
     real = psutil.virtual_memory()
     monkeypatch.setattr(psutil, "virtual_memory", lambda: real._replace(available=1000))
-    monkeypatch.setattr(folders, "_read", lambda *a: pytest.fail("decoded before the memory check"))
+    monkeypatch.setattr(folders, "read_image", lambda *a: pytest.fail("decoded before the memory check"))
     with pytest.raises(ResourceError, match="of memory is available"):
         folders.load_image_folder(tmp_path / "ds" / "train", 3, 4096)
 

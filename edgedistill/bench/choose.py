@@ -146,11 +146,13 @@ def choose_precision(
     present = [p for p in PRECISION_ORDER if p in timings or p in drops]
     fp32_tail = (tails or {}).get("fp32")
 
-    def tail(p: str) -> tuple[float, float] | None:
+    def p90_pair(p: str) -> tuple[float, float] | None:
         mine = (tails or {}).get(p)
         return None if p == "fp32" or mine is None or fp32_tail is None else (mine, fp32_tail)
 
-    outcomes = [_outcome(p, names[p], timings.get(p), drops.get(p), fp32, max_drop, pays_at, tail(p)) for p in present]
+    outcomes = [
+        _outcome(p, names[p], timings.get(p), drops.get(p), fp32, max_drop, pays_at, p90_pair(p)) for p in present
+    ]
     eligible = [o for o in outcomes if o.kept and o.pays]
     best = min(eligible, key=lambda o: (o.p50_ms, PRECISION_ORDER.index(o.precision)))
     final = []

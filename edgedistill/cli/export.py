@@ -60,8 +60,18 @@ def export(
     )
     manifests = result.manifests
     table = Table(title=f"exported {run}")
-    cols = ("artifact", "runtime", "precision", "MACs M", "params M", "FP32 top-1", "top-1", "balanced", "drop")
-    cols += ("agree",)
+    cols = [
+        "artifact",
+        "runtime",
+        "precision",
+        "MACs M",
+        "params M",
+        "FP32 top-1",
+        "top-1",
+        "balanced",
+        "drop",
+        "agree",
+    ]
     for col in cols:
         table.add_column(col, justify="right" if col not in ("artifact", "runtime", "precision") else "left")
     for m in manifests:
