@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+import yaml
 from PIL import Image, ImageDraw
 from safetensors.torch import save_file
 
@@ -162,3 +163,30 @@ def test_a_class_with_too_few_images_names_the_field(tmp_path: Path, teacher: Pa
     with pytest.raises(DataError, match=r"labels_per_class: class 1 has 1 images, fewer than labels_per_class=2"):
         ed.train(budget, task, tmp_path / "run", device="cpu")
     assert not (tmp_path / "run").exists()
+
+
+def test_two_class_folder_with_an_extra_domain_trains_with_udon(
+    tmp_path: Path, teacher: Path, pretrained: Path
+) -> None:
+    """UDON where it applies: a two-class, 1:10 folder plus an unlabeled folder from another domain (inverted
+    colours), through train → export → report, with the domain sampler's probabilities in train.json."""
+    folder = make_folder(tmp_path / "data" / "photos", [20, 2 + 2], ["RGB"])
+    other = tmp_path / "data" / "other-domain"
+    other.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(12):
+        Image.eval(_draw(i % 2, rng), lambda v: 255 - v).save(other / f"{i}.png")
+    (folder.parent / "teacher.safetensors").write_bytes(teacher.read_bytes())
+    task, budget = _write_case(tmp_path, folder, 3, _student("scratch", pretrained), "udon", "balanced")
+    spec = yaml.safe_load(task.read_text())
+    spec["data"]["extra_unlabeled"] = [{"source": "imagefolder", "root": str(other), "name": "inverted"}]
+    task.write_text(yaml.safe_dump(spec))
+    run = tmp_path / "run"
+    ed.train(budget, task, run, device="cpu")
+    train = json.loads((run / "train.json").read_text())
+    assert train["distiller"] == "udon" and [d["name"] for d in train["data"]["domains"]] == ["photos", "inverted"]
+    assert sum(train["domain_sampling"]["probabilities"].values()) == pytest.approx(1.0)
+    ed.export(run, precision="int8", calibration_samples=20 - 2 + 2, allow_small_calibration=True)
+    acc = json.loads((run / "export" / "onnxruntime-int8" / "manifest.json").read_text())["accuracy"]
+    assert acc["metric"] == "balanced" and [c["n"] for c in acc["per_class"]] == [6, 1]
+    assert "## Per-class accuracy" in Path(ed.report(run).markdown).read_text()
