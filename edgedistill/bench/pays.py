@@ -46,8 +46,13 @@ class Int8Speedup:
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
-def p50_of(result: Mapping[str, Any], stat: str = "p50") -> float:
-    """The result's p50 (or `stat`) in ms: the inference stage alone when pre/post-processing were timed too.
+def p50_of(result: Mapping[str, Any]) -> float:
+    """The result's p50 in ms (`stat_of`)."""
+    return stat_of(result, "p50")
+
+
+def stat_of(result: Mapping[str, Any], stat: str) -> float:
+    """The result's `stat` (p50, p90, ...) in ms: the inference stage alone when pre/post-processing were timed too.
 
     FP32 references take already-normalised inputs, so comparing the artifact's inference stage keeps the ratio about
     the model, not about the harness.

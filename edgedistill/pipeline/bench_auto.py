@@ -12,7 +12,7 @@ from typing import Any
 
 from edgedistill.bench.choose import PrecisionChoice, choose_precision
 from edgedistill.bench.launch import run_isolated
-from edgedistill.bench.pays import p50_of
+from edgedistill.bench.pays import p50_of, stat_of
 from edgedistill.budget import ResolvedBudget, auto_candidates
 from edgedistill.errors import BenchError
 from edgedistill.export.manifest import Manifest, read_manifest
@@ -73,7 +73,7 @@ def bench_candidates(
         resolved.budget,
         targets={p: folder.name for p, (folder, _) in candidates.items()},
         skipped=auto_candidates(resolved).skipped,
-        tails={p: p50_of(r, "p90") for p, r in timed.items()},
+        tails={p: stat_of(r, "p90") for p, r in timed.items()},
     )
     results = [timed[choice.precision], *(r for p, r in timed.items() if p != choice.precision)]
     return CandidateBench(choice, results, candidates[choice.precision][1])

