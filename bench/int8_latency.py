@@ -7,7 +7,7 @@ statistics are re-estimated on the ImageNet calibration images (full width keeps
 Artifacts, all from the same FP32 ONNX and the same calibration images (300 seeded random crops of foolbox's 20
 ImageNet JPEGs):
 - `onnxruntime-fp32`, `openvino-fp32` (f32 inference precision): the FP32 references;
-- `onnxruntime-int8`, `openvino-int8`: edgedistill's recipes (`export/onnxruntime-int8.yaml`, `openvino-int8.yaml`);
+- `onnxruntime-int8`, `openvino-int8`: edgedistill's recipes (shipped `onnxruntime-int8`, `openvino-int8`);
 - anchors, what a user would do by hand: `quantize_static` at its defaults (timed in ONNX Runtime) and
   `nncf.quantize` at its defaults on the OpenVINO model (timed in OpenVINO).
 
@@ -124,7 +124,7 @@ def _nncf_default(fp32: Path, out: Path, calib: np.ndarray) -> Path:
 
 
 def _recipe(name: str) -> Callable[[Path, Path, np.ndarray], Path]:
-    return lambda fp32, out, calib: ed.quantize(fp32, REPO / "export" / f"{name}.yaml", calib, out)
+    return lambda fp32, out, calib: ed.quantize(fp32, name, calib, out)  # a shipped recipe, by name
 
 
 # artifact → (runtime, precision, builder(fp32 onnx, folder, calibration) → model file, role)

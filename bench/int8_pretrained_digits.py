@@ -1,7 +1,7 @@
 """Why post-training INT8 collapses on pretrained EfficientNet-Lite0 subnets trained on upsampled digits.
 
 No training: the packaged ImageNet Lite0 (its 1000-class head) at full width on MNIST upsampled to 64x64 RGB, the
-budget `budgets/x86-2core-onnxruntime-64.yaml`, ONNX Runtime INT8 with the shipped recipe (`export/onnxruntime-int8
+budget `budgets/x86-2core-onnxruntime-64.yaml`, ONNX Runtime INT8 with the shipped recipe (`onnxruntime-int8
 .yaml`, 300 calibration images from the unlabeled pool). Per BN state, the top-1 agreement of INT8 with FP32 on 1,000
 MNIST test images, and how fragile FP32 itself is: the share of its predictions that flip under gray input noise of
 0.1% and 1% of the input's std. States:
@@ -35,7 +35,7 @@ from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
 from edgedistill.export.torch2onnx import torch_to_onnx
 from edgedistill.inputs import calibration_batches, pool_images, preprocess_for
 from edgedistill.models import build_bank, extract, recalibrate_bn
-from edgedistill.recipe import load_recipe
+from edgedistill.recipe import builtin_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = REPO / "budgets" / "x86-2core-onnxruntime-64.yaml"
@@ -88,7 +88,7 @@ def main() -> None:
         "command": command.strip(),
         "machine": {"platform": platform.platform(), "processor": platform.processor()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "recipe": load_recipe(REPO / "export" / "onnxruntime-int8.yaml").model_dump(mode="json"),
+        "recipe": builtin_recipe("onnxruntime-int8").model_dump(mode="json"),
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ from pretrained_quality import RECIPE as TRAIN_RECIPE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = "budgets/x86-2core-onnxruntime-64.yaml"
-RECIPE = "export/onnxruntime-int8.yaml"
+RECIPE = "edgedistill/resources/recipes/onnxruntime-int8.yaml"
 MAX_DROP = 0.5
 STEPS = ("ptq", "auto", "qat")
 LITE0_TASK: dict[str, Any] = {  # pretrained_quality.py's MNIST task (smaller pool and test split), its Lite0 recipe

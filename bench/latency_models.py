@@ -20,6 +20,7 @@ import edgedistill as ed
 from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
 from edgedistill.models import count_cost, recalibrate_bn, save_subnet
 from edgedistill.pipeline.bench_widths import write_bench_manifest
+from edgedistill.recipe import builtin_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -81,12 +82,12 @@ def export_targets(net: torch.nn.Module, shape: tuple[int, ...], calib: np.ndarr
     """Export `net` to every target in `TARGETS` under `out/<target>/`; returns target → folder."""
     dirs = {t: out / t for t in TARGETS}
     fp32_onnx = ed.export_onnx(net, dirs["onnxruntime-fp32"] / "model.onnx", shape)  # type: ignore[arg-type]
-    ort_quant = ed.load_recipe(REPO / "export" / "onnxruntime-int8.yaml").quantization
+    ort_quant = builtin_recipe("onnxruntime-int8").quantization
     assert ort_quant is not None
     # calibration batches of 4 (ed.quantize uses 32), as the published latency results were made
     quantize_onnxruntime(fp32_onnx, dirs["onnxruntime-int8"] / "model.onnx", calib, ort_quant, batch=4)
     for target in ("openvino-fp32", "openvino-fp16", "openvino-int8"):
-        ed.quantize(fp32_onnx, REPO / "export" / f"{target}.yaml", calib, dirs[target])
+        ed.quantize(fp32_onnx, target, calib, dirs[target])
     for target, (runtime, precision) in TARGETS.items():
         model_file = "model.onnx" if runtime == "onnxruntime" else "model.xml"
         write_bench_manifest(dirs[target], runtime, precision, model_file, [-1, *shape[1:]], pre)

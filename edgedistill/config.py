@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from edgedistill.errors import ConfigError
 from edgedistill.outputs import check_name
@@ -17,6 +18,22 @@ M = TypeVar("M", bound=BaseModel)
 
 # A name that becomes part of a file name (budget, task, recipe, artifact): it can never leave its folder.
 SafeName = Annotated[str, AfterValidator(check_name)]
+
+MAX_INT = 10**9  # past any count, size or step number a config means; far larger ones overflow numpy and torch
+MAX_BATCH = 2**16  # images in one training or evaluation batch; more never fit memory at any input size
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # a bool is an int to Python: `max_int8_drop_pts: true` would read as 1.0
+        raise PydanticCustomError("bool_as_number", "expected a number, got a boolean")
+    return value
+
+
+# Config numbers: `int` and `float` fields use these, so YAML `true` is no number (pydantic's lax mode takes it).
+NotBool = BeforeValidator(_not_bool)
+Int = Annotated[int, NotBool, Field(le=MAX_INT)]
+Float = Annotated[float, NotBool]
+Seed = Annotated[int, NotBool, Field(ge=0, lt=2**32, description="random seed (numpy takes 32 bits)")]
 
 
 class StrictModel(BaseModel):
@@ -51,6 +68,7 @@ def format_validation_error(source: str, err: ValidationError) -> str:
 
 MAX_DEPTH = 32  # nesting a config file may have; deeper documents are refused before they are built
 MAX_BYTES = 16 * 2**20  # config and record files are small; a larger one is not what the user meant
+MAX_NODES = 100_000  # values a YAML config may hold, aliases expanded: 600 bytes of aliases can expand to 9**9
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -76,26 +94,61 @@ class _DuplicateKey(Exception):
         self.key, self.line = key, line
 
 
-def _yaml_depth_problem(text: str) -> str | None:
-    """Why `text` nests too deeply, from the event stream (iterative: no recursion, unlike composing)."""
-    depth = 0
+def _yaml_shape_problem(text: str) -> str | None:
+    """Why `text` nests too deeply or holds too many values, aliases expanded, from the event stream.
+
+    Linear in the text: an anchored node remembers its expanded size and height, and an alias adds them where it
+    stands, so a billion-laughs document is refused without being expanded (and, unlike composing, nothing recurses).
+    """
+    written = expanded = 0  # values in the text; values once every alias is replaced by its node
+    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels) of its node
+    opened: list[list[Any]] = []  # open collections: [anchor, `expanded` before it, its depth, deepest level within]
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = f"line {event.start_mark.line + 1}"
+        reached = len(opened)
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_DEPTH:
-                return f"line {event.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels"
+            written, expanded, reached = written + 1, expanded + 1, reached + 1
+            opened.append([event.anchor, expanded - 1, reached, reached])
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
+            anchor, before, depth, deepest = opened.pop()
+            reached = deepest
+            if anchor is not None:
+                anchors[anchor] = (expanded - before, deepest - depth + 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            written, expanded = written + 1, expanded + 1
+            if event.anchor is not None:
+                anchors[event.anchor] = (1, 0)
+        elif isinstance(event, yaml.AliasEvent):
+            if any(frame[0] == event.anchor for frame in opened):
+                return f"{line}: alias *{event.anchor} stands inside its own anchor (a recursive structure)"
+            values, levels = anchors.get(event.anchor, (1, 0))  # an undefined alias: the loader names it
+            expanded, reached = expanded + values, reached + levels
+        if reached > MAX_DEPTH:
+            return f"{line}: nested deeper than {MAX_DEPTH} levels"
+        if opened:
+            opened[-1][3] = max(opened[-1][3], reached)
+        if written > MAX_NODES:
+            return f"{line}: more than {MAX_NODES} values; a config file is far smaller"
+        if expanded > MAX_NODES:
+            return f"{line}: aliases expand to more than {MAX_NODES} values (a YAML alias bomb?)"
     return None
 
 
 def non_finite_problem(data: Any) -> str | None:
-    """`field.path: message` for the first NaN or infinite number in parsed data (`1e400`, `.inf`), else None."""
+    """`field.path: message` for the first NaN or infinite number in parsed data (`1e400`, `.inf`), else None.
+
+    Each list or dict is visited once, so data that shares (YAML aliases) or contains itself stays linear.
+    """
     stack: list[tuple[tuple[int | str, ...], Any]] = [((), data)]
+    seen: set[int] = set()
     while stack:
         loc, value = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
             return f"{_loc(loc)}: must be a finite number, got {value}"
+        if isinstance(value, (dict, list)):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
         if isinstance(value, dict):
             stack += [((*loc, str(k)), v) for k, v in value.items()]
         elif isinstance(value, list):
@@ -124,15 +177,15 @@ def _read_text(p: Path) -> str:
 
 
 def parse_yaml(text: str, source: str) -> Any:
-    """Parse YAML text safely: no tags that build objects, no duplicate keys, no deep nesting, finite numbers.
+    """Parse YAML safely: no object-building tags, duplicate keys, deep nesting or alias bombs; numbers finite.
 
     Raises:
         ConfigError: `source: [line N: ]message`.
     """
     try:
-        deep = _yaml_depth_problem(text)
-        if deep:
-            raise ConfigError(f"{source}: {deep}")
+        shape = _yaml_shape_problem(text)
+        if shape:
+            raise ConfigError(f"{source}: {shape}")
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as e:
         raise ConfigError(f"{source}: line {e.line}: duplicate key '{e.key}'") from None

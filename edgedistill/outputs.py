@@ -70,7 +70,7 @@ def _read_marker(folder: Path) -> dict[str, object] | None:
         return None
     try:
         data = json.loads(m.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested absurdly deep: not our marker
         return None
     if not isinstance(data, dict) or data.get("created_by") != "edgedistill":
         return None

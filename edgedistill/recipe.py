@@ -1,13 +1,30 @@
-"""Export recipes: how one runtime/precision artifact is produced (`export/*.yaml`); read by budgets and export."""
+"""Export recipes: how one runtime/precision artifact is produced; read by budgets and export.
+
+The shipped recipes live in the package (`edgedistill/resources/recipes/NAME.yaml`) and are named by their stem
+(`onnxruntime-int8`); a user's own recipe is a YAML path. Lookups never depend on the working directory.
+"""
 
 from __future__ import annotations
 
+import difflib
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edgedistill.config import SafeName, StrictModel, load_yaml_model
+from edgedistill.config import (
+    MAX_BATCH,
+    Float,
+    Int,
+    SafeName,
+    Seed,
+    StrictModel,
+    load_yaml_model,
+    parse_yaml,
+    validate_as,
+)
+from edgedistill.errors import ConfigError
 from edgedistill.runtimes import Precision, Runtime, check_runtime_precision
 
 
@@ -15,15 +32,15 @@ class Calibration(StrictModel):
     """Calibration set for static post-training quantization."""
 
     method: Literal["minmax", "percentile", "entropy"] = "minmax"
-    samples: int = Field(300, gt=0)
-    percentile: float = Field(99.999, gt=50, le=100)
+    samples: Int = Field(300, gt=0)
+    percentile: Float = Field(99.999, gt=50, le=100)
 
 
 class Sensitivity(StrictModel):
     """Per-layer INT8 sensitivity report written with every INT8 export (`manifest.json` `sensitivity`)."""
 
-    images: int = Field(256, ge=0, description="unlabeled pool images it is measured on; 0 turns the report off")
-    top_k: int = Field(
+    images: Int = Field(256, ge=0, description="unlabeled pool images it is measured on; 0 turns the report off")
+    top_k: Int = Field(
         8,
         ge=0,
         description="layers (lowest local SQNR first) whose single-layer disagreement is measured; 0: SQNR only",
@@ -57,38 +74,38 @@ class Quantization(StrictModel):
 class QADSettings(StrictModel):
     """Quantization-aware distillation (`--fallback qat`, or `auto` when PTQ and mixed precision miss the budget)."""
 
-    steps: int = Field(300, ge=1, description="fine-tuning steps of the fake-quantized subnet")
-    lr: float = Field(1e-4, gt=0, le=0.1, description="Adam learning rate (small: the FP32 subnet is the start)")
-    batch: int = Field(64, ge=1, description="unlabeled pool images per step")
-    images: int = Field(2000, ge=1, description="unlabeled pool images drawn for fine-tuning (all of a smaller pool)")
-    temperature: float = Field(2.0, gt=0, description="softening of the FP32 subnet's and the teachers' logits")
-    teacher_weight: float = Field(
+    steps: Int = Field(300, ge=1, description="fine-tuning steps of the fake-quantized subnet")
+    lr: Float = Field(1e-4, gt=0, le=0.1, description="Adam learning rate (small: the FP32 subnet is the start)")
+    batch: Int = Field(64, ge=1, le=MAX_BATCH, description="unlabeled pool images per step")
+    images: Int = Field(2000, ge=1, description="unlabeled pool images drawn for fine-tuning (all of a smaller pool)")
+    temperature: Float = Field(2.0, gt=0, description="softening of the FP32 subnet's and the teachers' logits")
+    teacher_weight: Float = Field(
         0.1, ge=0, description="weight of the KD term to the run's cached teacher targets (0: FP32 subnet only)"
     )
-    seed: int = Field(0, ge=0, description="image draw and batch order")
+    seed: Seed = Field(0, description="image draw and batch order")
 
 
 class AccuracyControlLimits(StrictModel):
     """How far NNCF accuracy control may go (OpenVINO INT8: `accuracy_control: true`, or `--fallback auto`)."""
 
-    max_reverted: int = Field(
+    max_reverted: Int = Field(
         12,
         ge=1,
         description="quantizer groups reverted to float at most (one per NNCF iteration, each re-validated); past it "
         "NNCF keeps the best model so far and `--fallback auto` goes on to QAD",
     )
-    ranking_images: int = Field(100, ge=1, description="label-free validation images NNCF ranks the groups on")
+    ranking_images: Int = Field(100, ge=1, description="label-free validation images NNCF ranks the groups on")
 
 
 class TensorRTBuild(StrictModel):
     """Engine build settings (TensorRT Python API and the generated `build_engine.sh`)."""
 
-    workspace_mb: int = Field(1024, gt=0, description="builder workspace memory-pool limit")
+    workspace_mb: Int = Field(1024, gt=0, description="builder workspace memory-pool limit")
     timing_cache: str = Field("timing.cache", min_length=1, description="file next to the engine, reused across builds")
 
 
 class Recipe(StrictModel):
-    """One export recipe (`export/onnxruntime-int8.yaml`, ...)."""
+    """One export recipe (shipped: `onnxruntime-int8`, ...; or a user's YAML file)."""
 
     name: SafeName
     runtime: Runtime
@@ -96,7 +113,7 @@ class Recipe(StrictModel):
     variant: str | None = Field(
         None, pattern=r"^[a-z0-9]+$", description="suffix of the artifact folder, e.g. 'ac' → openvino-int8-ac"
     )
-    opset: int = Field(18, ge=17, le=23)
+    opset: Int = Field(18, ge=17, le=23)
     dynamic_batch: bool = True
     quantization: Quantization | None = None
     accuracy_control: bool = Field(
@@ -131,3 +148,42 @@ class Recipe(StrictModel):
 def load_recipe(path: str | Path) -> Recipe:
     """Load and validate a recipe YAML."""
     return load_yaml_model(path, Recipe)
+
+
+def builtin_recipes() -> list[str]:
+    """Names of the shipped recipes (`onnx-fp32`, `onnxruntime-int8`, ...), sorted."""
+    folder = resources.files("edgedistill.resources.recipes")
+    return sorted(f.name.removesuffix(".yaml") for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def is_recipe_name(ref: str) -> bool:
+    """True for a shipped recipe's name, as opposed to a path (`my-recipes/x.yaml`)."""
+    return "/" not in ref and "\\" not in ref and not ref.endswith((".yaml", ".yml"))
+
+
+def builtin_recipe(name: str) -> Recipe:
+    """A shipped recipe by name.
+
+    Raises:
+        ConfigError: No shipped recipe has that name (the error lists them).
+    """
+    names = builtin_recipes()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"no shipped recipe '{name}'; {hint}known: {', '.join(names)} (or give a .yaml path)")
+    text = resources.files("edgedistill.resources.recipes").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    return validate_as(Recipe, parse_yaml(text, f"recipe {name}"), f"recipe {name}")
+
+
+def resolve_recipe(ref: str | Path, base: Path | None = None) -> Recipe:
+    """A recipe from a shipped name or a YAML path (relative to `base` when given, else to the working directory)."""
+    if isinstance(ref, str) and is_recipe_name(ref):
+        return builtin_recipe(ref)
+    path = Path(ref)
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if not path.is_file():
+        shipped = ", ".join(builtin_recipes())
+        raise ConfigError(f"file not found: {ref} (looked in {path}; or name a shipped recipe: {shipped})")
+    return load_recipe(path)

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.budget import Budget, ResolvedBudget, is_auto, load_budget
-from edgedistill.config import load_yaml_model, read_json_mapping
+from edgedistill.config import load_yaml_model, read_json_mapping, validate_as
 from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.io import sha256_file
 from edgedistill.options import command
 from edgedistill.outputs import check_safe_name, inside
-from edgedistill.recipe import Recipe, load_recipe
+from edgedistill.recipe import Recipe, builtin_recipe, load_recipe
+from edgedistill.records import SearchRecord
 
 FP32_TARGET = "onnxruntime-fp32"  # the FP32 ONNX reference every export writes first
 
@@ -74,6 +75,27 @@ class RunDir:
         """`precision: auto`: which artifact `bench` deployed for which budget, and why."""
         return self.root / "bench" / "deployed.json"
 
+    def relative(self, path: Path) -> str:
+        """`path` as a record stores it: relative to the run folder (POSIX), so the run can be moved or copied."""
+        return Path(path).relative_to(self.root).as_posix()
+
+    def stored(self, value: object, source: Path, key: str) -> Path:
+        """A path read from a record, resolved against the run folder; one that leaves the run is refused.
+
+        Raises:
+            ConfigError: `value` is not a string, or resolves (symlinks followed) outside the run folder.
+        """
+        if not isinstance(value, str) or not value or "\x00" in value:
+            raise ConfigError(f"{source}: {key}: expected a path inside the run folder, got {value!r}")
+        path = self.root / value
+        try:
+            real_root, real = self.root.resolve(), path.resolve()
+        except (OSError, RuntimeError) as e:  # a name too long, a symlink loop
+            raise ConfigError(f"{source}: {key}: {value!r} cannot be resolved ({e.__class__.__name__})") from None
+        if real != real_root and real_root not in real.parents:
+            raise ConfigError(f"{source}: {key}: {value} points outside the run folder {self.root}; refused")
+        return path
+
     def require(self, path: Path, made_by: str) -> Path:
         """`path`, or a ConfigError telling which command makes it."""
         if not path.exists():
@@ -106,15 +128,13 @@ def budget_target(rd: RunDir, resolved: ResolvedBudget) -> str | None:
     return str(record["target"]) if record["budget"] == resolved.budget.name else None
 
 
-def find_recipe(runtime: str, precision: str, recipes_dir: Path = Path("export")) -> Recipe:
-    """The shipped recipe for runtime/precision (`export/<runtime>-<precision>.yaml`, `onnx-fp32.yaml`)."""
-    names = [f"{runtime}-{precision}.yaml"] + (
-        ["onnx-fp32.yaml"] if (runtime, precision) == ("onnxruntime", "fp32") else []
-    )
-    for name in names:
-        if (recipes_dir / name).is_file():
-            return load_recipe(recipes_dir / name)
-    raise ConfigError(f"no export recipe for {runtime} {precision}: expected {recipes_dir / names[-1]}")
+def find_recipe(runtime: str, precision: str) -> Recipe:
+    """The shipped recipe for runtime/precision (`<runtime>-<precision>`; ONNX Runtime FP32: `onnx-fp32`)."""
+    name = "onnx-fp32" if (runtime, precision) == ("onnxruntime", "fp32") else f"{runtime}-{precision}"
+    try:
+        return builtin_recipe(name)
+    except ConfigError:
+        raise ConfigError(f"no shipped export recipe for {runtime} {precision} (expected '{name}')") from None
 
 
 @dataclass(frozen=True)
@@ -145,12 +165,13 @@ def read_choice(path: Path) -> dict[str, Any]:
         ConfigError: Not JSON, a key missing, or a chosen config whose widths and channels do not pair up.
     """
     record = read_json_mapping(path, ("budget", "chosen"), "edgedistill search")
-    chosen = record["chosen"]
-    ok = isinstance(chosen, dict) and all(isinstance(chosen.get(k), list) for k in ("config", "channels"))
-    if not ok or not all(isinstance(w, (int, float)) and 0 < w <= 1 for w in chosen["config"]):
-        raise ConfigError(f"{path}: chosen: needs 'config' (width multipliers in (0, 1]) and 'channels' lists")
-    if not all(isinstance(c, int) and c > 0 for c in chosen["channels"]) or not chosen["config"]:
-        raise ConfigError(f"{path}: chosen.channels: needs positive channel counts, one config entry per stage")
+    validate_as(SearchRecord, record, str(path))
+    if len(record["chosen"]["config"]) != len(record["chosen"]["channels"]):
+        raise ConfigError(f"{path}: chosen: 'config' and 'channels' need one entry per stage each")
+    rd = RunDir(path.parent if path.parent.name != "searches" else path.parent.parent)
+    for key in ("subnet", "pareto", "latency_table"):  # written relative to the run; never followed elsewhere
+        if record.get(key) is not None:
+            rd.stored(record[key], path, key)
     return record
 
 

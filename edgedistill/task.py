@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from edgedistill.config import SafeName, StrictModel, load_yaml_model, parse_yaml, validate_as
+from edgedistill.config import Float, Int, SafeName, StrictModel, load_yaml_model, parse_yaml, validate_as
 from edgedistill.data.config import DataConfig
 from edgedistill.distill.config import TrainConfig
 from edgedistill.errors import ConfigError, EdgedistillError
@@ -19,9 +19,11 @@ class StudentConfig(StrictModel):
     """The slimmable bank: family (auto = by input size) and width choices."""
 
     family: str = Field("auto", description="registered student family, or auto (resnet_cifar ≤ 64 px, else mobilenet)")
-    width_choices: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0], min_length=1)
-    divisor: int = Field(8, ge=1)
-    options: dict[str, list[int] | int | float | str] = Field(default_factory=dict, description="family kwargs")
+    width_choices: list[Float] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0], min_length=1)
+    divisor: Int = Field(8, ge=1)
+    options: dict[str, bool | list[int] | int | float | str] = Field(
+        default_factory=dict, description="family kwargs (a YAML true stays a bool, never the number 1)"
+    )
 
     @field_validator("width_choices")
     @classmethod

@@ -65,6 +65,27 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, small_task: Path) -> P
     budget = tmp_path_factory.mktemp("budget") / "demo-cpu.yaml"
     text = (REPO / "budgets" / "demo-cpu.yaml").read_text()
     text = text.replace("max_int8_drop_pts: 1.0", f"max_int8_drop_pts: {FIXTURE_MAX_DROP}")
-    budget.write_text(text.replace("recipe: ../export/", f"recipe: {REPO / 'export'}/"))
+    budget.write_text(text)
     train_run(budget, small_task, out, device="cpu", show_progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_budget(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo budget at 8x8 input (test_bad_input's helpers)."""
+    from test_bad_input import budget_with
+
+    return budget_with(tmp_path_factory.mktemp("b"), "height: 28, width: 28", "height: 8, width: 8", "small.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_budget: Path) -> Path:
+    """A finished 4-step ce-only run on optdigits at 8x8 (copy it before changing it)."""
+    from test_bad_input import TINY_STUDENT, TINY_TASK, TINY_TRAIN, write
+
+    from edgedistill.pipeline.train import train_run
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    task = write(tmp / "task.yaml", TINY_TASK + TINY_STUDENT + TINY_TRAIN)
+    train_run(tiny_budget, task, tmp / "run", device="cpu", show_progress=False)
+    return tmp / "run"

@@ -24,7 +24,8 @@ from edgedistill.io import sidecar_path, write_sha256_sidecar
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = REPO / "budgets" / "demo-cpu.yaml"
 BUDGET_TEXT = BUDGET.read_text()
-RECIPE = REPO / "export" / "onnxruntime-int8.yaml"
+RECIPE = REPO / "edgedistill" / "resources" / "recipes" / "onnxruntime-int8.yaml"
+SHIPPED = "onnxruntime-int8"  # the demo budget's recipe, a shipped name
 TINY_TRAIN = (
     "train: {distiller: ce-only, steps: 4, checkpoint_every: 2, batch_labeled: 8, batch_unlabeled: 8, "
     "warmup_steps: 1, num_sampled: 2, bn_calibration_images: 64, augment: false}\n"
@@ -71,8 +72,8 @@ def write(path: Path, text: str | bytes) -> Path:
 
 
 def budget_with(tmp: Path, old: str, new: str, name: str = "b.yaml") -> Path:
-    """The demo budget with one substring replaced, its recipe path made absolute."""
-    text = BUDGET_TEXT.replace("../export/onnxruntime-int8.yaml", str(RECIPE))
+    """The demo budget with one substring replaced."""
+    text = BUDGET_TEXT
     assert old in text, old
     return write(tmp / name, text.replace(old, new))
 
@@ -90,24 +91,25 @@ BUDGET_CASES: dict[str, tuple[Callable[[Path], Path], list[str]]] = {
     "wrong type": (lambda t: budget_with(t, "macs_m: 12", "macs_m: lots"), ["limits.macs_m"]),
     "bad channels": (lambda t: budget_with(t, "channels: 1", "channels: 2"), ["input.channels"]),
     "int8 on torch": (lambda t: budget_with(t, "runtime: onnxruntime", "runtime: torch"), ["target", "int8"]),
-    "recipe missing": (lambda t: budget_with(t, str(RECIPE), "nowhere.yaml"), ["target.recipe", "nowhere.yaml"]),
+    "recipe missing": (lambda t: budget_with(t, SHIPPED, "nowhere.yaml"), ["target.recipe", "nowhere.yaml"]),
+    "recipe name unknown": (lambda t: budget_with(t, SHIPPED, "onnxruntime-int9"), ["target.recipe", "did you mean"]),
     "recipe mismatch": (
-        lambda t: budget_with(t, str(RECIPE), str(REPO / "export" / "openvino-int8.yaml")),
+        lambda t: budget_with(t, SHIPPED, "openvino-int8"),
         ["target.recipe", "openvino"],
     ),
     "bad recipe": (
-        lambda t: budget_with(t, str(RECIPE), str(write(t / "r.yaml", "name: r\nruntime: onnxruntime\nspeed: 3\n"))),
+        lambda t: budget_with(t, SHIPPED, str(write(t / "r.yaml", "name: r\nruntime: onnxruntime\nspeed: 3\n"))),
         ["target.recipe", "r.yaml", "speed", "unknown key"],
     ),
     "recipe opset": (
         lambda t: budget_with(
-            t, str(RECIPE), str(write(t / "r.yaml", RECIPE.read_text().replace("opset: 18", "opset: 9")))
+            t, SHIPPED, str(write(t / "r.yaml", RECIPE.read_text().replace("opset: 18", "opset: 9")))
         ),
         ["r.yaml", "opset"],
     ),
     "recipe int8 without quantization": (
         lambda t: budget_with(
-            t, str(RECIPE), str(write(t / "r.yaml", "name: r\nruntime: onnxruntime\nprecision: int8\nopset: 18\n"))
+            t, SHIPPED, str(write(t / "r.yaml", "name: r\nruntime: onnxruntime\nprecision: int8\nopset: 18\n"))
         ),
         ["r.yaml", "quantization"],
     ),

@@ -372,7 +372,7 @@ def test_emitted_run_sh_prints_the_latency_table_and_the_verdict(artifact: Path,
     from edgedistill.bench.plain import LATENCY_COLUMNS
     from edgedistill.pipeline.emit_runner import emit_runner
 
-    recipe = Path(__file__).resolve().parents[1] / "export" / "onnx-fp32.yaml"
+    recipe = Path(__file__).resolve().parents[1] / "edgedistill" / "resources" / "recipes" / "onnx-fp32.yaml"
     (tmp_path / "budget.yaml").write_text(BUDGET_YAML.format(recipe=recipe))
     dest = emit_runner(tmp_path / "device", artifact=artifact, budget=tmp_path / "budget.yaml")
     assert json.loads((dest / "budget.json").read_text())["limits"]["latency_ms"]["p99"] == 0.000001

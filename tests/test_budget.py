@@ -14,6 +14,7 @@ from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "edgedistill" / "resources" / "recipes"
 SHIPPED = sorted((REPO / "budgets").glob("*.yaml"))
 REQUIRED = {
     "demo-cpu",
@@ -36,7 +37,7 @@ def test_shipped_budget_validates(path: Path) -> None:
     assert (r.recipe.runtime, r.recipe.precision) == (r.budget.target.runtime, r.budget.target.precision)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "export").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_recipe_validates(path: Path) -> None:
     recipe = load_recipe(path)
     assert recipe.name == path.stem
@@ -44,7 +45,7 @@ def test_shipped_recipe_validates(path: Path) -> None:
 
 def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
     data = yaml.safe_load((REPO / "budgets" / "demo-cpu.yaml").read_text())
-    data["target"]["recipe"] = str(REPO / "export" / "onnxruntime-int8.yaml")
+    data["target"]["recipe"] = str(RECIPES / "onnxruntime-int8.yaml")
     mutate(data)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -131,7 +131,6 @@ train: {distiller: average-kd, steps: STEPS, checkpoint_every: 3, keep_checkpoin
 
 def _budget(tmp: Path) -> Path:
     text = (REPO / "budgets" / "demo-cpu.yaml").read_text()
-    text = text.replace("../export/onnxruntime-int8.yaml", str(REPO / "export" / "onnxruntime-int8.yaml"))
     path = tmp / "small.yaml"
     path.write_text(text.replace("height: 28, width: 28", "height: 8, width: 8"))
     return path

@@ -120,7 +120,7 @@ def _multidomain_task(tmp: Path) -> Path:
 
 def _unmeasured_budget(tmp: Path) -> Path:
     """The demo budget on an ARM device: the search ranks by MACs without timing exports here (cheaper)."""
-    text = (REPO / "budgets" / "demo-cpu.yaml").read_text().replace("recipe: ../export/", f"recipe: {REPO / 'export'}/")
+    text = (REPO / "budgets" / "demo-cpu.yaml").read_text()
     assert "family: x86" in text
     path = tmp / "arm.yaml"
     path.write_text(text.replace("family: x86", "family: arm"))

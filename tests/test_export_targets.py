@@ -22,7 +22,7 @@ from edgedistill.pipeline.export import EXPORTERS, ExportJob, export_fp32, expor
 from edgedistill.run import find_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "export"
+RECIPES = REPO / "edgedistill" / "resources" / "recipes"
 MAX_DROP = 2.0  # INT8 drop allowed on the 60-step session run (see ctx_ref)
 
 
@@ -36,7 +36,7 @@ def ctx_ref(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     budget = run / "budget.yaml"
     budget.write_text(budget.read_text().replace("max_int8_drop_pts: 1.0", f"max_int8_drop_pts: {MAX_DROP}"))
     ctx = load_context(run)
-    _, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32", RECIPES))
+    _, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
     return ctx, ref
 
 
@@ -45,7 +45,7 @@ def job(ctx_ref: tuple[RunContext, object]) -> Callable[..., ExportJob]:
     ctx, ref = ctx_ref
 
     def make(recipe: str, cls: type[ExportJob] = ExportJob, **kw: object) -> ExportJob:
-        r = find_recipe(*recipe.split("-")[:2], RECIPES) if recipe.count("-") == 1 else None
+        r = find_recipe(*recipe.split("-")[:2]) if recipe.count("-") == 1 else None
         if r is None:
             from edgedistill.recipe import load_recipe
 

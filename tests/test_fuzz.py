@@ -19,7 +19,7 @@ from edgedistill.task import load_task
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = yaml.safe_load((REPO / "budgets" / "demo-cpu.yaml").read_text())
-BUDGET["target"]["recipe"] = str(REPO / "export" / "onnxruntime-int8.yaml")
+BUDGET["target"]["recipe"] = str(REPO / "edgedistill" / "resources" / "recipes" / "onnxruntime-int8.yaml")
 TASK = yaml.safe_load((REPO / "tasks" / "demo-mnist.yaml").read_text())
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from test_bad_input import (  # the first bad-input suite's helpers and tiny task
     BUDGET,
-    RECIPE,
+    SHIPPED,
     TINY_STUDENT,
     TINY_TASK,
     TINY_TRAIN,
@@ -60,22 +60,6 @@ def assert_refused(
     code, err = run_cli(capsys, *args)
     assert_one_line(code, err, *needles)
     assert tree_digest(root) == before, "files changed"
-
-
-@pytest.fixture(scope="module")
-def tiny_budget(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return budget_with(tmp_path_factory.mktemp("b"), "height: 28, width: 28", "height: 8, width: 8", "small.yaml")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_budget: Path) -> Path:
-    """A finished 4-step ce-only run on optdigits at 8x8."""
-    from edgedistill.pipeline.train import train_run
-
-    tmp = tmp_path_factory.mktemp("tiny")
-    task = write(tmp / "task.yaml", TINY_TASK + TINY_STUDENT + TINY_TRAIN)
-    train_run(tiny_budget, task, tmp / "run", device="cpu", show_progress=False)
-    return tmp / "run"
 
 
 @pytest.fixture
@@ -214,7 +198,7 @@ def test_task_and_recipe_names_never_paths(world: Path, capsys: pytest.CaptureFi
     task = write(world / "t.yaml", (TINY_TASK + TINY_STUDENT + TINY_TRAIN).replace("name: tiny", "name: ../up"))
     assert_refused(capsys, world, *train_args(world, world / "new", task=task), needles=("t.yaml", "name"))
     recipe = write(world / "r.yaml", "name: ../r\nruntime: onnxruntime\nprecision: int8\nopset: 18\n")
-    budget = budget_with(world, str(RECIPE), str(recipe), "rb.yaml")
+    budget = budget_with(world, SHIPPED, str(recipe), "rb.yaml")
     assert_refused(capsys, world, *train_args(world, world / "new", budget=budget), needles=("r.yaml", "name"))
 
 
@@ -256,7 +240,7 @@ def test_bad_yaml_task(world: Path, capsys: pytest.CaptureFixture[str], edit: st
 SEARCH_JSON_CASES: dict[str, tuple[Callable[[dict], object], tuple[str, ...]]] = {
     "missing chosen": (lambda d: d.pop("chosen"), ("search.json", "chosen", "missing")),
     "missing budget": (lambda d: d.pop("budget"), ("search.json", "budget", "missing")),
-    "config too short": (lambda d: d["chosen"].update(config=d["chosen"]["config"][:1]), ("search.json", "stages")),
+    "config too short": (lambda d: d["chosen"].update(config=d["chosen"]["config"][:1]), ("search.json", "stage")),
     "config out of range": (lambda d: d["chosen"].update(config=[7.0, 7.0, 7.0]), ("search.json", "config")),
     "channels not numbers": (lambda d: d["chosen"].update(channels=["x"]), ("search.json", "channels")),
 }

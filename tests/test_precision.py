@@ -154,7 +154,7 @@ def _write_budget(tmp_path: Path, runtime: str, precision: str, recipe: str, nam
     path = tmp_path / f"{name}.yaml"
     path.write_text(
         f"name: {name}\ndevice: {{family: x86}}\n"
-        f"target: {{runtime: {runtime}, precision: {precision}, recipe: {REPO / 'export' / recipe}, threads: 1}}\n"
+        f"target: {{runtime: {runtime}, precision: {precision}, recipe: {recipe.removesuffix('.yaml')}, threads: 1}}\n"
         "input: {height: 28, width: 28, channels: 1}\nlimits: {params_m: 0.15}\n"
     )
     return path

@@ -35,7 +35,7 @@ from edgedistill.recipe import QADSettings, Recipe, load_recipe
 from edgedistill.run import find_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "export"
+RECIPES = REPO / "edgedistill" / "resources" / "recipes"
 MAX_DROP = 2.0  # the session run's budget (tests/conftest.py)
 STEPS = 40  # enough for the bad-PTQ case below; each QAD run is a few seconds on 2 CPU cores
 # The artifact vs its fake-quant torch model on 500 pool images (top-1 agreement %, mean |logit difference| relative
@@ -58,7 +58,7 @@ def ctx_ref(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     run = tmp_path_factory.mktemp("qad") / "run"
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint"))
     ctx = load_context(run)
-    _, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32", RECIPES))
+    _, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
     return ctx, ref
 
 

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def synthetic_run(root: Path, main_times: list[float], with_train: bool = True) 
     run = root / "run"
     (run / "export" / "onnxruntime-int8").mkdir(parents=True)
     shutil.copy(REPO / "budgets" / "demo-cpu.yaml", run / "budget.yaml")
-    shutil.copy(REPO / "export" / "onnxruntime-int8.yaml", run / "recipe.yaml")
+    shutil.copy(REPO / "edgedistill" / "resources" / "recipes" / "onnxruntime-int8.yaml", run / "recipe.yaml")
     art = run / "export" / "onnxruntime-int8"
     manifest = {
         "runtime": "onnxruntime",
@@ -173,3 +174,23 @@ def test_pareto_points_use_each_artifacts_own_accuracy() -> None:
     }
     got = {(p["label"], p["acc"]) for p in pareto_points(report, "p90")}
     assert got == {("width 0.5 (onnxruntime fp32)", 90.0), ("onnxruntime-fp32", 95.0), ("onnxruntime-int8", 94.0)}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda rec: rec["results"][0].update(stats="fast"),
+        lambda rec: rec["results"][0].update(times_ms=["slow"]),
+        lambda rec: rec.update(results=[5]),
+    ],
+    ids=["stats not a mapping", "times not numbers", "result not a mapping"],
+)
+def test_damaged_bench_record_is_listed_not_a_crash(tmp_path: Path, damage: Callable[[dict], None]) -> None:
+    run = synthetic_run(tmp_path, [0.2] * 10)
+    path = run / "export" / "onnxruntime-int8" / "bench.json"
+    record = json.loads(path.read_text())
+    damage(record)
+    path.write_text(json.dumps(record))
+    rep = write_report(run)
+    assert any(m.startswith("bench onnxruntime-int8 (unreadable") and "bench.json" in m for m in rep["missing"])
+    assert rep["verdict"] == "FAIL" and (run / "report" / "report.md").is_file()  # no timing: the limit is unmet

@@ -139,7 +139,7 @@ def test_profile_builds_a_real_table_for_a_tiny_bank(tmp_path: Path) -> None:
 
     bank = build_bank("resnet_cifar", 10, 1, base_channels=(8, 16), blocks=(1, 1), strides=(1, 2),
                       width_choices=(0.5, 1.0))  # fmt: skip
-    recipe = load_recipe(REPO / "export" / "onnxruntime-int8.yaml")
+    recipe = load_recipe(REPO / "edgedistill" / "resources" / "recipes" / "onnxruntime-int8.yaml")
     timing = Timing(runs=20, warmup=2, min_time_s=0.0)
     lut = profile_bank(bank, recipe, (1, 1, 16, 16), timing, tmp_path / "lut.json", show_progress=False)
     assert LatencyLUT.load(tmp_path / "lut.json") == lut
@@ -324,7 +324,7 @@ def test_search_cli_writes_choice_for_another_budget_and_export_uses_it(trained_
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint"))
     tight = tmp_path / "tight.yaml"
     text = (REPO / "budgets" / "demo-cpu.yaml").read_text().replace("name: demo-cpu", "name: tight")
-    tight.write_text(text.replace("macs_m: 12", "macs_m: 3").replace("../export/", str(REPO / "export") + "/"))
+    tight.write_text(text.replace("macs_m: 12", "macs_m: 3"))
     r = subprocess.run(
         [sys.executable, "-m", "edgedistill", "search", "--budget", str(tight), "--run", str(run),
          "--measure", "off", "--no-progress"],

@@ -106,7 +106,7 @@ def _write_case(
         f"train: {{distiller: {distiller}, steps: 2, num_sampled: 1, batch_labeled: 8, batch_unlabeled: 8, "
         "warmup_steps: 1, bn_calibration_images: 16, eval_batch: 64, channels_last: false}\n"
     )
-    recipe = Path(__file__).resolve().parents[1] / "export" / "onnxruntime-int8.yaml"
+    recipe = Path(__file__).resolve().parents[1] / "edgedistill" / "resources" / "recipes" / "onnxruntime-int8.yaml"
     budget.write_text(
         f"name: matrix\ndevice: {{family: {device}, accelerator: cpu}}\n"
         f"target: {{runtime: onnxruntime, precision: int8, recipe: {recipe}, threads: 1}}\n"

@@ -237,7 +237,7 @@ def _universal_task(tmp: Path) -> tuple[Path, Path]:
     task["train"] |= TINY_TRAIN
     path = tmp / "universal.yaml"
     path.write_text(yaml.safe_dump(task, sort_keys=False))
-    text = (REPO / "budgets" / "demo-cpu.yaml").read_text().replace("recipe: ../export/", f"recipe: {REPO / 'export'}/")
+    text = (REPO / "budgets" / "demo-cpu.yaml").read_text()
     budget = tmp / "arm.yaml"
     text = text.replace("max_int8_drop_pts: 1.0", "max_int8_drop_pts: 100.0")  # a 6-step net: any drop is noise
     budget.write_text(text.replace("family: x86", "family: arm"))  # ranked by MACs: no timed exports in the search

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgedistill.api.bench_results import Latency
-from edgedistill.api.stages import PathArg
+from edgedistill.api.validate import PathArg, strict_args
 from edgedistill.errors import ConfigError
 from edgedistill.options import param
 from edgedistill.registry import Registry
@@ -72,9 +72,9 @@ def export_onnx(
 
 
 def _recipe(recipe: Recipe | PathArg) -> Recipe:
-    from edgedistill.recipe import Recipe, load_recipe
+    from edgedistill.recipe import Recipe, resolve_recipe
 
-    return recipe if isinstance(recipe, Recipe) else load_recipe(Path(recipe))
+    return recipe if isinstance(recipe, Recipe) else resolve_recipe(str(recipe))
 
 
 def quantize(onnx_path: PathArg, recipe: Recipe | PathArg, calibration: np.ndarray | None, out: PathArg) -> Path:
@@ -134,6 +134,7 @@ def _openvino(onnx_path: Path, recipe: Recipe, calibration: np.ndarray | None, o
     return quantize_openvino(onnx_path, out, calibration, recipe.quantization, recipe.name)
 
 
+@strict_args
 def time_artifact(
     artifact: PathArg,
     *,

@@ -2,38 +2,30 @@
 
 Each takes the parameters of its command (`edgedistill train --help` ...), returns a typed result and raises the
 same domain errors (`edgedistill.errors`), worded with the parameter names (`resume=True`, not `--resume`).
-Paths may be `str` or `Path`. Progress bars are off unless asked for.
+Argument types are checked first, strictly (`api/validate.py`). Progress bars are off unless asked for.
 """
 
 from __future__ import annotations
 
-from os import PathLike
 from pathlib import Path
 from typing import Literal
 
 from edgedistill.api.bench_results import BenchResult, RunnerFolder
 from edgedistill.api.results import ExportResult, ProfileResult, ReportResult, SearchResult, TrainResult
+from edgedistill.api.validate import PathArg, as_path, strict_args
 from edgedistill.budget.load import DEFAULT_BUDGET
 from edgedistill.config import read_json
 from edgedistill.errors import ConfigError
 from edgedistill.options import param
 
-PathArg = str | PathLike[str]
 DEMO_RUN = "runs/demo"
 
 
-def as_path(p: PathArg | None) -> Path | None:
-    return None if p is None else Path(p)
-
-
 _OFF = {"sensitivity_images": "no sensitivity report", "sensitivity_top_k": "SQNR only"}
+_COUNTS = {name: f"a whole number ≥ 0 (0: {off})" for name, off in _OFF.items()}  # what the sensitivity options take
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{param(name)}: expected {', '.join(allowed[:-1])} or {allowed[-1]}, got '{value}'")
-
-
+@strict_args
 def train(
     budget: PathArg = DEFAULT_BUDGET,
     task: PathArg | None = None,
@@ -71,6 +63,7 @@ def train(
     return TrainResult.from_dict(summary)
 
 
+@strict_args
 def search(
     run: PathArg = DEMO_RUN,
     budget: PathArg | None = None,
@@ -93,7 +86,6 @@ def search(
     from edgedistill.pipeline.search_run import search_run
     from edgedistill.search import SearchSettings
 
-    _choice("measure", measure, ("auto", "on", "off"))
     settings = SearchSettings(
         strategy=strategy, seed=seed, population=population, evaluations=evaluations, time_budget_s=time_budget
     )
@@ -141,6 +133,7 @@ def _hw(value: str | tuple[int, int]) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+@strict_args
 def profile(
     run: PathArg = DEMO_RUN,
     *,
@@ -170,6 +163,7 @@ def profile(
     return ProfileResult(path=Path(path), lut=lut)
 
 
+@strict_args(expect=_COUNTS)
 def export(
     run: PathArg = DEMO_RUN,
     *,
@@ -201,14 +195,11 @@ def export(
     """
     from edgedistill.pipeline.export import auto_notes, export_run
 
-    _choice("fallback", fallback, ("none", "auto", "qat"))
-    if precision is not None:
-        _choice("precision", precision, ("int8", "fp16", "fp32"))
     if calibration_samples is not None and calibration_samples < 1:
         raise ConfigError(f"{param('calibration_samples')}: expected at least 1, got {calibration_samples}")
     for name, value in (("sensitivity_images", sensitivity_images), ("sensitivity_top_k", sensitivity_top_k)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ConfigError(f"{param(name)}: expected a whole number ≥ 0 (0: {_OFF[name]}), got {value!r}")
+        if value is not None and value < 0:
+            raise ConfigError(f"{param(name)}: expected {_COUNTS[name]}, got {value!r}")
     manifests = export_run(
         Path(run),
         budget=as_path(budget),
@@ -227,6 +218,7 @@ def export(
     return ExportResult(run=Path(run), manifests=tuple(manifests), notes=tuple(notes))
 
 
+@strict_args
 def bench(
     run: PathArg | None = None,
     *,
@@ -275,6 +267,7 @@ def bench(
     return BenchResult.from_dict(record)
 
 
+@strict_args
 def emit_runner(
     out: PathArg,
     *,
@@ -293,6 +286,7 @@ def emit_runner(
     return RunnerFolder(path=folder, instructions=lines[2] if len(lines) > 2 else "")
 
 
+@strict_args
 def report(run: PathArg = DEMO_RUN, *, out: PathArg | None = None, budget: PathArg | None = None) -> ReportResult:
     """Merge the run's train, search, export and bench JSON into report.md + report.json + plots."""
     from edgedistill.pipeline.report import write_report

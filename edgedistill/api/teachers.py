@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgedistill.api.results import BudgetEntry, BudgetList, FinetuneResult, RankedTeacher, TeacherRanking
-from edgedistill.api.stages import PathArg, as_path
+from edgedistill.api.validate import PathArg, as_path, strict_args
 from edgedistill.errors import EdgedistillError
 
 ALL_METRICS = ("knn", "linear", "logme", "leep")
 TEACHER_CACHE = "runs/teacher-cache"
 
 
+@strict_args
 def rank_teachers(
     task: PathArg | None = None,
     similarity: str | Sequence[str] | None = None,
@@ -34,6 +35,7 @@ def rank_teachers(
     return TeacherRanking(task=name, metrics=tuple(metrics), teachers=teachers)
 
 
+@strict_args
 def finetune_teacher(
     task: PathArg | None = None,
     teacher: str | int = "best",
@@ -73,6 +75,7 @@ def finetune_teacher(
     )
 
 
+@strict_args
 def budgets(path: PathArg = "budgets") -> BudgetList:
     """Load every budget file in `path` (a folder or one file); invalid ones carry their error instead.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 from collections.abc import Callable
@@ -37,10 +38,43 @@ def add_timing_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="result JSON path")
 
 
+MAX_BATCH = 4096  # images per timed call: a larger batch is a throughput test, and its input may not fit memory
+MAX_CALLS = 10**6  # timed calls (--runs) and untimed ones (--warmup)
+MAX_SECONDS = 3600  # --min-time, --warmup-time
+
+
+def max_threads() -> int:
+    """The most intra-op threads a run may ask for: 4 per logical CPU (10,000 threads hang the runtime)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def timing_problem(
+    threads: int, batch: int, runs: int, warmup: int, min_time: float, warmup_time: float
+) -> tuple[str, str] | None:
+    """(option, message) for the first timing value out of bounds, else None; `bench` and every runner check these.
+
+    Checked before anything runs: an infinite `min_time` overflowed inside the runner, 10,000 threads hung it.
+    """
+    cpus = f" (4 per logical CPU, {os.cpu_count() or 1} here)"
+    bounds: dict[str, tuple[float, float, float, str]] = {
+        "threads": (threads, 1, max_threads(), cpus),
+        "batch": (batch, 1, MAX_BATCH, ""),
+        "runs": (runs, 1, MAX_CALLS, ""),
+        "warmup": (warmup, 0, MAX_CALLS, ""),
+        "min_time": (min_time, 0, MAX_SECONDS, " seconds"),
+        "warmup_time": (warmup_time, 0, MAX_SECONDS, " seconds"),
+    }
+    for name, (value, low, high, unit) in bounds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            return name, f"expected {low} to {high}{unit}, got {value}"
+    return None
+
+
 def check_timing_args(args: argparse.Namespace) -> None:
-    """Reject non-positive counts with a one-line error."""
-    if args.threads < 1 or args.batch < 1 or args.runs < 1 or min(args.warmup, args.min_time, args.warmup_time) < 0:
-        raise BenchError("need --threads, --batch, --runs >= 1 and --warmup, --warmup-time, --min-time >= 0")
+    """Reject counts and times out of bounds (`timing_problem`) with a one-line error naming the option."""
+    bad = timing_problem(args.threads, args.batch, args.runs, args.warmup, args.min_time, args.warmup_time)
+    if bad:
+        raise BenchError(f"--{bad[0].replace('_', '-')}: {bad[1]}")
 
 
 def load_input(source: str, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 from edgedistill.budget.spec import AUTO, Budget, ResolvedBudget
 from edgedistill.config import load_yaml_model
 from edgedistill.errors import BudgetError, ConfigError
-from edgedistill.recipe import load_recipe
+from edgedistill.recipe import resolve_recipe
 
 DEFAULT_BUDGET = Path("budgets/demo-cpu.yaml")
 
@@ -23,11 +23,8 @@ def load_budget(path: str | Path) -> ResolvedBudget:
         budget = load_yaml_model(p, Budget)
     except ConfigError as e:
         raise BudgetError(str(e)) from None
-    recipe_path = (p.parent / budget.target.recipe).resolve()
-    if not recipe_path.is_file():
-        raise BudgetError(f"{p}: target.recipe: file not found: {budget.target.recipe} (looked in {recipe_path})")
     try:
-        recipe = load_recipe(recipe_path)
+        recipe = resolve_recipe(budget.target.recipe, p.parent)
     except ConfigError as e:
         raise BudgetError(f"{p}: target.recipe: {e}") from None
     for field in ("runtime", "precision"):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edgedistill.config import SafeName, StrictModel
+from edgedistill.config import Float, Int, NotBool, SafeName, StrictModel
 from edgedistill.recipe import Recipe
 from edgedistill.runtimes import Runtime, check_runtime_precision, runtime_spec
 
@@ -29,9 +29,10 @@ class Target(StrictModel):
     runtime: Runtime
     precision: TargetPrecision = Field(description="fp32 | fp16 | int8, or auto: bench deploys the fastest that fits")
     recipe: str = Field(
-        description="path of the export recipe, relative to the budget file (precision auto: the int8 recipe)"
+        description="export recipe: a shipped name (`onnxruntime-int8`) or a YAML path relative to the budget file "
+        "(precision auto: the int8 recipe)"
     )
-    threads: int = Field(1, ge=1, le=256)
+    threads: Int = Field(1, ge=1, le=256)
 
     @model_validator(mode="after")
     def _runtime_has_precision(self) -> Target:
@@ -46,10 +47,10 @@ class Target(StrictModel):
 class InputSpec(StrictModel):
     """Model input, NCHW."""
 
-    height: int = Field(gt=0, le=4096)
-    width: int = Field(gt=0, le=4096)
-    channels: Literal[1, 3] = 3
-    batch: int = Field(1, ge=1, le=1024)
+    height: Int = Field(gt=0, le=4096)
+    width: Int = Field(gt=0, le=4096)
+    channels: Annotated[Literal[1, 3], NotBool] = 3
+    batch: Int = Field(1, ge=1, le=1024)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -60,10 +61,10 @@ class InputSpec(StrictModel):
 class LatencyLimit(StrictModel):
     """Latency limits in milliseconds at one or more percentiles."""
 
-    p50: float | None = Field(None, gt=0)
-    p90: float | None = Field(None, gt=0)
-    p99: float | None = Field(None, gt=0)
-    mean: float | None = Field(None, gt=0)
+    p50: Float | None = Field(None, gt=0)
+    p90: Float | None = Field(None, gt=0)
+    p99: Float | None = Field(None, gt=0)
+    mean: Float | None = Field(None, gt=0)
 
     def items(self) -> list[tuple[str, float]]:
         """The set limits as (statistic, ms)."""
@@ -74,15 +75,15 @@ class Limits(StrictModel):
     """Hard limits; any of them may be omitted."""
 
     latency_ms: LatencyLimit | None = None
-    params_m: float | None = Field(None, gt=0, description="millions of parameters")
-    macs_m: float | None = Field(None, gt=0, description="millions of multiply-accumulates per image")
-    peak_memory_mb: float | None = Field(None, gt=0, description="peak resident memory of the runtime process")
+    params_m: Float | None = Field(None, gt=0, description="millions of parameters")
+    macs_m: Float | None = Field(None, gt=0, description="millions of multiply-accumulates per image")
+    peak_memory_mb: Float | None = Field(None, gt=0, description="peak resident memory of the runtime process")
 
 
 class AccuracyPolicy(StrictModel):
     """Accuracy guard for reduced precision."""
 
-    max_int8_drop_pts: float = Field(
+    max_int8_drop_pts: Float = Field(
         1.0, ge=0, le=100, description="largest FP32 → INT8 (and, under precision auto, FP16) test accuracy drop"
     )
     metric: Literal["top1", "balanced"] = Field(

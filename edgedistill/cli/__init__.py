@@ -39,6 +39,20 @@ def _register() -> None:
         module.register(app)
 
 
+INTERRUPTED = (
+    "interrupted (Ctrl-C); files are written whole or not at all, so what was there before is intact "
+    "(a run being replaced with --overwrite is kept until the new one is complete)"
+)
+
+
+def os_error_line(e: OSError) -> str:
+    """`FILE: reason` for an OSError, the file name shortened to 160 characters."""
+    name = str(e.filename) if e.filename is not None else ""
+    short = name if len(name) <= 160 else f"{name[:80]}…{name[-79:]}"
+    reason = e.strerror or e.__class__.__name__
+    return f"{short}: {reason}" if short else f"{reason} ({e})"
+
+
 def _fail(message: str, code: int) -> NoReturn:
     one_line = message.strip().replace("\r", "\\r").replace("\n", "\\n")  # user text may hold line breaks
     console(stderr=True).print(f"[bold red]error:[/] {escape(one_line)}", highlight=False, markup=True)
@@ -59,8 +73,14 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{where}: {' '.join(e.format_message().split())} (see --help)", e.exit_code)
     except cx.ClickException as e:
         _fail(" ".join(e.format_message().split()), e.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt) as e:  # click turns Ctrl-C into Abort
+        if isinstance(e, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt):
+            _fail(INTERRUPTED, 130)
         _fail("aborted", 1)
     except EdgedistillError as e:
         _fail(str(e), e.exit_code)
+    except OSError as e:  # the file system refused (name too long, link loop, read-only, disk full): say which file
+        _fail(os_error_line(e), 2)
+    if code == 130:  # typer turns Ctrl-C into Exit(130), silently
+        _fail(INTERRUPTED, 130)
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) returns n outside standalone mode

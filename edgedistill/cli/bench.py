@@ -12,12 +12,12 @@ def bench(
     run: Annotated[Path | None, typer.Option(help="run folder: benchmarks the budget's artifact")] = None,
     artifact: Annotated[Path | None, typer.Option(help="an artifact folder (runs/NAME/export/TARGET)")] = None,
     budget: Annotated[Path | None, typer.Option(help="judge against this budget (default: the run's)")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="default: the budget's target.threads")] = None,
-    runs: Annotated[int, typer.Option(min=10, help="minimum timed calls")] = 200,
-    min_time: Annotated[float, typer.Option(min=0, help="minimum seconds of timed calls")] = 1.0,
+    threads: Annotated[int | None, typer.Option(min=1, help="default: the budget's target.threads; max 4/CPU")] = None,
+    runs: Annotated[int, typer.Option(min=10, help="minimum timed calls (at most 1,000,000)")] = 200,
+    min_time: Annotated[float, typer.Option(min=0, help="minimum seconds of timed calls (at most 3600)")] = 1.0,
     warmup: Annotated[int, typer.Option(min=0, help="untimed calls first")] = 20,
     warmup_time: Annotated[float, typer.Option(min=0, help="minimum seconds of untimed calls")] = 0.0,
-    batch: Annotated[int | None, typer.Option(min=1, help="default: the budget's input.batch")] = None,
+    batch: Annotated[int | None, typer.Option(min=1, help="default: the budget's input.batch; at most 4096")] = None,
     input: Annotated[
         str, typer.Option(help="random | calibration (real target images; times pre/infer/post) | FILE.npy")
     ] = "random",

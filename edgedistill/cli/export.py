@@ -16,7 +16,9 @@ def export(
     run: Annotated[Path, typer.Option(help="run folder made by `edgedistill train`")] = Path("runs/demo"),
     budget: Annotated[Path | None, typer.Option(help="another budget for the same bank (default: the run's)")] = None,
     target: Annotated[str | None, typer.Option(help="runtime override: onnxruntime | openvino | tensorrt")] = None,
-    recipe: Annotated[Path | None, typer.Option(help="export recipe file, e.g. export/openvino-int8-ac.yaml")] = None,
+    recipe: Annotated[
+        Path | None, typer.Option(help="export recipe: a shipped name (openvino-int8-ac) or a YAML file")
+    ] = None,
     int8: Annotated[bool, typer.Option("--int8", help="INT8 (static PTQ)")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16")] = False,
     fp32: Annotated[bool, typer.Option("--fp32", help="FP32 only")] = False,

@@ -20,7 +20,7 @@ def search(
     upem: Annotated[
         str, typer.Option(help="agreement-widest | agreement | entropy | discrepancy (needs OSTC heads)")
     ] = "agreement-widest",
-    seed: Annotated[int, typer.Option(help="strategy seed")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="strategy seed")] = 0,
     population: Annotated[int, typer.Option(min=2, help="evolutionary population")] = 100,
     evaluations: Annotated[int, typer.Option(min=1, help="evolutionary: configs scored at most")] = 500,
     time_budget: Annotated[

@@ -43,7 +43,9 @@ def finetune(
         str, typer.Option(help="best (highest task similarity) | index in the task's list | a source string")
     ] = "best",
     steps: Annotated[int | None, typer.Option(help="training steps (default: the task's train.steps)")] = None,
-    seed: Annotated[int | None, typer.Option(help="seed (default: the task's train.seed)")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=2**32 - 1, help="seed (default: the task's train.seed)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="write the result as JSON here")] = None,
     cache: Annotated[Path, typer.Option(help="teacher cache folder (for ranking)")] = Path("runs/teacher-cache"),
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto")] = "auto",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edgedistill.config import StrictModel
+from edgedistill.config import Float, Int, NotBool, Seed, StrictModel
 
 
 class DomainConfig(StrictModel):
@@ -17,8 +17,8 @@ class DomainConfig(StrictModel):
     )
     name: str | None = Field(None, description="name in run records (default: the source; imagefolder:<folder>)")
     root: str | None = Field(None, description="imagefolder: folder searched at any depth for images (no labels)")
-    images: int | None = Field(None, ge=1, description="seeded subsample of this many images (None = all)")
-    box: int | None = Field(
+    images: Int | None = Field(None, ge=1, description="seeded subsample of this many images (None = all)")
+    box: Int | None = Field(
         None, ge=1, description="resize into a box×box square centred in the target's frame (None = the whole frame)"
     )
     invert: bool = Field(False, description="255 − pixels, to match the target's polarity")
@@ -31,11 +31,11 @@ class LabeledDomainConfig(StrictModel):
     source: str = Field(description="registered target dataset: mnist | optdigits | ising | imagefolder")
     name: str | None = Field(None, description="name in run records and class names (default: the source)")
     root: str | None = Field(None, description="imagefolder: folder with train/<class>/ and test/<class>/")
-    image_size: int | None = Field(None, gt=0, le=4096, description="imagefolder: resize to this square size on load")
-    labels_per_class: int = Field(10, ge=1, description="labeled images per class, from the domain's train split")
-    unlabeled: int | None = Field(None, ge=1, description="subsample the domain's unlabeled pool to this many images")
-    test: int | None = Field(None, ge=1, description="subsample the domain's test split")
-    box: int | None = Field(
+    image_size: Int | None = Field(None, gt=0, le=4096, description="imagefolder: resize to this square size on load")
+    labels_per_class: Int = Field(10, ge=1, description="labeled images per class, from the domain's train split")
+    unlabeled: Int | None = Field(None, ge=1, description="subsample the domain's unlabeled pool to this many images")
+    test: Int | None = Field(None, ge=1, description="subsample the domain's test split")
+    box: Int | None = Field(
         None, ge=1, description="resize into a box×box square centred in the target's frame (None = the whole frame)"
     )
     invert: bool = Field(False, description="255 − pixels, to match the target's polarity")
@@ -49,16 +49,16 @@ class DataConfig(StrictModel):
         "mnist", description="registered target: mnist | optdigits | ising | groceries | groceries-coarse | imagefolder"
     )
     root: str | None = Field(None, description="ImageFolder root (imagefolder only)")
-    channels: Literal[1, 3] = 3
-    image_size: int | None = Field(
+    channels: Annotated[Literal[1, 3], NotBool] = 3
+    image_size: Int | None = Field(
         None, gt=0, le=4096, description="ImageFolder: resize images to this square size on load"
     )
-    labels_per_class: int = Field(10, ge=1)
-    unlabeled: int | None = Field(None, ge=1, description="subsample the target's unlabeled pool to this many images")
-    test: int | None = Field(None, ge=1, description="subsample the test split")
-    seed: int = 0
-    mean: list[float] | None = None
-    std: list[float] | None = None
+    labels_per_class: Int = Field(10, ge=1)
+    unlabeled: Int | None = Field(None, ge=1, description="subsample the target's unlabeled pool to this many images")
+    test: Int | None = Field(None, ge=1, description="subsample the test split")
+    seed: Seed = 0
+    mean: list[Float] | None = None
+    std: list[Float] | None = None
     on_corrupt: Literal["error", "skip"] = Field(
         "error", description="ImageFolder: an unreadable image fails the run, or is skipped and listed"
     )

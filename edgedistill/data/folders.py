@@ -7,6 +7,7 @@ the run naming the file, or (`data.on_corrupt: skip`) are skipped and returned i
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -36,14 +37,17 @@ def read_image(path: Path | BinaryIO, channels: int, size: tuple[int, int] | Non
     """One image as uint8 (channels, H, W), converted and resized; `Unreadable` when PIL cannot decode it."""
     from PIL import Image, UnidentifiedImageError
 
+    bomb = (Image.DecompressionBombError, Image.DecompressionBombWarning)  # > 89 MP: refused, not warned about
     try:
-        with Image.open(path) as raw:
-            im = raw.convert("L" if channels == 1 else "RGB")  # forces the full decode: truncation shows here
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as raw:
+                im = raw.convert("L" if channels == 1 else "RGB")  # forces the full decode: truncation shows here
+                if size is not None and im.size != (size[1], size[0]):
+                    im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8)
     # PIL reports broken files as OSError, SyntaxError (some plugins), ValueError or a decompression bomb.
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, *bomb) as e:
         raise Unreadable(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 

@@ -100,6 +100,13 @@ def build_manifest(
 
 def calibration_set(ctx: RunContext, samples: int, allow_small: bool, seed: int = 0) -> tuple[np.ndarray, str]:
     """Normalised float32 calibration images from the unlabeled target pool, and their sha256."""
+    check_calibration(ctx, samples, allow_small)
+    x = pool_images(ctx.data, ctx.pre, samples, seed).numpy().astype(np.float32)
+    return x, hashlib.sha256(x.tobytes()).hexdigest()
+
+
+def check_calibration(ctx: RunContext, samples: int, allow_small: bool) -> None:
+    """Refuse a calibration count the run cannot serve (before anything is exported)."""
     if samples < MIN_CALIBRATION and not allow_small:
         raise ExportError(
             f"calibration needs ≥ {MIN_CALIBRATION} real target images, asked for {samples}; "
@@ -112,8 +119,6 @@ def calibration_set(ctx: RunContext, samples: int, allow_small: bool, seed: int 
             f"the task, or pass {opt('calibration_samples', pool)}"
             + ("" if pool >= MIN_CALIBRATION else f" {opt('allow_small_calibration')}")
         )
-    x = pool_images(ctx.data, ctx.pre, samples, seed).numpy().astype(np.float32)
-    return x, hashlib.sha256(x.tobytes()).hexdigest()
 
 
 @dataclass

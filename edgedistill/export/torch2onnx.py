@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,20 @@ from edgedistill.io import atomic_write
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _interrupted(e: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def torch_to_onnx(
@@ -61,7 +76,10 @@ def torch_to_onnx(
     try:
         atomic_write(path, write)
     except Exception as e:  # the exporter raises many types; all mean "this model did not export"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if _interrupted(e):  # the exporter wraps Ctrl-C in its own error: it is still Ctrl-C
+            raise KeyboardInterrupt from None
+        text = ANSI.sub("", str(e)).strip()  # the exporter colours its messages
+        first = text.splitlines()[0] if text else type(e).__name__
         raise ExportError(f"{path}: ONNX export failed ({first})") from e
     finally:
         model.train(was_training)

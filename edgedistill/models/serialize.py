@@ -86,10 +86,12 @@ def _load(path: Path, slim: bool) -> SlimmableBank:
     if not isinstance(family, str) or family not in STUDENTS:
         raise CheckpointError(f"{path}: unknown student family {family!r}; known: {', '.join(STUDENTS.names())}")
     try:
-        net = STUDENTS.get(family)(**spec)
-    except (TypeError, ValueError) as e:
+        with torch.device("meta"):  # shapes only: a spec claiming huge layers allocates nothing before the check
+            shapes = STUDENTS.get(family)(**spec).state_dict()
+    except (TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: spec does not build a {family} {kind}: {e}") from e
-    check_tensors(path, net.state_dict(), tensors)
+    check_tensors(path, shapes, tensors)
+    net = STUDENTS.get(family)(**spec)
     net.load_state_dict(tensors, strict=True)
     return net.eval()
 

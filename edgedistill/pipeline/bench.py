@@ -12,13 +12,15 @@ import numpy as np
 
 from edgedistill.bench.launch import run_isolated
 from edgedistill.bench.pays import int8_speedups
+from edgedistill.bench.record import max_threads, timing_problem
 from edgedistill.bench.verdict import LimitCheck, accuracy_check, check_budget, overall
 from edgedistill.budget import is_auto
-from edgedistill.errors import BenchError
+from edgedistill.errors import BenchError, ConfigError
 from edgedistill.export.manifest import Manifest, read_manifest
 from edgedistill.io import atomic_write, atomic_write_json, sha256_file
-from edgedistill.options import command, is_cli, opt
+from edgedistill.options import command, is_cli, opt, param
 from edgedistill.run import FP32_TARGET, RunDir, run_budget
+from edgedistill.rundir_guard import writes_run
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,8 @@ class BenchOptions:
     """Timing options passed to every runner (see `python -m edgedistill.bench.runner --help`).
 
     `threads`/`batch` None: the budget's. `input`: "random", "calibration" (real images from the run's
-    unlabeled pool; raw uint8 when at the model size, so pre/infer/post are timed) or a .npy path.
+    unlabeled pool; raw uint8 when at the model size, so pre/infer/post are timed) or a .npy path. A value out of
+    bounds (`timing_problem`: at most 4 threads per CPU, batch 4096, an hour) is a `ConfigError` naming the option.
     """
 
     threads: int | None = None
@@ -37,6 +40,18 @@ class BenchOptions:
     warmup_time_s: float = 0.0
     input: str = "random"
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        bad = timing_problem(
+            1 if self.threads is None else self.threads,  # None: the budget's, checked in `bench_run`
+            1 if self.batch is None else self.batch,
+            self.runs,
+            self.warmup,
+            self.min_time_s,
+            self.warmup_time_s,
+        )
+        if bad:
+            raise ConfigError(f"{param(bad[0])}: {bad[1]}")
 
     def args(self, threads: int, batch: int, input_path: str) -> list[str]:
         return [
@@ -67,6 +82,7 @@ def calibration_input(run: Path, manifest: Manifest, out: Path) -> Path:
     return atomic_write(out, write)
 
 
+@writes_run("bench")
 def bench_run(
     run: Path | None = None,
     *,
@@ -96,6 +112,9 @@ def bench_run(
     opts = options or BenchOptions()
     t = opts.threads or resolved.budget.target.threads
     b = opts.batch or resolved.budget.input.batch
+    if t > max_threads():
+        flag = opt("threads", "N", meta=True)
+        raise ConfigError(f"{resolved.path}: target.threads: {t} is over {max_threads()} for this machine; give {flag}")
     first = rd.export_dir(FP32_TARGET) if auto else Path(artifact or rd.export_dir(resolved.recipe.target))
     if not (first / "manifest.json").is_file():
         raise BenchError(f"{first}: no exported artifact; run `{command('export', run=rd.root)}` first")

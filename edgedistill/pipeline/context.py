@@ -10,7 +10,7 @@ from edgedistill.export.job import RunContext
 from edgedistill.inputs import preprocess_for
 from edgedistill.models import load_bank, load_subnet
 from edgedistill.pipeline.search import choose_subnet
-from edgedistill.run import RunDir, read_choice, run_budget, stored_choice
+from edgedistill.run import RunDir, read_choice, run_budget, search_paths, stored_choice
 from edgedistill.task import load_task
 
 
@@ -30,10 +30,11 @@ def load_context(run: Path, budget: Path | None = None) -> RunContext:
     name = resolved.budget.name
     stored = stored_choice(rd, name, trained_for)
     if stored is None and (budget is None or name == trained_for):
-        stored = read_choice(rd.search_json) | {"subnet": str(rd.require(rd.subnet, "edgedistill train"))}
+        stored = read_choice(rd.search_json)
+        rd.require(rd.subnet, "edgedistill train")
     if stored is not None:
         chosen = stored["chosen"]
-        path = Path(str(stored.get("subnet") or rd.subnet))
+        path = search_paths(rd, name, trained_for).subnet  # where the run keeps it, never a path read from a record
         subnet = load_subnet(path)
         if len(chosen["config"]) != subnet.num_stages:
             raise ConfigError(

@@ -19,6 +19,7 @@ from edgedistill.export.job import (
     Fallback,
     RunContext,
     build_manifest,
+    check_calibration,
     reference_info,
 )
 from edgedistill.export.manifest import Manifest, read_manifest, write_manifest
@@ -27,8 +28,9 @@ from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
 from edgedistill.options import is_cli, opt, param
 from edgedistill.outputs import check_output_dir, inside
 from edgedistill.pipeline.context import load_context
-from edgedistill.recipe import QADSettings, Recipe, load_recipe
+from edgedistill.recipe import QADSettings, Recipe, resolve_recipe
 from edgedistill.run import FP32_TARGET, RunDir, find_recipe, run_budget
+from edgedistill.rundir_guard import writes_run
 from edgedistill.runtimes import RUNTIME_SPECS, check_runtime_precision
 
 __all__ = ["EXPORTERS", "FP32_TARGET", "MIN_CALIBRATION", "ExportJob", "export_fp32", "export_run"]
@@ -64,7 +66,10 @@ def _resolve_recipe(ctx: RunContext, runtime: str | None, precision: str | None,
                 f"{param('recipe')} already names the runtime and precision; drop "
                 + ("--target/--int8/--fp16/--fp32" if is_cli() else "target and precision")
             )
-        return load_recipe(recipe)
+        try:
+            return resolve_recipe(str(recipe))
+        except ConfigError as e:
+            raise ConfigError(f"{param('recipe')}: {e}") from None
     if runtime is None and precision is None:
         return ctx.resolved.recipe
     rt = runtime or ctx.resolved.budget.target.runtime
@@ -86,6 +91,7 @@ def _resolve_recipe(ctx: RunContext, runtime: str | None, precision: str | None,
     return find_recipe(rt, prec)
 
 
+@writes_run("export")
 def export_run(
     run: Path,
     *,
@@ -125,10 +131,7 @@ def export_run(
         if value is not None and chosen.precision != "int8":
             raise ConfigError(f"{param(name)}: the sensitivity report needs an int8 target, not {chosen.target}")
     exporter = EXPORTERS.get(chosen.target) if chosen.target != FP32_TARGET else None
-    for target in {FP32_TARGET, chosen.target}:  # artifact folders are the run's own: never a link out of it
-        d = ctx.rd.export_dir(target)
-        check_output_dir(d, param("run"))
-        inside(ctx.rd.root, d, "an artifact folder")
+    _check_targets(ctx, [chosen], calibration_samples, allow_small_calibration)
     fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
     if exporter is None:
         return [fp32_manifest]
@@ -136,6 +139,17 @@ def export_run(
     job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small_calibration, fallback)
     job.sensitivity_images, job.sensitivity_top_k = sensitivity_images, sensitivity_top_k
     return [fp32_manifest, export_with_qad(job, exporter) if fallback in ("auto", "qat") else exporter(job)]
+
+
+def _check_targets(ctx: RunContext, recipes: list[Recipe], samples: int | None, allow_small: bool) -> None:
+    """Before the FP32 reference is written: artifact folders inside the run, a calibration set the run can serve."""
+    for target in {FP32_TARGET, *(r.target for r in recipes)}:  # the run's own folders: never a link out of it
+        d = ctx.rd.export_dir(target)
+        check_output_dir(d, param("run"))
+        inside(ctx.rd.root, d, "an artifact folder")
+    for r in recipes:
+        if r.quantization is not None and r.precision == "int8":
+            check_calibration(ctx, samples or r.quantization.calibration.samples, allow_small)
 
 
 def _with_qad(chosen: Recipe, fallback: Fallback, steps: int | None, lr: float | None) -> Recipe:
@@ -166,10 +180,7 @@ def _export_auto(
     leaves it out of the decision, and the report says why.
     """
     candidates = auto_candidates(ctx.resolved)
-    for target in {FP32_TARGET, *(r.target for r in candidates.recipes)}:
-        d = ctx.rd.export_dir(target)
-        check_output_dir(d, param("run"))
-        inside(ctx.rd.root, d, "an artifact folder")
+    _check_targets(ctx, list(candidates.recipes), calibration_samples, allow_small)
     fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
     manifests = [fp32_manifest]
     fp32_path = ctx.rd.export_dir(FP32_TARGET) / "model.onnx"

@@ -171,10 +171,10 @@ def choose_subnet(
     save_subnet(subnet.cpu(), paths.subnet)
     record = result.to_json() | {
         "budget": b.name,
-        "latency_table": str(lut_path) if lut is not None else None,
-        "subnet": str(paths.subnet),
+        "latency_table": rd.relative(lut_path) if lut is not None else None,
+        "subnet": rd.relative(paths.subnet),
         "subnet_sha256": sha256_file(paths.subnet),
-        "pareto": str(paths.plot),
+        "pareto": rd.relative(paths.plot),
     }
     atomic_write_json(paths.json, record)
     pareto_plot(result, b.limits, b.name, paths.plot)

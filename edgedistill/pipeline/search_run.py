@@ -15,6 +15,7 @@ from edgedistill.options import param
 from edgedistill.outputs import check_replace, json_marked
 from edgedistill.pipeline.search import MeasureMode, choose_subnet
 from edgedistill.run import RunDir, SearchPaths, find_recipe, run_budget
+from edgedistill.rundir_guard import writes_run
 from edgedistill.runtimes import RUNTIME_SPECS
 from edgedistill.search.lut import LUT_FORMAT, LatencyLUT, lut_name
 from edgedistill.search.measure import ARTIFACT_BUILDERS, Timing
@@ -32,6 +33,7 @@ def _bank(rd: RunDir, channels: int | None = None, source: str | None = None) ->
     return bank
 
 
+@writes_run("search")
 def search_run(
     run: Path,
     budget: Path | None,
@@ -69,6 +71,7 @@ def search_run(
     return result, paths, resolved
 
 
+@writes_run("profile")
 def profile_run(
     run: Path,
     *,

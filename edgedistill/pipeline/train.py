@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from edgedistill.budget import ResolvedBudget, load_budget
+from edgedistill.config import validate_as
 from edgedistill.data import Preprocess, TaskData, build_task_data
 from edgedistill.distill import distributed
 from edgedistill.distill.amp import deterministic, resolve_device
@@ -24,8 +25,8 @@ from edgedistill.inputs import calibration_batches, preprocess_for
 from edgedistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from edgedistill.models import SlimmableBank, build_bank, memory_format, recalibrate_bn, save_bank
 from edgedistill.options import opt, param
-from edgedistill.outputs import check_output_dir, claim_dir, marker_kind, remove_owned_dir
 from edgedistill.pipeline.search import choose_subnet
+from edgedistill.pipeline.train_dir import TrainDir, build_dir, check_out, open_dir
 from edgedistill.pipeline.universal import domain_sampling, universal_evaluation
 from edgedistill.run import RunDir
 from edgedistill.task import TaskConfig, choose_family, load_task
@@ -48,21 +49,6 @@ def build_student(task: TaskConfig, resolved: ResolvedBudget, num_classes: int) 
         )
     except (TypeError, ValueError) as e:  # options the family does not take, or values it rejects
         raise ConfigError(f"task '{task.name}': student.options {s.options}: {family}: {e}") from None
-
-
-def _check_out(rd: RunDir, resume: bool, overwrite: bool) -> None:
-    """Refuse, before anything is read or written, a `--out` whose files would be lost or replaced."""
-    check_output_dir(rd.root, param("out"), replace=overwrite, kinds=("run",) if resume else ())
-    if rd.root.is_dir() and any(rd.root.iterdir()) and not (resume or overwrite):
-        what = "run folder exists" if marker_kind(rd.root) == "run" else "folder exists and is not empty"
-        raise ConfigError(f"{rd.root}: {what}; pass {opt('resume')} to continue it or {opt('overwrite')} to replace it")
-
-
-def _prepare_dir(rd: RunDir, overwrite: bool) -> None:
-    """After every input was checked: delete an edgedistill run folder for `--overwrite`, create and mark `--out`."""
-    if overwrite:
-        remove_owned_dir(rd.root, param("out"))
-    claim_dir(rd.root, "run")
 
 
 def _resolve_inputs(
@@ -153,39 +139,57 @@ def train_run(
         The summary also written to `out/train.json`.
     """
     start = time.perf_counter()
-    with distributed.joined(resolve_device(device)) as (dd, dev):
-        rd = RunDir(out)
-        if dd.is_main:  # the other ranks would see rank 0's new folder; every input is checked before any write
-            _check_out(rd, resume, overwrite)
-        resolved, cfg, base = _resolve_inputs(rd, budget, task, resume)
-        updates = {k: v for k, v in {"steps": steps, "distiller": distiller}.items() if v is not None}
-        if updates:
-            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=updates)})
-        try:
-            DISTILLERS.get(cfg.train.distiller)  # unknown names fail before any work
-        except RegistryError as e:
-            raise ConfigError(f"{param('distiller')}: {e}") from None
-        data = build_task_data(cfg.data, base)
-        checked = _check_teachers(cfg, base)
-        with dd.main_first():
-            if dd.is_main:
-                _prepare_dir(rd, overwrite)
-                _write_inputs(rd, cfg, resolved, data)
-        show = show_progress and dd.is_main
-        stages = {"data_seconds": time.perf_counter() - start}
-        with dd.main_first():  # rank 0 fills the teacher cache; the others read it
-            targets, reports = teacher_targets(cfg, data, teacher_cache or rd.teachers, dev, base, show, checked)
-        stages["teachers_seconds"] = time.perf_counter() - start - sum(stages.values())
-        pre = preprocess_for(resolved, data)
-        bank = build_student(cfg, resolved, data.num_classes)
-        with deterministic(cfg.train.deterministic):
-            state = distill(
-                bank, data, pre, cfg.train, rd.root, dev, targets, resume, show_progress=show, domains=data.domains
-            )
-        if not dd.is_main:  # rank 0 evaluates, searches and writes the run folder
-            return {"rank": dd.rank, "run": str(rd.root), "steps": state.steps}
-    stages["train_seconds"] = state.seconds
-    return _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev, dd.world, show_progress, stages)
+    held: TrainDir | None = None
+    try:
+        with distributed.joined(resolve_device(device)) as (dd, dev):
+            if dd.is_main:  # the other ranks would see rank 0's new folder; every input is checked before any write
+                check_out(out, resume, overwrite)
+            rd = build_dir(out, overwrite)
+            resolved, cfg, base = _resolve_inputs(RunDir(out), budget, task, resume)
+            updates = {k: v for k, v in {"steps": steps, "distiller": distiller}.items() if v is not None}
+            if updates:  # validated like the task file's own values (bounds, types)
+                train = validate_as(type(cfg.train), cfg.train.model_dump() | updates, "train options")
+                cfg = cfg.model_copy(update={"train": train})
+            try:
+                DISTILLERS.get(cfg.train.distiller)  # unknown names fail before any work
+            except RegistryError as e:
+                raise ConfigError(f"{param('distiller')}: {e}") from None
+            data = build_task_data(cfg.data, base)
+            checked = _check_teachers(cfg, base)
+            with dd.main_first():
+                if dd.is_main:
+                    held = open_dir(out, resume, overwrite)
+                    rd = held.rd
+                    _write_inputs(rd, cfg, resolved, data)
+            show = show_progress and dd.is_main
+            stages = {"data_seconds": time.perf_counter() - start}
+            with dd.main_first():  # rank 0 fills the teacher cache; the others read it
+                targets, reports = teacher_targets(cfg, data, teacher_cache or rd.teachers, dev, base, show, checked)
+            stages["teachers_seconds"] = time.perf_counter() - start - sum(stages.values())
+            pre = preprocess_for(resolved, data)
+            bank = build_student(cfg, resolved, data.num_classes)
+            with deterministic(cfg.train.deterministic):
+                state = distill(
+                    bank, data, pre, cfg.train, rd.root, dev, targets, resume, show_progress=show, domains=data.domains
+                )
+            if not dd.is_main:  # rank 0 evaluates, searches and writes the run folder
+                return {"rank": dd.rank, "run": str(out), "steps": state.steps}
+        stages["train_seconds"] = state.seconds
+        summary = _finish(rd, cfg, resolved, data, pre, bank, state, reports, dev, dd.world, show_progress, stages)
+        if held is not None:
+            held.finish()
+        return _located(summary, Path(out))
+    finally:
+        if held is not None:
+            held.close()
+
+
+def _located(summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The summary for the caller: the paths that train.json keeps relative to the run, joined to `out`."""
+    located = summary | {"run": str(out)}
+    if "skipped_list" in summary["data"]:
+        located["data"] = summary["data"] | {"skipped_list": str(out / summary["data"]["skipped_list"])}
+    return located
 
 
 def _write_inputs(rd: RunDir, cfg: TaskConfig, resolved: ResolvedBudget, data: TaskData) -> None:
@@ -250,10 +254,10 @@ def _finish(
     universal |= universal_evaluation(subnet, data, pre, dev, cfg.train, "subnet")
     stages["subnet_eval_seconds"] = time.perf_counter() - clock
     summary = {
-        "run": str(rd.root),
+        "run": ".",  # paths in a run's records are relative to the run folder, so a run can be moved
         "task": cfg.name,
         "budget": resolved.budget.name,
-        "data": data.summary() | ({"skipped_list": str(rd.skipped_images)} if data.skipped else {}),
+        "data": data.summary() | ({"skipped_list": rd.skipped_images.name} if data.skipped else {}),
         "distiller": cfg.train.distiller,
         "similarity": cfg.train.multisource.similarity if reports else None,
         "teachers": [asdict(r) for r in reports],

@@ -10,12 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from edgedistill.bench.pays import int8_speedups
 from edgedistill.bench.verdict import LimitCheck, accuracy_check, check_budget, overall
 from edgedistill.budget import is_auto
 from edgedistill.budget.spec import ResolvedBudget
-from edgedistill.config import read_json
+from edgedistill.config import read_json, validate_as
 from edgedistill.errors import ConfigError, EdgedistillError
+from edgedistill.records import BenchView, ManifestView, SearchRecord, Timing, TrainRecord
 from edgedistill.run import RunDir, budget_target, run_budget
 
 # Kept from train.json: everything but the loss history (long; the report plots latency, not training curves).
@@ -35,13 +38,16 @@ TRAIN_KEYS = (
 )
 
 
-def _read_json(path: Path, missing: list[str], what: str) -> Any:
-    """The parsed file, or None with a note in `missing`."""
+def _read_json(path: Path, missing: list[str], what: str, model: type[BaseModel] | None = None) -> Any:
+    """The parsed file (checked against `model` when given), or None with a note in `missing`."""
     if not path.is_file():
         missing.append(f"{what} ({path.name} not found)")
         return None
     try:
-        return read_json(path)
+        data = read_json(path)
+        if model is not None:
+            validate_as(model, data, str(path))
+        return data
     except ConfigError as e:  # a damaged record is reported as missing, with why
         missing.append(f"{what} (unreadable: {e})")
         return None
@@ -64,10 +70,11 @@ def _exports(rd: RunDir, missing: list[str]) -> tuple[list[dict[str, Any]], list
     if not folders:
         missing.append("export (no runs/NAME/export/*/manifest.json)")
     for folder in folders:
-        manifest = _read_json(folder / "manifest.json", missing, f"export {folder.name}")
+        manifest = _read_json(folder / "manifest.json", missing, f"export {folder.name}", ManifestView)
         if manifest is None:
             continue
-        bench = _read_json(folder / "bench.json", [], "bench") if (folder / "bench.json").is_file() else None
+        has_bench = (folder / "bench.json").is_file()
+        bench = _read_json(folder / "bench.json", missing, f"bench {folder.name}", BenchView) if has_bench else None
         exports.append(
             {
                 "target": folder.name,
@@ -82,7 +89,8 @@ def _exports(rd: RunDir, missing: list[str]) -> tuple[list[dict[str, Any]], list
             }
         )
         results = list(bench["results"]) if bench else []
-        results += [r for r in (_read_json(p, [], "") for p in sorted((folder / "bench").glob("*.json"))) if r]
+        runner_files = sorted((folder / "bench").glob("*.json"))
+        results += [r for r in (_read_json(p, missing, f"bench {folder.name}", Timing) for p in runner_files) if r]
         timings = [r for r in results if isinstance(r, dict) and "stats" in r and "runtime" in r]
         exports[-1]["int8_speedup"] = [s.to_json() for s in int8_speedups(timings)]  # recomputed: pure
         for r in results:
@@ -135,8 +143,8 @@ def merge_run(run: Path, budget: Path | None = None) -> dict[str, Any]:
     if not rd.root.is_dir():
         raise ConfigError(f"{rd.root}: run folder not found")
     missing: list[str] = []
-    train = _read_json(rd.train_json, missing, "train")
-    search = _read_json(rd.search_json, missing, "search")
+    train = _read_json(rd.train_json, missing, "train", TrainRecord)
+    search = _read_json(rd.search_json, missing, "search", SearchRecord)
     widths = _read_json(rd.root / "bench" / "widths.json", [], "widths") if (rd.root / "bench").is_dir() else None
     exports, latencies = _exports(rd, missing)
     resolved: ResolvedBudget | None = None

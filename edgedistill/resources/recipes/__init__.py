@@ -1,0 +1,1 @@
+"""Shipped export recipes, read with importlib.resources (`edgedistill.recipe.builtin_recipe`)."""
