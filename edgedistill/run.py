@@ -5,7 +5,8 @@ Light on purpose (pydantic and YAML, no torch): `report` and `bench` read run fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from edgedistill.options import command
 from edgedistill.outputs import check_safe_name, inside
 from edgedistill.recipe import Recipe, builtin_recipe, load_recipe
 from edgedistill.records import SearchRecord
+from edgedistill.rundir_guard import staged, swap_in
 
 FP32_TARGET = "onnxruntime-fp32"  # the FP32 ONNX reference every export writes first
 
@@ -101,6 +103,32 @@ class RunDir:
         if not path.exists():
             raise ConfigError(f"{path}: not found; run `{command(made_by)}` first")
         return path
+
+
+@dataclass(frozen=True)
+class StagedRunDir(RunDir):
+    """A run whose artifact folders are built beside their place (`export/.T.edgedistill-new`) and swapped in whole.
+
+    `commit()` swaps every folder built so far into place; `discard()` removes them. An interrupted export thus
+    leaves every previous artifact as it was, never a model from one export with the manifest of another.
+    """
+
+    building: dict[str, Path] = field(default_factory=dict)
+
+    def export_dir(self, target: str) -> Path:
+        if target not in self.building:
+            self.building[target] = staged(super().export_dir(target))
+        return self.building[target]
+
+    def commit(self) -> None:
+        for target, stage in list(self.building.items()):
+            swap_in(stage, super().export_dir(target))
+            del self.building[target]
+
+    def discard(self) -> None:
+        for stage in self.building.values():
+            shutil.rmtree(stage, ignore_errors=True)
+        self.building.clear()
 
 
 def run_budget(rd: RunDir, budget: Path | None) -> ResolvedBudget:

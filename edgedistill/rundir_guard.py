@@ -104,11 +104,16 @@ def staged(final: Path) -> Path:
     """
     stage = sibling(final, NEW)
     if os.path.lexists(stage):
-        if stage.is_symlink() or marker_kind(stage) is None:
+        if stage.is_symlink() or not _ours(stage):
             raise ConfigError(f"{stage}: exists and was not made by edgedistill; move it away and retry")
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     return stage
+
+
+def _ours(folder: Path) -> bool:
+    """A folder edgedistill made: it has a marker, or it lies inside a run folder (an artifact being built)."""
+    return marker_kind(folder) is not None or any(marker_kind(p) == "run" for p in folder.absolute().parents)
 
 
 def swap_in(stage: Path, final: Path) -> None:
@@ -119,7 +124,7 @@ def swap_in(stage: Path, final: Path) -> None:
     """
     old = sibling(final, OLD)
     if os.path.lexists(old):
-        if old.is_symlink() or marker_kind(old) is None:
+        if old.is_symlink() or not _ours(old):
             raise ConfigError(f"{old}: exists and was not made by edgedistill; move it away and retry")
         shutil.rmtree(old)
     had_old = Path(final).is_dir()

@@ -387,20 +387,8 @@ def test_corrupt_images_skipped_counted_and_listed(
 # ---- run folders, checkpoints, banks ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, small_budget: Path) -> Path:
-    """A finished 4-step ce-only run on optdigits (checkpoints at steps 2 and 4)."""
-    from edgedistill.pipeline.train import train_run
-
-    tmp = tmp_path_factory.mktemp("tiny")
-    task = write(tmp / "task.yaml", TINY_TASK + TINY_STUDENT + TINY_TRAIN)
-    out = tmp / "run"
-    train_run(small_budget, task, out, device="cpu", show_progress=False)
-    return out
-
-
 @pytest.fixture
-def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:  # tiny_run: conftest's 4-step run (checkpoints 2, 4)
     out = tmp_path / "run"
     shutil.copytree(tiny_run, out)
     return out

@@ -91,13 +91,13 @@ def test_ctrl_c_during_onnx_export_says_interrupted(
         except KeyboardInterrupt as e:
             raise RuntimeError("\x1b[31mConversion failed\x1b[0m") from e
 
+    code, err = run_cli(capsys, "export", "--run", world / "run", "--fp32")  # a previous artifact to keep
+    assert code == 0, err
     monkeypatch.setattr(torch.onnx, "export", wrapped_interrupt)
     before = tree_digest(world)
     code, err = run_cli(capsys, "export", "--run", world / "run", "--fp32")
     assert code == 130 and "interrupted" in err and "\x1b" not in err and len(err.strip().splitlines()) == 1, err
-    after = tree_digest(world)
-    assert before.items() <= after.items()  # every file as it was; at most the (empty) artifact folder is new
-    assert all(kind.startswith("other:") for name, kind in after.items() if name not in before)
+    assert tree_digest(world) == before  # the artifact being rebuilt was built aside and dropped
 
 
 def test_onnx_export_error_has_no_colour_codes(
@@ -123,3 +123,16 @@ def test_decompression_bomb_is_refused_without_a_warning() -> None:
         warnings.simplefilter("error")  # a warning would fail the test
         with pytest.raises(Unreadable, match="decompression bomb"):
             read_image(buf, 1, (8, 8))
+
+
+@pytest.mark.parametrize(
+    ("size", "needle"), [("99999x99999", "1 to 4096"), ("4096x4096", "GiB")], ids=["over the limit", "over memory"]
+)
+def test_profile_input_is_bounded_before_allocating(
+    world: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    size: str,
+    needle: str,
+) -> None:
+    args = ["profile", "--run", world / "run", "--input", size, "--batch", "1024", "--precision", "fp32"]
+    assert_refused(capsys, world, *args, needles=("--input", needle))

@@ -128,8 +128,8 @@ def search(
 
 def _hw(value: str | tuple[int, int]) -> tuple[int, int]:
     parts = [str(v) for v in value] if isinstance(value, tuple) else value.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(f"{param('input')}: expected HxW such as 28x28, got '{value}'")
+    if len(parts) != 2 or not all(p.isdigit() and 0 < int(p) <= 4096 for p in parts):  # the budgets' input limit
+        raise ConfigError(f"{param('input')}: expected HxW such as 28x28, each side 1 to 4096, got '{value}'")
     return int(parts[0]), int(parts[1])
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -29,7 +31,7 @@ from edgedistill.options import is_cli, opt, param
 from edgedistill.outputs import check_output_dir, inside
 from edgedistill.pipeline.context import load_context
 from edgedistill.recipe import QADSettings, Recipe, resolve_recipe
-from edgedistill.run import FP32_TARGET, RunDir, find_recipe, run_budget
+from edgedistill.run import FP32_TARGET, RunDir, StagedRunDir, find_recipe, run_budget
 from edgedistill.rundir_guard import writes_run
 from edgedistill.runtimes import RUNTIME_SPECS, check_runtime_precision
 
@@ -132,19 +134,43 @@ def export_run(
             raise ConfigError(f"{param(name)}: the sensitivity report needs an int8 target, not {chosen.target}")
     exporter = EXPORTERS.get(chosen.target) if chosen.target != FP32_TARGET else None
     _check_targets(ctx, [chosen], calibration_samples, allow_small_calibration)
-    fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
-    if exporter is None:
-        return [fp32_manifest]
-    fp32_path = ctx.rd.export_dir(FP32_TARGET) / "model.onnx"
-    job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small_calibration, fallback)
-    job.sensitivity_images, job.sensitivity_top_k = sensitivity_images, sensitivity_top_k
-    return [fp32_manifest, export_with_qad(job, exporter) if fallback in ("auto", "qat") else exporter(job)]
+    with built_aside(ctx):
+        fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
+        if exporter is None:
+            return [fp32_manifest]
+        fp32_path = ctx.rd.export_dir(FP32_TARGET) / "model.onnx"
+        job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small_calibration, fallback)
+        job.sensitivity_images, job.sensitivity_top_k = sensitivity_images, sensitivity_top_k
+        return [fp32_manifest, export_with_qad(job, exporter) if fallback in ("auto", "qat") else exporter(job)]
+
+
+@contextmanager
+def built_aside(ctx: RunContext) -> Iterator[None]:
+    """Artifact folders written in this block are built beside their place and swapped in at its end (`StagedRunDir`).
+
+    A guard failure (`AccuracyDropError`) still swaps its complete artifact in, so its manifest says what it measured;
+    any other failure or Ctrl-C leaves every previous artifact as it was.
+    """
+    plain, staging = ctx.rd, StagedRunDir(ctx.rd.root)
+    ctx.rd = staging
+    try:
+        yield
+    except AccuracyDropError:
+        staging.commit()
+        raise
+    except BaseException:
+        staging.discard()
+        raise
+    else:
+        staging.commit()
+    finally:
+        ctx.rd = plain
 
 
 def _check_targets(ctx: RunContext, recipes: list[Recipe], samples: int | None, allow_small: bool) -> None:
     """Before the FP32 reference is written: artifact folders inside the run, a calibration set the run can serve."""
     for target in {FP32_TARGET, *(r.target for r in recipes)}:  # the run's own folders: never a link out of it
-        d = ctx.rd.export_dir(target)
+        d = RunDir(ctx.rd.root).export_dir(target)
         check_output_dir(d, param("run"))
         inside(ctx.rd.root, d, "an artifact folder")
     for r in recipes:
@@ -181,19 +207,20 @@ def _export_auto(
     """
     candidates = auto_candidates(ctx.resolved)
     _check_targets(ctx, list(candidates.recipes), calibration_samples, allow_small)
-    fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
-    manifests = [fp32_manifest]
-    fp32_path = ctx.rd.export_dir(FP32_TARGET) / "model.onnx"
-    for chosen in candidates.recipes:
-        if chosen.target == FP32_TARGET:
-            continue
-        int8_only = fallback if chosen.precision == "int8" else "none"
-        job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small, int8_only)
-        exporter = EXPORTERS.get(chosen.target)
-        try:
-            manifests.append(export_with_qad(job, exporter) if int8_only in ("auto", "qat") else exporter(job))
-        except AccuracyDropError:
-            manifests.append(read_manifest(job.out))
+    with built_aside(ctx):
+        fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
+        manifests = [fp32_manifest]
+        fp32_path = ctx.rd.export_dir(FP32_TARGET) / "model.onnx"
+        for chosen in candidates.recipes:
+            if chosen.target == FP32_TARGET:
+                continue
+            int8_only = fallback if chosen.precision == "int8" else "none"
+            job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small, int8_only)
+            exporter = EXPORTERS.get(chosen.target)
+            try:
+                manifests.append(export_with_qad(job, exporter) if int8_only in ("auto", "qat") else exporter(job))
+            except AccuracyDropError:
+                manifests.append(read_manifest(job.out))
     return manifests
 
 

@@ -8,7 +8,7 @@ import torch
 
 from edgedistill.budget import ResolvedBudget
 from edgedistill.data import build_task_data
-from edgedistill.errors import BudgetError
+from edgedistill.errors import BudgetError, ResourceError
 from edgedistill.inputs import preprocess_for
 from edgedistill.models import SlimmableBank, load_bank
 from edgedistill.options import param
@@ -71,6 +71,20 @@ def search_run(
     return result, paths, resolved
 
 
+def _check_memory(bank: SlimmableBank, shape: tuple[int, int, int, int]) -> None:
+    """Refuse an input whose widest full-resolution activation would not fit in half the available memory."""
+    import psutil
+
+    widest = max((p.shape[0] for p in bank.parameters() if p.ndim == 4), default=1)
+    need = 4 * shape[0] * widest * shape[2] * shape[3]  # float32, one activation at the input's resolution
+    free = psutil.virtual_memory().available
+    if need > free // 2:
+        raise ResourceError(
+            f"{param('input')} {shape[2]}x{shape[3]}, {param('batch')} {shape[0]}: one activation of the bank would "
+            f"take {need / 2**30:.1f} GiB, this machine has {free / 2**30:.1f} GiB available; use a smaller input"
+        )
+
+
 @writes_run("profile")
 def profile_run(
     run: Path,
@@ -92,6 +106,7 @@ def profile_run(
     rd = RunDir(run)
     bank = _bank(rd)
     shape = (batch, bank.in_chans, height, width)
+    _check_memory(bank, shape)
     path = out or rd.root / "latency" / lut_name(runtime, precision, shape, threads)
     check_replace(path, param("out"), json_marked("format", LUT_FORMAT))
     torch.set_num_threads(1)  # keep this process quiet while the runner processes time the blocks
