@@ -6,7 +6,6 @@ The shipped recipes live in the package (`edgedistill/resources/recipes/NAME.yam
 
 from __future__ import annotations
 
-import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -25,6 +24,7 @@ from edgedistill.config import (
     validate_as,
 )
 from edgedistill.errors import ConfigError
+from edgedistill.registry import unknown_name
 from edgedistill.runtimes import Precision, Runtime, check_runtime_precision
 
 
@@ -169,9 +169,7 @@ def builtin_recipe(name: str) -> Recipe:
     """
     names = builtin_recipes()
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"no shipped recipe '{name}'; {hint}known: {', '.join(names)} (or give a .yaml path)")
+        raise ConfigError(f"{unknown_name('shipped recipe', name, names)} (or give a .yaml path)")
     text = resources.files("edgedistill.resources.recipes").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     return validate_as(Recipe, parse_yaml(text, f"recipe {name}"), f"recipe {name}")
 

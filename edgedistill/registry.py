@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from edgedistill.errors import RegistryError
 
 T = TypeVar("T")
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> str:
+    """`unknown KIND 'name'; did you mean 'x'? known: a, b, c` (the hint only when a known name is close)."""
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown {kind} {name!r}{hint} known: {', '.join(names)}"
 
 
 class Registry(Generic[T]):
@@ -42,9 +50,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             pass
-        close = difflib.get_close_matches(name, self._items, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise RegistryError(f"unknown {self.kind} {name!r}{hint} known: {', '.join(sorted(self._items))}")
+        raise RegistryError(unknown_name(self.kind, name, self._items))
 
     def names(self) -> list[str]:
         """Sorted registered names."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURE_MAX_DROP
 
 from edgedistill.errors import ConfigError, ExportError
 from edgedistill.export.accuracy import onnx_accuracy, onnx_predictor
@@ -36,7 +37,7 @@ from edgedistill.run import find_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "edgedistill" / "resources" / "recipes"
-MAX_DROP = 2.0  # the session run's budget (tests/conftest.py)
+MAX_DROP = FIXTURE_MAX_DROP  # the session run's budget
 STEPS = 40  # enough for the bad-PTQ case below; each QAD run is a few seconds on 2 CPU cores
 # The artifact vs its fake-quant torch model on 500 pool images (top-1 agreement %, mean |logit difference| relative
 # to the mean |logit|). Both quantize every Conv/Gemm input and weight on the same grid from the same calibration

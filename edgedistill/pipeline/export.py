@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +30,7 @@ from edgedistill.options import is_cli, opt, param
 from edgedistill.outputs import check_output_dir, inside
 from edgedistill.pipeline.context import load_context
 from edgedistill.recipe import QADSettings, Recipe, resolve_recipe
+from edgedistill.registry import unknown_name
 from edgedistill.run import FP32_TARGET, RunDir, StagedRunDir, find_recipe, run_budget
 from edgedistill.rundir_guard import writes_run
 from edgedistill.runtimes import RUNTIME_SPECS, check_runtime_precision
@@ -79,9 +79,7 @@ def _resolve_recipe(ctx: RunContext, runtime: str | None, precision: str | None,
     if prec == AUTO:  # `--target` alone on an auto budget: bench would look for the budget's runtime, not this one
         raise ConfigError(f"{opt('target', rt)}: the budget's precision is auto; also give a precision (--int8 ...)")
     if rt not in RUNTIME_SPECS:
-        close = difflib.get_close_matches(rt, RUNTIME_SPECS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"{param('target')}: unknown runtime '{rt}'{hint} known: {', '.join(RUNTIME_SPECS)}")
+        raise ConfigError(f"{param('target')}: {unknown_name('runtime', rt, RUNTIME_SPECS)}")
     try:
         check_runtime_precision(rt, prec)
     except ValueError as e:
