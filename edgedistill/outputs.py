@@ -57,11 +57,24 @@ def inside(root: Path, path: Path, what: str) -> Path:
     Raises:
         ConfigError: `path` would leave `root`.
     """
-    real_root = Path(root).resolve()
-    real = Path(path).resolve()
-    if real != real_root and real_root not in real.parents:
+    if not resolves_inside(root, path):
         raise ConfigError(f"{path}: {what} would be written outside {root}; refused")
     return path
+
+
+def resolves_inside(root: Path, path: Path) -> bool:
+    """True when `path` (symlinks followed) is `root` or lies under it.
+
+    Raises:
+        OSError, RuntimeError: a name too long, a symlink loop (as `Path.resolve`).
+    """
+    real_root, real = Path(root).resolve(), Path(path).resolve()
+    return real == real_root or real_root in real.parents
+
+
+def in_run_folder(path: Path) -> bool:
+    """True when `path` lies inside a folder whose marker says it is an edgedistill run (everything there is ours)."""
+    return any(marker_kind(p) == "run" for p in Path(path).absolute().parents)
 
 
 def _read_marker(folder: Path) -> dict[str, object] | None:
@@ -139,7 +152,7 @@ def remove_owned_dir(folder: Path, option: str) -> None:
 
 
 def _recorded(path: Path) -> bool:
-    if any(marker_kind(p) == "run" for p in path.absolute().parents):  # everything inside a run folder
+    if in_run_folder(path):
         return True
     data = _read_marker(path.parent)
     files = data.get("files") if data else None

@@ -15,7 +15,7 @@ from edgedistill.config import load_yaml_model, read_json_mapping, validate_as
 from edgedistill.errors import BudgetError, ConfigError
 from edgedistill.io import sha256_file
 from edgedistill.options import command
-from edgedistill.outputs import check_safe_name, inside
+from edgedistill.outputs import check_safe_name, inside, resolves_inside
 from edgedistill.recipe import Recipe, builtin_recipe, load_recipe
 from edgedistill.records import SearchRecord
 from edgedistill.rundir_guard import staged, swap_in
@@ -91,10 +91,10 @@ class RunDir:
             raise ConfigError(f"{source}: {key}: expected a path inside the run folder, got {value!r}")
         path = self.root / value
         try:
-            real_root, real = self.root.resolve(), path.resolve()
+            ok = resolves_inside(self.root, path)
         except (OSError, RuntimeError) as e:  # a name too long, a symlink loop
             raise ConfigError(f"{source}: {key}: {value!r} cannot be resolved ({e.__class__.__name__})") from None
-        if real != real_root and real_root not in real.parents:
+        if not ok:
             raise ConfigError(f"{source}: {key}: {value} points outside the run folder {self.root}; refused")
         return path
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from edgedistill.errors import ConfigError
-from edgedistill.outputs import marker_kind
+from edgedistill.outputs import in_run_folder, marker_kind
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -113,7 +113,7 @@ def staged(final: Path) -> Path:
 
 def _ours(folder: Path) -> bool:
     """A folder edgedistill made: it has a marker, or it lies inside a run folder (an artifact being built)."""
-    return marker_kind(folder) is not None or any(marker_kind(p) == "run" for p in folder.absolute().parents)
+    return marker_kind(folder) is not None or in_run_folder(folder)
 
 
 def swap_in(stage: Path, final: Path) -> None:

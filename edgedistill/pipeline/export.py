@@ -168,7 +168,7 @@ def built_aside(ctx: RunContext) -> Iterator[None]:
 def _check_targets(ctx: RunContext, recipes: list[Recipe], samples: int | None, allow_small: bool) -> None:
     """Before the FP32 reference is written: artifact folders inside the run, a calibration set the run can serve."""
     for target in {FP32_TARGET, *(r.target for r in recipes)}:  # the run's own folders: never a link out of it
-        d = RunDir(ctx.rd.root).export_dir(target)
+        d = ctx.rd.export_dir(target)  # the final folder: `built_aside` has not started yet
         check_output_dir(d, param("run"))
         inside(ctx.rd.root, d, "an artifact folder")
     for r in recipes:

@@ -91,12 +91,11 @@ def _exports(rd: RunDir, missing: list[str]) -> tuple[list[dict[str, Any]], list
         results = list(bench["results"]) if bench else []
         runner_files = sorted((folder / "bench").glob("*.json"))
         results += [r for r in (_read_json(p, missing, f"bench {folder.name}", Timing) for p in runner_files) if r]
-        timings = [r for r in results if isinstance(r, dict) and "stats" in r and "runtime" in r]
-        exports[-1]["int8_speedup"] = [s.to_json() for s in int8_speedups(timings)]  # recomputed: pure
+        # every result passed `Timing` (a bench.json result or a runner file): each has runtime, precision, stats
+        exports[-1]["int8_speedup"] = [s.to_json() for s in int8_speedups(results)]  # recomputed: pure
         for r in results:
-            if isinstance(r, dict) and "stats" in r and "runtime" in r:
-                timed = Path(str(r.get("artifact", ""))).name  # the reference's own artifact or subnet file
-                latencies.append({"target": folder.name, "timed": timed, "label": _label(r), **r})
+            timed = Path(str(r.get("artifact", ""))).name  # the reference's own artifact or subnet file
+            latencies.append({"target": folder.name, "timed": timed, "label": _label(r), **r})
     if folders and not latencies:
         missing.append("bench (no bench.json; run `edgedistill bench`)")
     return exports, latencies
