@@ -4,13 +4,14 @@ Per bank and seed one run is trained; per case (an export recipe for that run) a
 
     edgedistill train  --budget B --task T --out RUN --teacher-cache C
     edgedistill export --run RUN --recipe R --budget B05                   # PTQ (may be refused: manifest kept)
-    edgedistill export --run RUN --recipe R --budget B05 --fallback auto   # PTQ + mixed precision, QAD if it misses
+    edgedistill export --run RUN --recipe R --budget B05 --fallback auto   # PTQ ladder, mixed precision, then QAD
     edgedistill export --run RUN --recipe R --budget B05 --fallback qat    # QAD (quantization-aware distillation)
     edgedistill bench  --artifact RUN/export/onnxruntime-int8 --budget B05 --no-reference   # after each export
 
 B05 is the bank's budget with `accuracy.max_int8_drop_pts: 0.5`. Each export's manifest and bench record are kept
 (`RUN/recovery/CASE-STEP.*.json`); a row per (case, seed, step) records FP32 and INT8 top-1 on the test split, the
-drop, the latency p50/p90 (ONNX Runtime, the budget's threads), the layers kept in float, and QAD's training time.
+drop, the latency p50/p90 (ONNX Runtime, the budget's threads), the post-training rung `auto` kept (and each rung's
+drop), the layers kept in float, and QAD's training time.
 
 Cases (`CASES`): the pretrained EfficientNet-Lite0 bank at 64 px with the shipped recipe, and the same run with
 per-tensor weights, and without `reduce_range` (u8 x s8 products saturate int16 on x86 CPUs without VNNI).
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -39,6 +39,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's table helper
 from pretrained_quality import LITE0, WIDTHS, mean_std  # noqa: E402
 from pretrained_quality import RECIPE as TRAIN_RECIPE  # noqa: E402
+
+from edgedistill.bench.machine import machine_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = "budgets/x86-2core-onnxruntime-64.yaml"
@@ -139,7 +141,7 @@ def run_case(work: Path, name: str, seed: int, steps: int) -> list[dict[str, Any
 def collect(keep: Path, stem: str) -> dict[str, Any]:
     """Top-1, drop, latency, float layers and QAD time of one kept artifact."""
     m = json.loads((keep / f"{stem}.manifest.json").read_text())
-    acc, fallback, qad = m["accuracy"], m.get("fallback") or {}, m.get("qad") or {}
+    acc, fallback, qad, ladder = m["accuracy"], m.get("fallback") or {}, m.get("qad") or {}, m.get("ladder") or {}
     out: dict[str, Any] = {
         "config": m["source"].get("config"),
         "fp32_top1": acc["fp32"],
@@ -150,6 +152,8 @@ def collect(keep: Path, stem: str) -> dict[str, Any]:
         "qad_seconds": qad.get("seconds"),
         "qad_steps": qad.get("steps"),
         "qad_trigger": qad.get("trigger"),
+        "rung": ladder.get("chosen"),
+        "rungs": {r["rung"]: {"drop_pts": r["drop_pts"], "seconds": r["seconds"]} for r in ladder.get("rungs", [])},
     }
     bench = keep / f"{stem}.bench.json"
     if bench.is_file():
@@ -162,8 +166,9 @@ def collect(keep: Path, stem: str) -> dict[str, Any]:
 def table(rows: list[dict[str, Any]]) -> list[str]:
     """One line per (case, step): mean ± std over seeds."""
     lines = [
-        "| case | step | seeds | FP32 top-1 | INT8 top-1 | drop pts | p50 ms | p90 ms | layers in float | QAD s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| case | step | seeds | FP32 top-1 | INT8 top-1 | drop pts | rung kept | p50 ms | p90 ms | layers in float "
+        "| QAD s | export s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case, step in dict.fromkeys((r["case"], r["step"]) for r in rows if "drop_pts" in r):
         g = [r for r in rows if r["case"] == case and r["step"] == step and "drop_pts" in r]
@@ -175,13 +180,30 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             mean_std(vals(lambda r: r["fp32_top1"])),
             mean_std(vals(lambda r: r["int8_top1"])),
             mean_std(vals(lambda r: r["drop_pts"])),
+            ", ".join(sorted({str(r.get("rung") or "-") for r in g})),
             mean_std(vals(lambda r: (r.get("latency_ms") or {}).get("p50")), 3),
             mean_std(vals(lambda r: (r.get("latency_ms") or {}).get("p90")), 3),
             mean_std(vals(lambda r: len(r["layers_in_fp"])), 1),
             mean_std(vals(lambda r: r["qad_seconds"]), 0),
+            mean_std(vals(lambda r: r.get("export_seconds")), 0),
         ]
         lines.append(f"| {case} | {step} | {len(g)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def rung_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The drop of every post-training rung `--fallback auto` tried (mean ± std over seeds, per case)."""
+    names = list(dict.fromkeys(k for r in rows for k in r.get("rungs") or {}))
+    if not names:
+        return []
+    lines = ["| case | seeds | " + " | ".join(f"{n} drop pts" for n in names) + " | rung s (bias / AdaRound) |",
+             "|---|---|" + "---|" * (len(names) + 1)]  # fmt: skip
+    for case in dict.fromkeys(r["case"] for r in rows if r.get("rungs")):
+        g = [r["rungs"] for r in rows if r["case"] == case and r.get("rungs")]
+        drops = [mean_std([x[n]["drop_pts"] for x in g if n in x]) for n in names]
+        secs = "/".join(mean_std([x[n]["seconds"] for x in g if n in x], 0) for n in names[1:])
+        lines.append(f"| {case} | {len(g)} | " + " | ".join(drops) + f" | {secs} |")
+    return ["Post-training rungs of `--fallback auto` (each an all-INT8 artifact on the test split):", "", *lines]
 
 
 def write(out: Path, rows: list[dict[str, Any]], command: str) -> None:
@@ -192,7 +214,7 @@ def write(out: Path, rows: list[dict[str, Any]], command: str) -> None:
     merged = {key(r): r for r in [*old, *rows]}
     record = {
         "command": command,
-        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        "machine": machine_info(),
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "max_int8_drop_pts": MAX_DROP,
         "cases": {k: {"bank": c.bank, "quantization": c.quantization, "about": c.about} for k, c in CASES.items()},
@@ -202,8 +224,11 @@ def write(out: Path, rows: list[dict[str, Any]], command: str) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
+    m = record["machine"]
     md = [f"# INT8 recovery ladder (budget: drop ≤ {MAX_DROP} pt)", "", f"Command: `{command}`", "",
-          *table(record["rows"]), ""]  # fmt: skip
+          f"Machine of the last update ({record['updated']}): {m['cpu']} ({', '.join(m['cpu_flags'])}), "
+          f"{m['usable_cores']} usable cores; earlier rows may come from another machine (see the JSON)", "",
+          *table(record["rows"]), "", *rung_table(record["rows"]), ""]  # fmt: skip
     out.with_suffix(".md").write_text("\n".join(md))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -47,6 +47,28 @@ class Sensitivity(StrictModel):
     )
 
 
+Rung = Literal["bias_correction", "adaround"]  # in the default order: the cheap rung first
+
+
+class Ladder(StrictModel):
+    """The post-training rungs `--fallback auto` climbs before mixed precision and QAD (`export/ptq_ladder.py`)."""
+
+    rungs: list[Rung] = Field(
+        default_factory=lambda: list(get_args(Rung)),
+        max_length=2,
+        description="tried in this order; the first whose drop fits accuracy.max_int8_drop_pts is kept ([]: none)",
+    )
+    images: Int = Field(128, ge=1, le=MAX_BATCH, description="calibration images the rungs measure layer errors on")
+    adaround_iterations: Int = Field(200, ge=1, le=100_000, description="AdaRound optimisation steps per layer")
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Ladder:
+        if len(set(self.rungs)) != len(self.rungs):
+            raise ValueError(f"rungs: each rung at most once, got {self.rungs}")
+        return self
+
+
 class Quantization(StrictModel):
     """Static INT8 quantization settings."""
 
@@ -63,6 +85,7 @@ class Quantization(StrictModel):
     calibration: Calibration = Field(default_factory=Calibration)
     bias_correction: bool = Field(True, description="NNCF (OpenVINO) only: fast bias correction after calibration")
     sensitivity: Sensitivity = Field(default_factory=Sensitivity)
+    ladder: Ladder = Field(default_factory=Ladder)
 
     @model_validator(mode="after")
     def _symmetric_is_signed(self) -> Quantization:

@@ -117,6 +117,7 @@ class ManifestView(_Record):
     calibration: dict[str, Any] | None = None
     fallback: dict[str, Any] | None = None
     sensitivity: dict[str, Any] | None = None
+    ladder: dict[str, Any] | None = None
 
 
 class Timing(_Record):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,6 +27,20 @@ student:
 train: {steps: 60, num_sampled: 3, batch_labeled: 32, batch_unlabeled: 64, warmup_steps: 5,
         checkpoint_every: 20, bn_calibration_images: 500, channels_last: true, bank: {loss: inplace}}
 """
+
+
+def context_with_reference(trained_run: Path, tmp: pytest.TempPathFactory, name: str) -> tuple[Any, Any]:
+    """A copy of the session run (no exports) loaded as a `RunContext`, with its FP32 ONNX reference exported once
+    and that reference's `Accuracy` (ONNX export is the slow part; each module writes its own artifacts)."""
+    from edgedistill.pipeline.context import load_context
+    from edgedistill.pipeline.export import export_fp32
+    from edgedistill.run import find_recipe
+
+    run = tmp.mktemp(name) / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint"))
+    ctx = load_context(run)
+    _, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
+    return ctx, ref
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -196,6 +196,21 @@ def test_int8_recovery_task_files_validate_and_rows_merge(tmp_path: Path) -> Non
     assert "| lite0-64 | ptq | 2 | 80.00 ± 0.00 | 74.00 ± 1.41 | 6.00 ± 1.41 |" in out.with_suffix(".md").read_text()
 
 
+def test_int8_cause_finds_the_worst_layer_of_a_real_run(trained_run: Path) -> None:
+    """bench/int8_cause.py on the session run: weights-only and activations-only agreements, the layers ranked by
+    what rounding only their weights costs, and the worst layer's own SQNR against the logits'."""
+    ic = _script("int8_cause")
+    r = ic.analyse(trained_run, "onnxruntime-int8")
+    assert set(r["fake_quant"]) == {"all", "weights", "activations"} and r["test_images"] > 0
+    assert r["folded_agreement"] >= 99.0 and 1.0 <= r["weight_spread"][0] <= r["weight_spread"][1]
+    assert all(0 <= v["agreement"] <= 100 for v in r["fake_quant"].values())
+    ranked = [x["agreement"] for x in r["single_layer_weights"]]
+    assert ranked == sorted(ranked) and r["worst_layer"]["layer"] == r["single_layer_weights"][0]["layer"]
+    assert r["worst_layer"]["own_sqnr_db"] > 0 and r["bn_gains"][0]["max_gain"] >= r["bn_gains"][-1]["max_gain"]
+    md = "\n".join(ic.markdown(r, "python bench/int8_cause.py --run R", {"cpu": "x", "cpu_flags": ["avx2"]}))
+    assert "`python bench/int8_cause.py --run R`" in md and r["worst_layer"]["layer"] in md
+
+
 def _quality_record() -> dict:
     """A recorded bank of 2 stages × widths (0.5, 1.0): test accuracy grows with the summed width, and each config
     gets wrong on the scoring images exactly the share it gets wrong on test, against the widest config's labels."""

@@ -5,7 +5,6 @@ and one-line errors for incompatible requests."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_MAX_DROP
+from conftest import FIXTURE_MAX_DROP, context_with_reference
 
 from edgedistill.errors import ConfigError, ExportError
 from edgedistill.export.job import RunContext
 from edgedistill.export.manifest import CalibrationInfo, Manifest, read_manifest
-from edgedistill.pipeline.context import load_context
-from edgedistill.pipeline.export import EXPORTERS, ExportJob, export_fp32, export_run
+from edgedistill.pipeline.export import EXPORTERS, ExportJob, export_run
 from edgedistill.run import find_recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,12 +27,7 @@ MAX_DROP = FIXTURE_MAX_DROP  # the session run's budget already allows it (60 st
 
 @pytest.fixture(scope="module")
 def ctx_ref(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunContext, object]:
-    """A copy of the session run with its FP32 ONNX reference exported once (ONNX export is the slow part)."""
-    run = tmp_path_factory.mktemp("targets") / "run"
-    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint"))
-    ctx = load_context(run)
-    _, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
-    return ctx, ref
+    return context_with_reference(trained_run, tmp_path_factory, "targets")
 
 
 @pytest.fixture(scope="module")

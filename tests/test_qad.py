@@ -5,14 +5,13 @@ zero points 0, QAD fixes a deliberately bad PTQ case, the manifest records it, a
 from __future__ import annotations
 
 import copy
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURE_MAX_DROP
+from conftest import FIXTURE_MAX_DROP, context_with_reference
 
 from edgedistill.errors import ConfigError, ExportError
 from edgedistill.export.accuracy import onnx_accuracy, onnx_predictor
@@ -30,10 +29,8 @@ from edgedistill.export.job import RunContext
 from edgedistill.export.manifest import FallbackInfo, Manifest, read_manifest, write_manifest
 from edgedistill.export.qad_data import pool_rows, qad_data
 from edgedistill.export.qad_export import export_with_qad
-from edgedistill.pipeline.context import load_context
-from edgedistill.pipeline.export import EXPORTERS, ExportJob, export_fp32, export_run
-from edgedistill.recipe import QADSettings, Recipe, load_recipe
-from edgedistill.run import find_recipe
+from edgedistill.pipeline.export import EXPORTERS, ExportJob, export_run
+from edgedistill.recipe import Ladder, QADSettings, Recipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "edgedistill" / "resources" / "recipes"
@@ -56,16 +53,18 @@ def two_threads() -> None:
 
 @pytest.fixture(scope="module")
 def ctx_ref(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunContext, object]:
-    run = tmp_path_factory.mktemp("qad") / "run"
-    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint"))
-    ctx = load_context(run)
-    _, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
-    return ctx, ref
+    return context_with_reference(trained_run, tmp_path_factory, "qad")
 
 
 def _recipe(name: str, **qad: object) -> Recipe:
     r = load_recipe(RECIPES / f"{name}.yaml")
     return r.model_copy(update={"qad": QADSettings(steps=STEPS, **qad)})  # type: ignore[arg-type]
+
+
+def _no_ladder(r: Recipe) -> Recipe:
+    """`r` without the post-training rungs: `auto` goes from plain INT8 straight to the exporter's fallback."""
+    assert r.quantization is not None
+    return r.model_copy(update={"quantization": r.quantization.model_copy(update={"ladder": Ladder(rungs=[])})})
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +177,7 @@ def test_qad_repairs_a_bad_ptq_case(job: Callable[..., ExportJob]) -> None:
 
 def test_auto_stops_when_ptq_fits(job: Callable[..., ExportJob]) -> None:
     m, _ = _qad(job, _recipe("onnxruntime-int8"), fallback="auto")
-    assert m.qad is None and m.accuracy.drop_pts is not None and m.accuracy.drop_pts <= MAX_DROP
+    assert m.qad is None and m.ladder is None and m.accuracy.drop_pts is not None and m.accuracy.drop_pts <= MAX_DROP
 
 
 def test_qad_data_is_the_unlabeled_pool_with_cached_teachers(ctx_ref: tuple[RunContext, object]) -> None:
@@ -290,7 +289,7 @@ def _mostly_float_first(exporter: Callable[[ExportJob], Manifest], qad_fits: boo
 
 
 def test_auto_goes_on_to_qad_when_mixed_precision_is_mostly_float(job: Callable[..., ExportJob]) -> None:
-    j = job(_recipe("onnxruntime-int8"), fallback="auto")
+    j = job(_no_ladder(_recipe("onnxruntime-int8")), fallback="auto")
     m = export_with_qad(j, _mostly_float_first(EXPORTERS.get("onnxruntime-int8"), qad_fits=True))
     assert m.qad is not None and m.qad.trigger == "auto: its fallback fits only with 9 of 10 layers in float"
     assert m.fallback is None and m.accuracy.drop_pts is not None and m.accuracy.drop_pts <= MAX_DROP
@@ -298,7 +297,7 @@ def test_auto_goes_on_to_qad_when_mixed_precision_is_mostly_float(job: Callable[
 
 
 def test_auto_keeps_the_mixed_model_when_qad_does_no_better(job: Callable[..., ExportJob]) -> None:
-    j = job(_recipe("onnxruntime-int8"), fallback="auto")
+    j = job(_no_ladder(_recipe("onnxruntime-int8")), fallback="auto")
     inner = _mostly_float_first(EXPORTERS.get("onnxruntime-int8"), qad_fits=False)
     first: dict[str, bytes] = {}
 

@@ -178,7 +178,7 @@ def test_guard_names_the_worst_layers_and_the_next_step(
     assert "\n" not in msg and "5.00 pts below FP32" in msg
     worst = msg.split("most sensitive layers: ")[1]
     assert worst.startswith(f"{node!r} (") and worst.count("local SQNR") == 3
-    assert "; try fallback='auto' (keeps the most sensitive layers in float)" in msg
+    assert "; try fallback='auto' (bias correction, AdaRound, then the most sensitive layers in float)" in msg
     fell_back = FallbackInfo(method="m", layers_in_fp=[node], quantizable_layers=5, drop_before_pts=6.0,
                              drop_after_pts=5.0, fixed=False)  # fmt: skip
     assert "fallback='auto'" not in _guard(_manifest(report, fallback=fell_back), tmp_path)  # already tried
@@ -187,7 +187,7 @@ def test_guard_names_the_worst_layers_and_the_next_step(
 
 def test_next_steps_follow_the_options_the_command_takes() -> None:
     steps = next_steps(make_manifest())
-    assert steps[0] == "fallback='auto' (keeps the most sensitive layers in float)"
+    assert steps[0] == "fallback='auto' (bias correction, AdaRound, then the most sensitive layers in float)"
     import typing
 
     from edgedistill.export.job import Fallback

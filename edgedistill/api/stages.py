@@ -181,8 +181,9 @@ def export(
 ) -> ExportResult:
     """Export the run's chosen subnet: FP32 ONNX reference, then the budget's target (or `target`/`precision`).
 
-    `fallback`: "auto" keeps the most sensitive layers in float when INT8 misses the accuracy budget, then runs
-    quantization-aware distillation (QAD) if that still misses or keeps most layers in float; "qat" always runs QAD
+    `fallback`: "auto", when INT8 misses the accuracy budget, tries bias correction then AdaRound (the manifest's
+    `ladder`), then keeps the most sensitive layers in float, then runs quantization-aware distillation (QAD) if that
+    still misses or keeps most layers in float; "qat" always runs QAD
     (`qad_steps`, `qad_lr` override the recipe's `qad:` settings).
     An INT8 export also writes its per-layer sensitivity report (`result.sensitivity`) on `sensitivity_images`
     unlabeled pool images (0: none), with single-layer disagreement for the `sensitivity_top_k` worst layers

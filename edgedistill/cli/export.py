@@ -27,8 +27,9 @@ def export(
     fallback: Annotated[
         str,
         typer.Option(
-            help="none | auto: keep the most sensitive layers in float when INT8 misses the budget, then QAD if "
-            "that misses too or keeps most layers in float | qat: quantization-aware distillation"
+            help="none | auto: when INT8 misses the budget, bias correction, then AdaRound, then the most "
+            "sensitive layers in float, then QAD if that misses too or keeps most layers in float | qat: "
+            "quantization-aware distillation"
         ),
     ] = "none",
     sensitivity_images: Annotated[
@@ -93,6 +94,10 @@ def export(
         )
     console().print(table)
     for m in manifests:
+        if m.ladder is not None:
+            steps = " → ".join(f"{r.rung} {r.drop_pts:+.2f}" for r in m.ladder.rungs)
+            kept = f"kept {m.ladder.chosen}" if m.ladder.chosen else "none fit"
+            console().print(f"{m.name}: post-training ladder (drop, pts): {steps}; {kept}")
         if m.fallback is not None:
             f = m.fallback
             state = "fixed" if f.fixed else "NOT fixed"

@@ -225,7 +225,10 @@ def finish(job: ExportJob, manifest: Manifest) -> Manifest:
 
 
 # What each `--fallback` value does, in the order to try them (a value the option does not take is not offered).
-FALLBACK_STEPS = {"auto": "keeps the most sensitive layers in float", "qat": "quantization-aware distillation (QAD)"}
+FALLBACK_STEPS = {
+    "auto": "bias correction, AdaRound, then the most sensitive layers in float",
+    "qat": "quantization-aware distillation (QAD)",
+}
 
 
 def next_steps(manifest: Manifest) -> list[str]:

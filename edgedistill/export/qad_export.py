@@ -1,11 +1,13 @@
-"""`--fallback qat`, and the last step of `--fallback auto`: QAD, then the target's own INT8 exporter.
+"""`--fallback qat`, and the last steps of `--fallback auto`: the PTQ ladder, QAD, then the target's INT8 exporter.
 
-`qat` always fine-tunes; `auto` runs the exporter's own fallback first (ONNX Runtime / TensorRT: mixed precision;
-OpenVINO: NNCF accuracy control) and fine-tunes when that still misses `accuracy.max_int8_drop_pts`, or fits only
-by keeping more than half of the quantizable layers in float (an "INT8" model that is mostly float). The
-fine-tuned float weights are exported to ONNX and quantized by the same exporter, calibration set and accuracy
-guard as post-training INT8 (with `auto`, its fallback too), so the artifact is a stock QDQ ONNX model (or
-OpenVINO IR). `auto` keeps the mostly-float model when QAD's does not fit with fewer layers in float.
+`qat` always fine-tunes. `auto` first climbs the post-training ladder (`ladder_export.py`: plain INT8, bias
+correction, AdaRound) and keeps the first rung that fits `accuracy.max_int8_drop_pts`; when none does, it runs the
+exporter's own fallback (ONNX Runtime / TensorRT: mixed precision; OpenVINO: NNCF accuracy control) on the subnet's
+own weights, and fine-tunes when that still misses, or fits only by keeping more than half of the quantizable
+layers in float (an "INT8" model that is mostly float). The fine-tuned float weights are exported to ONNX and quantized
+by the same exporter, calibration set and accuracy guard as post-training INT8 (with `auto`, its fallback too), so
+the artifact is a stock QDQ ONNX model (or OpenVINO IR). `auto` keeps the mostly-float model when QAD's does not fit
+with fewer layers in float.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from torch import nn
 from edgedistill.export.accuracy import onnx_predictor
 from edgedistill.export.fake_quant import scheme_for
 from edgedistill.export.job import ExportJob, finish
-from edgedistill.export.manifest import Manifest, QADInfo
+from edgedistill.export.ladder_export import climb
+from edgedistill.export.manifest import LadderInfo, Manifest, QADInfo
 from edgedistill.export.qad import QADResult, quantization_aware_distill
 from edgedistill.export.qad_data import qad_data
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
@@ -75,12 +78,25 @@ def _method(job: ExportJob, result: QADResult) -> str:
 def export_with_qad(job: ExportJob, exporter: Exporter) -> Manifest:
     """Export with `job.fallback` "qat" or "auto" (see the module doc); the accuracy guard applies to the result."""
     settings = job.recipe.qad or QADSettings()
+    if job.fallback != "auto" or not job.quant.ladder.rungs:
+        return _after_ptq(job, exporter, settings, None)
+    with tempfile.TemporaryDirectory(prefix="edgedistill-ladder-") as tmp:
+        up = climb(job, exporter, Path(tmp))
+        if up.fits:  # plain post-training INT8 or a rung: no mixed precision, no fine-tuning
+            return finish(job, up.manifest)
+        return _after_ptq(job, exporter, settings, up.info)  # from the subnet's weights (ladder_export.py)
+
+
+def _after_ptq(job: ExportJob, exporter: Exporter, settings: QADSettings, ladder: LadderInfo | None) -> Manifest:
+    """The exporter's own fallback (auto), then QAD when that misses or is mostly float; `job.fp32` the start."""
     plain = exporter(replace(job, guard=False, fallback="none" if job.fallback == "qat" else job.fallback))
+    if ladder is not None:
+        plain = plain.model_copy(update={"ladder": ladder})
     before = plain.accuracy.drop_pts
     assert before is not None
     plain_fits = before <= job.max_drop
     if job.fallback == "auto" and plain_fits and not mostly_float(plain):
-        return plain  # post-training INT8 (or its fallback) fits: no fine-tuning
+        return finish(job, plain)  # post-training INT8 (or its fallback) fits: no fine-tuning
     trigger = "asked (fallback qat)"
     if job.fallback == "auto" and plain_fits:
         assert plain.fallback is not None
@@ -144,7 +160,7 @@ def _qad(
         )
         return finish(job, plain.model_copy(update={"notes": {**plain.notes, "qad": note}}))
     fallback = manifest.fallback if saved is not None else None
-    return finish(job, manifest.model_copy(update={"qad": info, "fallback": fallback}))
+    return finish(job, manifest.model_copy(update={"qad": info, "fallback": fallback, "ladder": plain.ladder}))
 
 
 @dataclass

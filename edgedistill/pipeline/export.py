@@ -110,9 +110,9 @@ def export_run(
     """Export the run's chosen subnet for the budget's target (or the runtime/precision or recipe asked).
 
     Always writes the FP32 ONNX reference first; the target follows its recipe through the `EXPORTERS` registry.
-    `fallback="auto"` lets an INT8 export that misses the accuracy budget keep its most sensitive layers in float,
-    then fine-tune with quantization-aware distillation when that still misses (or fits only with most layers in
-    float); `fallback="qat"` always fine-tunes
+    `fallback="auto"` lets an INT8 export that misses the accuracy budget climb the post-training ladder (bias
+    correction, AdaRound), then keep its most sensitive layers in float, then fine-tune with quantization-aware
+    distillation when that still misses (or fits only with most layers in float); `fallback="qat"` always fine-tunes
     (`qad_steps`, `qad_lr` override the recipe's `qad:` settings).
     `sensitivity_images` / `sensitivity_top_k` override the recipe's `quantization.sensitivity` (images 0: no report).
     """

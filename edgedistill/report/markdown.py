@@ -172,7 +172,7 @@ def _sensitivity_lines(exports: list[dict[str, Any]]) -> list[str]:
     ]
     for e in int8:
         s = e.get("sensitivity")
-        lines += [f"### {e['target']}", ""]
+        lines += [f"### {e['target']}", "", *_ladder_lines(e.get("ladder"))]
         if not s:
             lines += ["No sensitivity report (exported with `--sensitivity-images 0` or by an older version).", ""]
             continue
@@ -188,6 +188,15 @@ def _sensitivity_lines(exports: list[dict[str, Any]]) -> list[str]:
         if len(layers) > SENSITIVITY_ROWS:
             lines += [f"{len(layers) - SENSITIVITY_ROWS} more layers in `export/{e['target']}/manifest.json`.", ""]
     return lines
+
+
+def _ladder_lines(ladder: dict[str, Any] | None) -> list[str]:
+    """The post-training rungs `--fallback auto` tried (`manifest.ladder`), with each rung's drop."""
+    if not ladder:
+        return []
+    steps = " → ".join(f"{r['rung']} {_f(r['drop_pts'], 2)} pts" for r in ladder.get("rungs", []))
+    kept = f"kept `{ladder['chosen']}`" if ladder.get("chosen") else "none fit"
+    return [f"Post-training ladder (drop vs FP32): {steps}; {kept}.", ""]
 
 
 def _latency_lines(latency: list[dict[str, Any]]) -> list[str]:

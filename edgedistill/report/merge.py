@@ -85,6 +85,7 @@ def _exports(rd: RunDir, missing: list[str]) -> tuple[list[dict[str, Any]], list
                 "calibration": manifest.get("calibration"),
                 "fallback": manifest.get("fallback"),
                 "sensitivity": manifest.get("sensitivity"),
+                "ladder": manifest.get("ladder"),
                 "bench": None if bench is None else {k: bench.get(k) for k in ("budget", "verdict", "command")},
             }
         )
