@@ -19,8 +19,9 @@ import numpy as np
 
 from edgedistill.export.fake_quant import scheme_for
 from edgedistill.export.job import ExportJob
+from edgedistill.export.ladder_schema import LadderInfo, RungInfo
 from edgedistill.export.layer_report import export_sensitivity
-from edgedistill.export.manifest import LadderInfo, Manifest, RungInfo
+from edgedistill.export.manifest import Manifest
 from edgedistill.export.ptq_ladder import apply_rung
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
 

@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from edgedistill.config import SafeName, StrictModel, format_validation_error, read_json
 from edgedistill.errors import ConfigError, ExportError
 from edgedistill.export.inspect import ModelFacts, check_model_file
+from edgedistill.export.ladder_schema import LadderInfo
 from edgedistill.export.sensitivity_schema import SensitivityReport
 from edgedistill.io import atomic_write_json, sha256_file, sha256_problem
 from edgedistill.runtimes import Precision, Runtime
@@ -133,27 +134,6 @@ class FallbackInfo(StrictModel):
     )
     latency_p50_ms: dict[str, float] = Field(default_factory=dict, description="all-INT8 vs mixed, own processes")
     latency_note: str | None = None
-
-
-class RungInfo(StrictModel):
-    """One post-training rung of `--fallback auto` and what its all-INT8 artifact measured on the test split."""
-
-    rung: str = Field(description="ptq (plain post-training INT8), bias_correction or adaround")
-    drop_pts: float
-    agreement: float | None = Field(None, description="top-1 agreement with FP32, %")
-    seconds: float = Field(ge=0, description="the rung's weight changes (the export and accuracy check not counted)")
-    fits: bool
-
-
-class LadderInfo(StrictModel):
-    """The post-training rungs `--fallback auto` climbed before mixed precision and QAD."""
-
-    method: str
-    images: int = Field(ge=1, description="calibration images the rungs measured layer errors on")
-    chosen: str | None = Field(
-        description="the rung kept (its all-INT8 artifact fits); null: none fit, the later steps start from the subnet"
-    )
-    rungs: list[RungInfo]
 
 
 class QADInfo(StrictModel):

@@ -26,7 +26,8 @@ from edgedistill.export.accuracy import onnx_predictor
 from edgedistill.export.fake_quant import scheme_for
 from edgedistill.export.job import ExportJob, finish
 from edgedistill.export.ladder_export import climb
-from edgedistill.export.manifest import LadderInfo, Manifest, QADInfo
+from edgedistill.export.ladder_schema import LadderInfo
+from edgedistill.export.manifest import Manifest, QADInfo
 from edgedistill.export.qad import QADResult, quantization_aware_distill
 from edgedistill.export.qad_data import qad_data
 from edgedistill.export.torch2onnx import onnx_parity, torch_to_onnx
@@ -80,11 +81,11 @@ def export_with_qad(job: ExportJob, exporter: Exporter) -> Manifest:
     settings = job.recipe.qad or QADSettings()
     if job.fallback != "auto" or not job.quant.ladder.rungs:
         return _after_ptq(job, exporter, settings, None)
-    with tempfile.TemporaryDirectory(prefix="edgedistill-ladder-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgedistill-ladder-") as tmp:  # the rungs' float models
         up = climb(job, exporter, Path(tmp))
-        if up.fits:  # plain post-training INT8 or a rung: no mixed precision, no fine-tuning
-            return finish(job, up.manifest)
-        return _after_ptq(job, exporter, settings, up.info)  # from the subnet's weights (ladder_export.py)
+    if up.fits:  # plain post-training INT8 or a rung: no mixed precision, no fine-tuning
+        return finish(job, up.manifest)
+    return _after_ptq(job, exporter, settings, up.info)  # from the subnet's weights (ladder_export.py)
 
 
 def _after_ptq(job: ExportJob, exporter: Exporter, settings: QADSettings, ladder: LadderInfo | None) -> Manifest:
