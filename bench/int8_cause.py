@@ -52,13 +52,14 @@ def _switch(model: nn.Module, weights: bool, activations: bool) -> nn.Module:
     return model
 
 
-def analyse(run: Path, recipe_name: str) -> dict[str, Any]:
+def analyse(run: Path, recipe_name: str, images: int | None = None) -> dict[str, Any]:
+    """Every figure of the report for `run`'s subnet, on its first `images` test images (all when None)."""
     torch.manual_seed(0)
     ctx = load_context(run)
     quant = builtin_recipe(recipe_name).quantization
     assert quant is not None
     calib = torch.from_numpy(calibration_set(ctx, quant.calibration.samples, False)[0])
-    x = torch.from_numpy(np.concatenate([b for b, _ in ctx.test_batches()]))
+    x = torch.from_numpy(np.concatenate([b for b, _ in ctx.test_batches()])[:images])
     folded, _ = fold_bn(copy.deepcopy(ctx.subnet).eval(), calib[:2])
     with torch.no_grad():
         ref = folded(x)
@@ -151,11 +152,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--recipe", default="onnxruntime-int8")
+    ap.add_argument("--images", type=int, default=None, help="test images to use (default: all)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "int8_cause")
     args = ap.parse_args()
     torch.set_num_threads(2)
     command = "python bench/int8_cause.py " + " ".join(sys.argv[1:])
-    result, machine = analyse(args.run, args.recipe), machine_info()
+    result, machine = analyse(args.run, args.recipe, args.images), machine_info()
     path = args.out.with_suffix(".json")
     old = json.loads(path.read_text())["runs"] if path.is_file() else []
     runs = [r for r in old if (r["run"], r["recipe"]) != (result["run"], result["recipe"])]

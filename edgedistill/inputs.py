@@ -33,8 +33,13 @@ def pool_images(
 
 
 def calibration_batches(
-    data: TaskData, pre: Preprocess, n: int, device: torch.device, seed: int = 0, batch: int = 500
+    data: TaskData, pre: Preprocess, n: int, device: torch.device, seed: int = 0, batch: int | None = None
 ) -> list[torch.Tensor]:
-    """Up to `n` normalised unlabeled-pool images (all of a smaller pool) in batches, for BN recalibration."""
+    """Up to `n` normalised unlabeled-pool images (all of a smaller pool) in batches, for BN recalibration.
+
+    `batch`: images per batch; None: 500 up to 64 px, fewer above (`images_per_batch`: bounded memory)."""
+    from edgedistill.models.bn import images_per_batch
+
+    batch = batch or images_per_batch(pre.height, pre.width)
     imgs = data.calibration(min(n, len(data.target_unlabeled)), seed).images
     return [pre(torch.from_numpy(imgs[i : i + batch]).to(device)) for i in range(0, len(imgs), batch)]

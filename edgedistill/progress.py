@@ -63,7 +63,7 @@ class LineTracker(Tracker):
         unit: str,
         stream: TextIO,
         every_pct: float = 10.0,
-        every_s: float = 30.0,
+        every_s: float = 20.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(label, total, completed)
@@ -127,7 +127,7 @@ def progress(
     transient: bool = False,
     stream: TextIO | None = None,
     every_pct: float = 10.0,
-    every_s: float = 30.0,
+    every_s: float = 20.0,
 ) -> Iterator[Tracker]:
     """Track `total` units of work: a rich bar on a terminal, plain lines otherwise, nothing when not `show`.
 

@@ -50,18 +50,27 @@ class TaskConfig(StrictModel):
 
 
 DEMO_TASK = "demo-mnist"
+PHOTO_TASK = "groceries-224"
+DIGIT_TASK_MAX_SIDE = 64  # budgets up to this input side default to digits; larger ones to photos
 
 
-def load_task(path: str | Path | None) -> tuple[TaskConfig, Path]:
-    """Load a task file, or the packaged demo task when `path` is None.
+def default_task(input_side: int | None) -> str:
+    """The packaged task a budget gets without --task: digits (`demo-mnist`) for inputs up to 64 px, where a
+    28-px digit is not blown up, and the grocery photos with the pretrained Lite0 bank (`groceries-224`) above,
+    where upsampled digits would make a 224-px model learn nothing a user wants."""
+    return DEMO_TASK if input_side is None or input_side <= DIGIT_TASK_MAX_SIDE else PHOTO_TASK
+
+
+def load_task(path: str | Path | None, input_side: int | None = None) -> tuple[TaskConfig, Path]:
+    """Load a task file, or the packaged default task for a budget of `input_side` px when `path` is None.
 
     Returns:
         The task and the folder its relative paths are resolved against.
     """
     if path is None:
-        text = resources.files("edgedistill.resources.tasks").joinpath(f"{DEMO_TASK}.yaml").read_text()
-
-        source = f"<packaged {DEMO_TASK}.yaml>"
+        name = default_task(input_side)
+        text = resources.files("edgedistill.resources.tasks").joinpath(f"{name}.yaml").read_text()
+        source = f"<packaged {name}.yaml>"
         return check_names(validate_as(TaskConfig, parse_yaml(text, source), source), source), Path(".")
     p = Path(path)
     return check_names(load_yaml_model(p, TaskConfig), str(p)), p.parent

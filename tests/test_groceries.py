@@ -58,3 +58,47 @@ def test_imagenet_teachers_rank_above_digit_teachers_on_photos(tmp_path: Path) -
         assert min(score[s] for s in IMAGENET) > max(score[s] for s in DIGITS), (metric, score)
     alpha = {t.source: t.alpha for t in ranking.teachers}
     assert sum(alpha[s] for s in IMAGENET) > 0.9 and all(alpha[s] < 0.05 for s in DIGITS), alpha
+
+
+def test_a_budget_without_a_task_gets_digits_up_to_64_px_and_photos_above() -> None:
+    """`train --budget B` with no task: the MNIST demo task for small inputs, the packaged grocery photo task with
+    the pretrained Lite0 bank for 224-px budgets such as jetson-orin-nano (docs/commands/train.md)."""
+    from edgedistill.pipeline.train import _resolve_inputs
+    from edgedistill.run import RunDir
+    from edgedistill.task import default_task, load_task
+
+    assert [default_task(s) for s in (None, 28, 64, 65, 224)] == ["demo-mnist"] * 3 + ["groceries-224"] * 2
+    repo = Path(__file__).resolve().parents[1]
+    for budget, name in (("jetson-orin-nano", "groceries-224"), ("demo-cpu", "demo-mnist")):
+        _, cfg, _ = _resolve_inputs(RunDir(Path("unused")), repo / "budgets" / f"{budget}.yaml", None, False)
+        assert cfg.name == name
+    photos, _ = load_task(None, 224)
+    assert photos.data.source == "groceries" and photos.student.options["weights"] == "packaged:efficientnet_lite0"
+    assert set(IMAGENET) <= {t.source for t in photos.teachers} and photos.train.micro_batch
+
+
+@pytest.mark.slow  # ~45 s on 2 cores: the photos are decoded and a Lite0 teacher runs at 224 px
+def test_the_packaged_photo_task_trains_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The packaged photo task, with small pools and one ImageNet teacher so that it fits a test, through
+    `edgedistill train` (2 steps) on a 64-px budget: the run records the photo task and its 14 classes."""
+    import json
+    from importlib import resources
+
+    import yaml
+    from test_bad_input import run_cli
+
+    cfg = yaml.safe_load(resources.files("edgedistill.resources.tasks").joinpath("groceries-224.yaml").read_text())
+    cfg["data"] |= {"image_size": 64, "labels_per_class": 2, "unlabeled": 40, "test": 42}
+    cfg["teachers"] = [{"source": IMAGENET[0]}, {"source": DIGITS[0]}]
+    cfg["train"] |= {"steps": 2, "warmup_steps": 1, "bn_calibration_images": 40, "checkpoint_every": 1}
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(cfg))
+    repo = Path(__file__).resolve().parents[1]
+    budget = tmp_path / "b.yaml"  # an ARM device: the search ranks by MACs without timing exports
+    text = (repo / "budgets" / "x86-2core-onnxruntime-64.yaml").read_text()
+    budget.write_text(text.replace("family: x86", "family: arm"))
+    code, err = run_cli(capsys, "train", "--budget", budget, "--task", tmp_path / "task.yaml", "--out",
+                        tmp_path / "run", "--no-progress", "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert summary["task"] == "groceries-224" and summary["data"]["classes"] == 14 and summary["steps"] == 2
+    assert summary["data"]["test"] == 42 and summary["family"] == "timm"

@@ -140,7 +140,6 @@ def test_narrow_widths_extract_and_cost(lite0: SlimmableBank) -> None:
     lite0.set_config(lite0.largest_config())
 
 
-@pytest.mark.slow  # the dynamo exporter takes ~20 s on a Lite0 subnet
 def test_extracted_subnet_onnx_parity(lite0: SlimmableBank, tmp_path: Path) -> None:
     import onnxruntime as ort
 

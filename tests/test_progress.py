@@ -25,21 +25,21 @@ def test_plain_lines_appear_every_ten_percent_before_the_end() -> None:
     assert "\x1b[" not in stream.getvalue()  # no terminal control codes in a log file
 
 
-def test_plain_lines_every_30_seconds_and_a_last_line_when_stopped_early() -> None:
+def test_plain_lines_every_20_seconds_and_a_last_line_when_stopped_early() -> None:
     now = [0.0]
     stream = io.StringIO()
     bar = LineTracker("search (evolutionary)", 1000, 0, unit="config", stream=stream, clock=lambda: now[0])
     for _ in range(5):
-        now[0] += 20.0
+        now[0] += 15.0
         bar.advance()
     lines = stream.getvalue().splitlines()
     assert lines == [
-        "search (evolutionary): config 2/1000 (0%), 40 s elapsed, ~5.5 h left",
-        "search (evolutionary): config 4/1000 (0%), 80 s elapsed, ~5.5 h left",
+        "search (evolutionary): config 2/1000 (0%), 30 s elapsed, ~4.2 h left",
+        "search (evolutionary): config 4/1000 (0%), 60 s elapsed, ~4.2 h left",
     ]
     bar.update(description="(stale)")
     bar._close()
-    assert stream.getvalue().splitlines()[-1] == "search (evolutionary) (stale): config 5/1000 (0%), 1.7 min elapsed"
+    assert stream.getvalue().splitlines()[-1] == "search (evolutionary) (stale): config 5/1000 (0%), 75 s elapsed"
 
 
 def test_resumed_progress_estimates_from_this_session() -> None:

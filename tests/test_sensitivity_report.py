@@ -29,8 +29,6 @@ from edgedistill.recipe import Quantization, Recipe
 from edgedistill.report.markdown import render_markdown
 from edgedistill.report.plots import sensitivity_plot
 
-BROKEN_WEIGHT = "3.weight"  # the second conv: its weight range is blown up (see `_break`)
-
 
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -45,15 +43,16 @@ def _break(src: Path, dst: Path) -> Path:
     rounds all its real weights to 0."""
     model = onnx.load(str(src))
     inits = {i.name: i for i in model.graph.initializer}
+    first, second = [n for n in model.graph.node if n.op_type == "Conv"][:2]
 
     def edit(name: str, change: object) -> None:
         a = numpy_helper.to_array(inits[name]).copy()
         change(a)  # type: ignore[operator]
         inits[name].CopyFrom(numpy_helper.from_array(a, name))
 
-    edit("0.weight", lambda a: a.__setitem__(0, 0.0))
-    edit("0.bias", lambda a: a.__setitem__(0, -1.0))
-    edit(BROKEN_WEIGHT, lambda a: a.__setitem__((slice(None), 0), 1e4))
+    edit(first.input[1], lambda a: a.__setitem__(0, 0.0))
+    edit(first.input[2], lambda a: a.__setitem__(0, -1.0))
+    edit(second.input[1], lambda a: a.__setitem__((slice(None), 0), 1e4))
     onnx.save(model, str(dst))
     return dst
 
@@ -76,7 +75,7 @@ def _report(model: Path, tmp: Path, trt: bool, top_k: int = 8) -> tuple[Sensitiv
         return quantize_onnxruntime(model, out, CALIBRATION, Quantization(), nodes_to_quantize=nodes, for_tensorrt=trt)
 
     report = layer_report(pre, qdq, IMAGES, requantize, top_k=top_k, method="test")
-    node = next(n.name for n in onnx.load(str(pre)).graph.node if BROKEN_WEIGHT in n.input)
+    node = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"][1]  # the second conv
     return report, node
 
 
@@ -117,13 +116,14 @@ def test_fallback_ranks_layers_by_the_report(broken: Path, tmp_path: Path) -> No
     renames when it fuses Conv+Relu (the ranking before the report scored such nodes 0 and put them last). The
     drop is stubbed (0 once that conv is float): this checks the ranking and the greedy search, not the repair."""
     full = quantize_onnxruntime(broken, tmp_path / "int8.onnx", CALIBRATION, Quantization())
-    node = next(n.name for n in onnx.load(str(preprocess_onnx(broken, tmp_path / "pre.onnx"))).graph.node
-                if BROKEN_WEIGHT in n.input)  # fmt: skip
+    second = [n for n in onnx.load(str(preprocess_onnx(broken, tmp_path / "pre.onnx"))).graph.node
+              if n.op_type == "Conv"][1]  # fmt: skip
+    node, weight = second.name, second.input[1]
     tried: list[bool] = []
 
     def drop_of(model: Path) -> float:
         graph = onnx.load(str(model)).graph
-        float_weight = BROKEN_WEIGHT in next(n.input for n in graph.node if n.name == node)
+        float_weight = weight in next(n.input for n in graph.node if n.name == node)
         tried.append(float_weight)
         return 0.0 if float_weight else 50.0
 

@@ -39,7 +39,10 @@ def train(
     overwrite: bool = False,
     progress: bool = False,
 ) -> TrainResult:
-    """Distil `task` (None: the embedded MNIST demo task) into a bank in `out`, choose the widths for `budget`.
+    """Distil `task` into a bank in `out`, choose the widths for `budget`.
+
+    `task=None` trains the packaged default for the budget's input: the MNIST demo task up to 64 px, the grocery
+    photo task (`groceries-224`, pretrained Lite0 bank) above.
 
     Raises:
         ConfigError: Bad budget/task, or `out` holds a run and neither `resume` nor `overwrite` is set.

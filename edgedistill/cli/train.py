@@ -14,7 +14,10 @@ from edgedistill.cli.console import console
 
 def train(
     budget: Annotated[Path, typer.Option(help="device budget YAML")] = DEFAULT_BUDGET,
-    task: Annotated[Path | None, typer.Option(help="task YAML (default: the embedded MNIST demo task)")] = None,
+    task: Annotated[
+        Path | None,
+        typer.Option(help="task YAML (default: the packaged MNIST demo task up to 64 px, grocery photos above)"),
+    ] = None,
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/demo"),
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto")] = "auto",
     steps: Annotated[int | None, typer.Option(min=1, help="override train.steps")] = None,

@@ -12,6 +12,19 @@ from edgedistill.models.layout import memory_format
 from edgedistill.models.slimmable import SlimBatchNorm2d
 from edgedistill.models.students import SlimmableBank
 
+BN_BATCH = 500  # images per BN-recalibration batch at 64x64 px or less
+PIXELS_PER_BN_BATCH = BN_BATCH * 64 * 64
+PIXELS_PER_EVAL_BATCH = 100 * 64 * 64
+
+
+def images_per_batch(height: int, width: int, pixels: int = PIXELS_PER_BN_BATCH, most: int = BN_BATCH) -> int:
+    """Images per forward batch at `height` x `width` with at most `pixels` input pixels per batch (at least 8).
+
+    Activations grow with the batch's pixels: 500 images of 224 px through a Lite0 bank held 5-7 GB (measured on
+    the photo task), 40 hold a twelfth of it. Up to 64 px nothing changes (the 500 or 100 images every run used).
+    """
+    return max(8, min(most, pixels // max(1, height * width)))
+
 
 def active_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The BatchNorm modules the model's current config runs (switchable BN: the selected private ones)."""

@@ -9,6 +9,7 @@ is what `extract` relies on to copy weights by name.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,8 +26,10 @@ WidthConfig = tuple[float, ...]
 DEFAULT_WIDTH_CHOICES: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 
 
+@functools.cache
 def _make_divisible(value: float, divisor: int) -> int:
-    """timm's channel rounding (imported here: timm takes seconds to import and scratch banks need nothing else)."""
+    """timm's channel rounding (imported here: timm takes seconds to import and scratch banks need nothing else;
+    cached: a bank asks for the same few roundings thousands of times while a search sets configs)."""
     from timm.layers import make_divisible
 
     return int(make_divisible(value, divisor))

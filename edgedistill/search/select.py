@@ -196,7 +196,7 @@ def search_widths(
     start = time.perf_counter()
     estimate = CostEstimator(CostInputs(bank, input_shape, lut))
     outputs = ConfigOutputs(bank, images.bn, images.eval)
-    reference, per_score = timed_reference(metric, outputs)  # per score: BN recalibration + outputs of one config
+    reference, per_score = timed_reference(metric, outputs, show_progress)  # per score: BN recal. + outputs
 
     def fits(config: Config) -> bool:
         return not over_limits(estimate(config), limits)

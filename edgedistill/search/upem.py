@@ -18,6 +18,7 @@ import torch
 
 from edgedistill.errors import ConfigError
 from edgedistill.models import SlimmableBank, memory_format, recalibrate_bn
+from edgedistill.models.bn import PIXELS_PER_EVAL_BATCH, images_per_batch
 from edgedistill.registry import Registry
 
 OSTC_HEADS = ("C_s", "C_t")
@@ -135,8 +136,10 @@ class ConfigOutputs:
         bank: The slimmable bank (its active config and BN statistics are changed).
         bn_images: Normalised unlabeled images for BN recalibration.
         eval_images: Other normalised unlabeled images the UPEM is computed on.
-        batch: Batch size of the BN recalibration (its statistics are per batch: part of the result).
-        eval_batch: Batch size of the scored forward passes (eval mode: speed only; small batches stay in cache).
+        batch: Batch size of the BN recalibration (its statistics are per batch: part of the result); None: 500
+            images up to 64 px, fewer above (`images_per_batch`: bounded memory).
+        eval_batch: Batch size of the scored forward passes (eval mode: speed only; small batches stay in cache);
+            None: 100 images up to 64 px, fewer above.
     """
 
     def __init__(
@@ -144,10 +147,13 @@ class ConfigOutputs:
         bank: SlimmableBank,
         bn_images: torch.Tensor,
         eval_images: torch.Tensor,
-        batch: int = 500,
-        eval_batch: int = 100,
+        batch: int | None = None,
+        eval_batch: int | None = None,
     ) -> None:
         self.bank = bank
+        h, w = bn_images.shape[-2:]
+        batch = batch or images_per_batch(h, w)
+        eval_batch = eval_batch or images_per_batch(h, w, PIXELS_PER_EVAL_BATCH, 100)
         fmt = memory_format(bank)  # the bank's layout (channels_last after such training): faster convs
         self.bn = [bn_images[i : i + batch].contiguous(memory_format=fmt) for i in range(0, len(bn_images), batch)]
         e = eval_batch
@@ -186,16 +192,21 @@ def uniform_configs(bank: SlimmableBank) -> list[tuple[float, ...]]:
     return uniform_members(bank.width_choices, bank.num_stages)
 
 
-def timed_reference(metric: Upem, outputs: ConfigOutputs) -> tuple[Reference, float]:
+def timed_reference(metric: Upem, outputs: ConfigOutputs, show_progress: bool = False) -> tuple[Reference, float]:
     """`metric`'s reference, and the seconds one score takes, timed on the uniform widths.
 
     Every search runs the uniform widths first (the default reference, and the strategies' first candidates), so
     the time of one score (BN recalibration + outputs) is measured there whatever the UPEM's reference is.
+    `show_progress`: a line per width (at 224 px each takes tens of seconds on 2 CPU cores).
     """
+    from edgedistill.progress import progress
+
     bank = outputs.bank
     uniform = uniform_configs(bank)
     start = time.perf_counter()
-    for config in uniform:
-        outputs(config)
+    with progress("search: uniform widths", len(uniform), show=show_progress, unit="config", every_pct=1) as bar:
+        for config in uniform:
+            outputs(config)
+            bar.advance()
     per_score = (time.perf_counter() - start) / len(uniform)
     return metric.reference(outputs, bank.width_choices, bank.num_stages), per_score
