@@ -26,6 +26,13 @@ def images_per_batch(height: int, width: int, pixels: int = PIXELS_PER_BN_BATCH,
     return max(8, min(most, pixels // max(1, height * width)))
 
 
+def bn_batches(images: torch.Tensor, batch: int | None = None) -> list[torch.Tensor]:
+    """`images` (N, C, H, W) in the batches BN is recalibrated with: `batch` images each, or `images_per_batch` of
+    their size. Recalibrated statistics are per batch, so every caller that must reproduce them splits here."""
+    b = batch or images_per_batch(images.shape[-2], images.shape[-1])
+    return [images[i : i + b] for i in range(0, len(images), b)]
+
+
 def active_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The BatchNorm modules the model's current config runs (switchable BN: the selected private ones)."""
     out: list[nn.modules.batchnorm._BatchNorm] = []

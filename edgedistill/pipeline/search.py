@@ -20,7 +20,7 @@ from edgedistill.errors import ConfigError
 from edgedistill.inputs import calibration_batches
 from edgedistill.io import atomic_write_json, sha256_file
 from edgedistill.models import SlimmableBank, extract, recalibrate_bn, save_subnet
-from edgedistill.models.bn import images_per_batch
+from edgedistill.models.bn import bn_batches
 from edgedistill.options import opt
 from edgedistill.run import RunDir, SearchPaths, search_paths
 from edgedistill.runtimes import RUNTIME_SPECS
@@ -111,8 +111,7 @@ class Measurer:
         calib = self.images.bn[:samples].cpu().numpy()
         if self.int8:
             bn = self.images.bn  # in the batches the UPEM recalibrated with: the same statistics
-            step = images_per_batch(bn.shape[-2], bn.shape[-1])
-            recalibrate_bn(self.bank, list(bn.split(step)), config=config, max_images=len(bn))
+            recalibrate_bn(self.bank, bn_batches(bn), config=config, max_images=len(bn))
         scored = self.images.eval.cpu().numpy() if self.int8 else None
         stats, logits = time_and_run(extract(self.bank, config).cpu(), b.input.shape, recipe, timing, calib, scored)
         if logits is not None:

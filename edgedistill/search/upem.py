@@ -18,7 +18,8 @@ import torch
 
 from edgedistill.errors import ConfigError
 from edgedistill.models import SlimmableBank, memory_format, recalibrate_bn
-from edgedistill.models.bn import PIXELS_PER_EVAL_BATCH, images_per_batch
+from edgedistill.models.bn import PIXELS_PER_EVAL_BATCH, bn_batches, images_per_batch
+from edgedistill.progress import progress
 from edgedistill.registry import Registry
 
 OSTC_HEADS = ("C_s", "C_t")
@@ -151,12 +152,10 @@ class ConfigOutputs:
         eval_batch: int | None = None,
     ) -> None:
         self.bank = bank
-        h, w = bn_images.shape[-2:]
-        batch = batch or images_per_batch(h, w)
-        eval_batch = eval_batch or images_per_batch(h, w, PIXELS_PER_EVAL_BATCH, 100)
         fmt = memory_format(bank)  # the bank's layout (channels_last after such training): faster convs
-        self.bn = [bn_images[i : i + batch].contiguous(memory_format=fmt) for i in range(0, len(bn_images), batch)]
-        e = eval_batch
+        self.bn = [b.contiguous(memory_format=fmt) for b in bn_batches(bn_images, batch)]
+        h, w = eval_images.shape[-2], eval_images.shape[-1]
+        e = eval_batch or images_per_batch(h, w, PIXELS_PER_EVAL_BATCH, 100)
         self.eval = [eval_images[i : i + e].contiguous(memory_format=fmt) for i in range(0, len(eval_images), e)]
         self.seen: dict[tuple[float, ...], Outputs] = {}
 
@@ -199,8 +198,6 @@ def timed_reference(metric: Upem, outputs: ConfigOutputs, show_progress: bool = 
     the time of one score (BN recalibration + outputs) is measured there whatever the UPEM's reference is.
     `show_progress`: a line per width (at 224 px each takes tens of seconds on 2 CPU cores).
     """
-    from edgedistill.progress import progress
-
     bank = outputs.bank
     uniform = uniform_configs(bank)
     start = time.perf_counter()
