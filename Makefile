@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 
 demo: venv
 	$(BIN)/edgedistill train --budget $(BUDGET) --out $(RUN) --overwrite
-	$(BIN)/edgedistill export --run $(RUN) --int8
+	$(BIN)/edgedistill export --run $(RUN)
 	$(BIN)/edgedistill bench --run $(RUN) --widths
 	$(BIN)/edgedistill report $(RUN)
 

@@ -4,7 +4,7 @@ Runs the four `make demo` commands, each in its own process as `make demo` does,
 teacher cache, which lives in the run folder, starts cold):
 
     edgedistill train --budget budgets/demo-cpu.yaml --out RUN --overwrite
-    edgedistill export --run RUN --int8
+    edgedistill export --run RUN
     edgedistill bench --run RUN --widths
     edgedistill report RUN
 
@@ -70,7 +70,7 @@ def commands(run: str, budget: str) -> list[tuple[str, list[str]]]:
     """`make demo`'s four commands (the CLI arguments after `edgedistill`)."""
     return [
         ("train", ["train", "--budget", budget, "--out", run, "--overwrite"]),
-        ("export", ["export", "--run", run, "--int8"]),
+        ("export", ["export", "--run", run]),
         ("bench", ["bench", "--run", run, "--widths"]),
         ("report", ["report", run]),
     ]
@@ -106,8 +106,10 @@ def run_demo(run: str, budget: str, profile: bool) -> dict[str, Any]:
     out["stage_seconds"] = train["stage_seconds"]
     out["width_accuracy"] = train["width_accuracy"]
     out["chosen"] = {k: train["chosen"][k] for k in ("config", "macs", "test_accuracy")}
-    bench = json.loads((REPO / run / "export" / "onnxruntime-int8" / "bench.json").read_text())
-    out["int8"] = {k: bench["accuracy"][k] for k in ("fp32", "artifact", "drop_pts")}
+    manifest = json.loads((REPO / run / "export" / "onnxruntime-int8" / "manifest.json").read_text())
+    out["int8"] = {k: manifest["accuracy"][k] for k in ("fp32", "artifact", "drop_pts")}
+    deployed = REPO / run / "bench" / "deployed.json"  # precision auto: what bench deployed
+    out["deployed"] = json.loads(deployed.read_text())["target"] if deployed.is_file() else "onnxruntime-int8"
     return out
 
 
@@ -115,7 +117,7 @@ def _markdown(record: dict[str, Any]) -> str:
     lines = [
         "# `make demo` profile",
         "",
-        "Each profile runs `make demo`'s four commands (`train --overwrite`, `export --int8`, `bench --widths`,",
+        "Each profile runs `make demo`'s four commands (`train --overwrite`, `export`, `bench --widths`,",
         "`report`), each in its own process, from a fresh run folder: the teacher cache starts cold. Seconds of wall",
         "time; `train`'s stages come from its `train.json` (`stage_seconds`). Profiles with cProfile on add its",
         "overhead to every figure; they split the commands into their calls.",
@@ -153,7 +155,8 @@ def _markdown(record: dict[str, Any]) -> str:
         lines += [
             f"Accuracy (test top-1 %, 10,000 images): widths {acc}; chosen subnet {c['config']} "
             f"({c['macs'] / 1e6:.2f} M MACs) {c['test_accuracy']:.2f}; ONNX Runtime FP32 {i8['fp32']:.2f}, "
-            f"INT8 {i8['artifact']:.2f} (drop {i8['drop_pts']:+.2f} pts).",
+            f"INT8 {i8['artifact']:.2f} (drop {i8['drop_pts']:+.2f} pts); deployed "
+            f"{p.get('deployed', 'onnxruntime-int8')}.",
             "",
         ]
     return "\n".join(lines)

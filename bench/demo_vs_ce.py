@@ -3,7 +3,7 @@
 Runs, each step in its own process (as a user would):
     edgedistill train --budget B --out runs/bench-<distiller> --distiller <distiller> --overwrite
     edgedistill export --run runs/bench-<distiller> --int8
-    edgedistill bench --run runs/bench-<distiller>
+    edgedistill bench --run runs/bench-<distiller> --artifact runs/bench-<distiller>/export/onnxruntime-int8
 for each distiller (default: distill-weighted, ce-only), then writes bench/results/demo_vs_ce.{json,md}.
 
 Usage: python bench/demo_vs_ce.py [--budget budgets/demo-cpu.yaml] [--seeds 0] [--distillers distill-weighted ce-only]
@@ -46,7 +46,7 @@ def _one(budget: str, distiller: str, seed: int) -> dict:
         "--no-progress",
     )
     _cli("export", "--run", run, "--int8")
-    _cli("bench", "--run", run)
+    _cli("bench", "--run", run, "--artifact", f"{run}/export/onnxruntime-int8")  # INT8 whatever precision auto deploys
     train = json.loads((REPO / run / "train.json").read_text())
     bench = json.loads((REPO / run / "export" / "onnxruntime-int8" / "bench.json").read_text())
     by_rt = {f"{r['runtime']}-{r['precision']}": r for r in bench["results"]}

@@ -225,8 +225,9 @@ def main() -> None:
         name = resolved.budget.name
         _cli("search", "--budget", path, "--run", str(run), "--no-progress")
         _cli("export", "--run", str(run), "--budget", path, "--int8")
-        _cli("bench", "--run", str(run), "--budget", path)
-        bench = json.loads((rd.export_dir(resolved.recipe.target) / "bench.json").read_text())
+        art = rd.export_dir(resolved.recipe.target)  # the INT8 artifact, also under precision auto
+        _cli("bench", "--run", str(run), "--budget", path, "--artifact", str(art))
+        bench = json.loads((art / "bench.json").read_text())
         trained_for = json.loads(rd.train_json.read_text())["budget"]
         record = json.loads((run / ("search.json" if name == trained_for else f"searches/{name}.json")).read_text())
         deployed.append(

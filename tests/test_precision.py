@@ -203,7 +203,7 @@ def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
 def test_auto_budget_end_to_end_from_the_cli(trained_run: Path, tmp_path: Path) -> None:
     """export on an auto budget exports every candidate; bench times them, deploys one, says why; report shows it."""
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint", "report"))
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export", "checkpoint", "report", "bench"))
     # Same name as the run's budget, so the stored width choice is reused (no search), and its drop allowance.
     max_drop = yaml.safe_load((run / "budget.yaml").read_text())["accuracy"]["max_int8_drop_pts"]
     budget = _write_budget(tmp_path, "onnxruntime", "auto", "onnxruntime-int8.yaml", name="demo-cpu")
@@ -242,8 +242,14 @@ def test_auto_budget_end_to_end_from_the_cli(trained_run: Path, tmp_path: Path) 
     fp32_p50 = next(x["stats"]["p50"] for x in rec["results"] if x["precision"] == "fp32")
     assert s["speedup_vs_best_fp32"] == pytest.approx(fp32_p50 / int8_p50)
     pays = s["speedup_vs_best_fp32"] >= PAYS_AT
-    assert (deployed["target"] == "onnxruntime-int8") == pays  # the INT8 drop is within the fixture's budget
     assert ("warning: INT8 pays less than" in r.stdout) == (not pays)
+    p90 = {x["precision"]: x["stats"]["p90"] for x in rec["results"]}
+    faster = pays and p90["int8"] < p90["fp32"]  # the INT8 drop is within the fixture's budget
+    assert (deployed["target"] == "onnxruntime-int8") == faster
     report = ed.report(run, budget=budget)
     md = report.markdown.read_text()
     assert f"artifact `{deployed['target']}`" in md and "## Deployed precision (auto)" in md and "## INT8 vs FP32" in md
+    assert report.precision_choice is not None  # `edgedistill report`'s line: what deployed, both latencies
+    line = report.precision_choice.summary()
+    assert line.startswith(f"precision auto deployed {deployed['target']}: fp32 {fp32_p50:.3f} ms p50; int8: ")
+    assert f"p90 {p90['int8']:.3f} vs {p90['fp32']:.3f} ms" in line

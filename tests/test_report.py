@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import demo_int8_budget_text
 
 from edgedistill.bench.stats import latency_stats
 from edgedistill.pipeline.report import write_report
@@ -44,7 +45,7 @@ def synthetic_run(root: Path, main_times: list[float], with_train: bool = True) 
     """A run folder with the demo budget, one INT8 artifact with its bench.json, and optionally train/widths."""
     run = root / "run"
     (run / "export" / "onnxruntime-int8").mkdir(parents=True)
-    shutil.copy(REPO / "budgets" / "demo-cpu.yaml", run / "budget.yaml")
+    (run / "budget.yaml").write_text(demo_int8_budget_text())  # the INT8 artifact is the budget's, not auto's choice
     shutil.copy(REPO / "edgedistill" / "resources" / "recipes" / "onnxruntime-int8.yaml", run / "recipe.yaml")
     art = run / "export" / "onnxruntime-int8"
     manifest = {

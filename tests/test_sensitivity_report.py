@@ -5,6 +5,7 @@ it, bad options fail in one line."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -109,6 +110,53 @@ def test_sqnr_of_an_unquantized_equivalent_is_the_cap(fp32: Path, tmp_path: Path
     assert report.output_sqnr_db == MAX_SQNR_DB and report.disagreement_pct == 0.0 and report.top_k == 0
     assert sqnr_db(1.0, 0.0) == MAX_SQNR_DB and sqnr_db(100.0, 1.0) == pytest.approx(20.0)
     assert sqnr_db(0.0, 1.0) == -MAX_SQNR_DB
+
+
+@pytest.mark.parametrize("trt", [False, True], ids=["onnxruntime", "tensorrt"])
+def test_cached_ranges_quantize_as_a_fresh_calibration(fp32: Path, tmp_path: Path, trt: bool) -> None:
+    """The single-layer and mixed models of one export re-quantize with the artifact's cached ranges: the same bytes
+    as calibrating again, and the cache is what is read (another calibration set gives the cached ranges' model)."""
+    from onnxruntime.quantization import quantize_static
+
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        pytest.skip("this ONNX Runtime has no calibration caches (they came after 1.20)")
+    ranges = tmp_path / "ranges.json"
+    q, convs = Quantization(), [n.name for n in onnx.load(str(preprocess_onnx(fp32, tmp_path / "pre.onnx"))).graph.node
+                                if n.op_type == "Conv"]  # fmt: skip
+    quantize_onnxruntime(fp32, tmp_path / "all.onnx", CALIBRATION, q, for_tensorrt=trt, ranges=ranges)
+    assert ranges.is_file()
+    for kw in ({"nodes_to_quantize": convs[1:2]}, {"nodes_to_exclude": convs[:1]}):
+        fresh = quantize_onnxruntime(fp32, tmp_path / "fresh.onnx", CALIBRATION, q, for_tensorrt=trt, **kw)
+        cached = quantize_onnxruntime(fp32, tmp_path / "cached.onnx", IMAGES, q, for_tensorrt=trt, ranges=ranges, **kw)
+        assert cached.read_bytes() == fresh.read_bytes(), kw
+
+
+def test_a_head_that_reads_its_input_shape_is_reported(tmp_path: Path) -> None:
+    """A cosine head slices its weight by the input's width (`x.shape[-1]`): its Shape node reads a dequantized
+    tensor and outputs int64. It is no quantized layer, and reading it as a float output failed the INT8 export of
+    the universal task's students in ONNX Runtime."""
+    import torch
+    from torch import nn
+
+    from edgedistill.models.slimmable import CosineLinear
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 8, 3, stride=2, padding=1), CosineLinear(8, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            f = nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 1)
+            return self.fc(torch.flatten(f, 1))
+
+    torch.manual_seed(0)
+    model = torch_to_onnx(Net().eval(), SHAPE, tmp_path / "model.onnx")
+    qdq = quantize_onnxruntime(model, tmp_path / "int8.onnx", CALIBRATION, Quantization())
+    pre = preprocess_onnx(model, tmp_path / "pre.onnx")
+    assert any(n.op_type == "Shape" for n in onnx.load(str(qdq)).graph.node)
+    report = layer_report(pre, qdq, IMAGES[:64], None, method="test")
+    ops = {r.op_type for r in report.layers}
+    assert {"Conv", "MatMul"} <= ops and "Shape" not in ops and report.output_sqnr_db > 20.0
 
 
 def test_fallback_ranks_layers_by_the_report(broken: Path, tmp_path: Path) -> None:

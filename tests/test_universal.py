@@ -278,6 +278,7 @@ def test_universal_task_from_the_cli_api_and_report(tmp_path: Path, capsys: pyte
     exported = ed.export(out, sensitivity_images=0)  # one INT8 network: the universal head over the 22 classes
     int8 = exported.manifests[-1]
     assert int8.precision == "int8" and len(int8.class_names) == 22 and int8.class_names[-1] == "ising/above_tc"
+    assert int8.sensitivity is None  # the budget is precision auto: its INT8 candidate takes the export's options
 
 
 def test_cosine_head_normalises_as_f_normalize() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from edgedistill.bench.choose import PrecisionChoice
     from edgedistill.budget import ResolvedBudget
     from edgedistill.export.manifest import Manifest
     from edgedistill.export.sensitivity_schema import SensitivityReport
@@ -222,10 +223,14 @@ class ReportResult(_Result):
     markdown: Path
     json: Path
     plots: tuple[Path, ...]
+    precision_choice: PrecisionChoice | None = None  # precision auto: what `bench` deployed and why
 
     @classmethod
     def from_dict(cls, run: Path, d: dict[str, Any]) -> ReportResult:
+        from edgedistill.bench.choose import PrecisionChoice
+
         p = d["paths"]
+        choice = d.get("precision_choice")
         return cls(
             raw=d,
             run=Path(run),
@@ -234,6 +239,7 @@ class ReportResult(_Result):
             markdown=Path(p["markdown"]),
             json=Path(p["json"]),
             plots=tuple(Path(x) for x in p.get("plots", [])),
+            precision_choice=None if not choice else PrecisionChoice.from_json(choice),
         )
 
 

@@ -70,6 +70,15 @@ class PrecisionChoice:
             "reasons": list(self.reasons),
         }
 
+    def summary(self) -> str:
+        """One line: what deployed, FP32's p50/p90 and every other timed candidate's reason (its speedup, p90, drop)."""
+        parts = [
+            f"fp32 {c.p50_ms:.3f} ms p50" if c.precision == "fp32" else c.reason
+            for c in self.candidates
+            if c.precision != "fp32" or c.p50_ms is not None
+        ]
+        return f"precision auto deployed {self.target}: {'; '.join(parts)}"
+
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> PrecisionChoice:
         return cls(

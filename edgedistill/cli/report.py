@@ -22,6 +22,8 @@ def report(
     con = console()
     for part in rep.missing:
         con.print(f"[yellow]missing:[/] {part}")
+    if rep.precision_choice is not None:
+        con.print(rep.precision_choice.summary())
     print_verdict(rep.verdict, f"report: {rep.markdown}", fail_on_budget)
 
 

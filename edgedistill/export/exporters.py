@@ -27,10 +27,20 @@ if TYPE_CHECKING:
 
 
 def export_ort_int8(job: ExportJob) -> Manifest:
-    """Static INT8 QDQ through ONNX Runtime's quantizer (x86 layout, or TensorRT's for runtime tensorrt)."""
+    """Static INT8 QDQ through ONNX Runtime's quantizer (x86 layout, or TensorRT's for runtime tensorrt).
+
+    The artifact's calibration ranges are cached for the export: the mixed-precision fallback and the sensitivity
+    report's single-layer models re-quantize with them instead of calibrating again.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgedistill-int8-") as tmp:
+        return _export_ort_int8(job, Path(tmp))
+
+
+def _export_ort_int8(job: ExportJob, tmp: Path) -> Manifest:
     trt = job.recipe.runtime == "tensorrt"
+    ranges = tmp / "ranges.json"
     calib, calib_info = job.calibration()
-    path = quantize_onnxruntime(job.fp32, job.out / "model.onnx", calib, job.quant, for_tensorrt=trt)
+    path = quantize_onnxruntime(job.fp32, job.out / "model.onnx", calib, job.quant, for_tensorrt=trt, ranges=ranges)
     batches = job.ctx.test_batches()
     fallback = None
     acc = onnx_accuracy(path, batches, fake_quant=trt)
@@ -43,27 +53,27 @@ def export_ort_int8(job: ExportJob) -> Manifest:
         def drop_of(p: Path) -> float:
             return 100.0 - onnx_accuracy(p, [(val, fp32_pred)], fake_quant=trt).top1
 
-        with tempfile.TemporaryDirectory(prefix="edgedistill-int8-") as tmp:
-            full = Path(shutil.copyfile(path, Path(tmp) / "int8.onnx"))
-            fallback = ort_mixed_precision(
-                job.fp32,
-                full,
-                path,
-                calib,
-                job.quant,
-                drop_of=drop_of,
-                max_drop=job.max_drop,
-                sensitivity_images=val,
-                for_tensorrt=trt,
-            )
-            acc = onnx_accuracy(path, batches, fake_quant=trt)
-            probe = build_manifest(job.ctx, job.recipe, job.score(acc, True), calib_info)
-            b = job.ctx.resolved.budget
-            p50, note = latency_cost(probe, full, path, b.target.threads, b.input.batch)
-            fallback = fallback.model_copy(update={"latency_p50_ms": p50, "latency_note": note})
+        full = Path(shutil.copyfile(path, tmp / "int8.onnx"))
+        fallback = ort_mixed_precision(
+            job.fp32,
+            full,
+            path,
+            calib,
+            job.quant,
+            drop_of=drop_of,
+            max_drop=job.max_drop,
+            sensitivity_images=val,
+            for_tensorrt=trt,
+            ranges=ranges,
+        )
+        acc = onnx_accuracy(path, batches, fake_quant=trt)
+        probe = build_manifest(job.ctx, job.recipe, job.score(acc, True), calib_info)
+        b = job.ctx.resolved.budget
+        p50, note = latency_cost(probe, full, path, b.target.threads, b.input.batch)
+        fallback = fallback.model_copy(update={"latency_p50_ms": p50, "latency_note": note})
     extra: dict[str, Any] = {
         "fallback": fallback,
-        "sensitivity": export_sensitivity(job, path, calib, for_tensorrt=trt),
+        "sensitivity": export_sensitivity(job, path, calib, for_tensorrt=trt, ranges=ranges),
     }
     if trt:
         extra.update(_tensorrt_files(job, "model.onnx"))

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 MAX_SQNR_DB = 120.0  # float32 rounding sits near 140 dB; anything above this is "exact" and JSON needs a number
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+SHAPE_OPS = ("Shape", "Size")  # read a dequantized tensor's shape only: no quantization error of their own
 
 # (node names to quantize, output path) → that path: the exporter's quantizer with every other node in float
 Requantize = Callable[[list[str], Path], Path]
@@ -131,7 +132,7 @@ def quantized_layers(float_path: Path, qdq_path: Path) -> list[_Node]:
 
     layers = []
     for n in graph.node:
-        if not n.name or not n.output or not reads_dq(n):
+        if not n.name or not n.output or n.op_type in SHAPE_OPS or not reads_dq(n):
             continue
         out = output_pair(n)
         if out is None:
@@ -236,7 +237,12 @@ METHODS = {
 
 
 def export_sensitivity(
-    job: ExportJob, qdq: Path | None, calibration: np.ndarray, *, for_tensorrt: bool = False
+    job: ExportJob,
+    qdq: Path | None,
+    calibration: np.ndarray,
+    *,
+    for_tensorrt: bool = False,
+    ranges: Path | None = None,
 ) -> SensitivityReport | None:
     """The sensitivity report of an INT8 export, or None when its settings turn it off (`images: 0`).
 
@@ -245,6 +251,8 @@ def export_sensitivity(
         qdq: The artifact's QDQ ONNX model; None (OpenVINO) measures a QDQ proxy with the recipe's scheme.
         calibration: The artifact's calibration set: single-layer models are quantized with it.
         for_tensorrt: TensorRT's QDQ layout (as the artifact).
+        ranges: The artifact's calibration cache (see `quantize_onnxruntime`); None: one in a temporary folder, so
+            the single-layer models calibrate once between them.
     """
     settings = job.sensitivity
     if settings.images == 0:
@@ -252,12 +260,13 @@ def export_sensitivity(
     images = job.unlabeled(settings.images)
     with tempfile.TemporaryDirectory(prefix="edgedistill-sensitivity-") as tmp:
         pre = preprocess_onnx(job.fp32, Path(tmp) / "pre.onnx")
+        cache = ranges or Path(tmp) / "ranges.json"
         if qdq is None:
-            qdq = quantize_onnxruntime(job.fp32, Path(tmp) / "proxy.onnx", calibration, job.quant)
+            qdq = quantize_onnxruntime(job.fp32, Path(tmp) / "proxy.onnx", calibration, job.quant, ranges=cache)
 
         def requantize(nodes: list[str], out: Path) -> Path:
             return quantize_onnxruntime(
-                job.fp32, out, calibration, job.quant, nodes_to_quantize=nodes, for_tensorrt=for_tensorrt
+                job.fp32, out, calibration, job.quant, nodes_to_quantize=nodes, for_tensorrt=for_tensorrt, ranges=cache
             )
 
         method = METHODS.get(job.recipe.runtime, METHODS["onnxruntime"])

@@ -37,6 +37,7 @@ def ort_mixed_precision(
     max_drop: float,
     sensitivity_images: np.ndarray,
     for_tensorrt: bool = False,
+    ranges: Path | None = None,
 ) -> FallbackInfo:
     """Rank layers by the sensitivity report's local SQNR, then re-quantize with the top 1, 2, 4, ... kept in float.
 
@@ -48,6 +49,7 @@ def ort_mixed_precision(
         max_drop: The budget's limit.
         sensitivity_images: Representative images for the ranking (not the calibration set: a bad calibration
             set is the case this exists for).
+        ranges: The calibration cache of `full_int8` (see `quantize_onnxruntime`): candidates reuse its ranges.
 
     Returns:
         What was kept in float and the drops before and after (latency not yet filled in).
@@ -62,7 +64,9 @@ def ort_mixed_precision(
 
         def check(excluded: list[str]) -> tuple[float, bool]:
             cand = Path(tmp) / f"mixed-{len(excluded)}.onnx"
-            quantize_onnxruntime(fp32, cand, calibration, quant, nodes_to_exclude=excluded, for_tensorrt=for_tensorrt)
+            quantize_onnxruntime(
+                fp32, cand, calibration, quant, nodes_to_exclude=excluded, for_tensorrt=for_tensorrt, ranges=ranges
+            )
             drop = drop_of(cand)
             return drop, drop <= max_drop and MODEL_READERS.get(".onnx")(cand).quantized  # a float model is no fix
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,13 @@ def _even_batch(n: int, batch: int) -> int:
     return next(b for b in range(min(batch, n), 0, -1) if n % b == 0)
 
 
+def _cache_argument(quantize_static: Callable[..., Any], ranges: Path | None) -> dict[str, Any]:
+    """`calibration_cache_path` for `quantize_static` when given and this ONNX Runtime has it (1.32 does)."""
+    if ranges is None or "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        return {}
+    return {"calibration_cache_path": str(ranges)}
+
+
 def _check_calibration(calibration: np.ndarray) -> np.ndarray:
     if calibration.ndim != 4 or len(calibration) == 0:
         raise ExportError(f"calibration must be a non-empty NCHW array, got shape {calibration.shape}")
@@ -83,6 +91,7 @@ def quantize_onnxruntime(
     nodes_to_exclude: Sequence[str] = (),
     for_tensorrt: bool = False,
     nodes_to_quantize: Sequence[str] | None = None,
+    ranges: Path | None = None,
 ) -> Path:
     """Statically quantize an FP32 ONNX model to QDQ INT8 for ONNX Runtime.
 
@@ -101,6 +110,10 @@ def quantize_onnxruntime(
         for_tensorrt: TensorRT explicit-quantization layout (see `TENSORRT_OPTIONS`).
         nodes_to_quantize: Only these nodes (pre-processed names) are quantized, with the scales the full
             calibration gives them; None quantizes every node (less `nodes_to_exclude`).
+        ranges: A calibration cache (ONNX Runtime's JSON of tensor ranges): read when it exists, written after
+            calibrating when it does not. Ranges do not depend on which nodes are quantized, so the single-layer and
+            mixed models of one export reuse the artifact's; the caller keeps one cache to one calibration set,
+            recipe and layout (`for_tensorrt`). Ignored by ONNX Runtime versions without calibration caches.
 
     Returns:
         `out_path`.
@@ -156,6 +169,7 @@ def quantize_onnxruntime(
                 nodes_to_quantize=None if nodes_to_quantize is None else list(nodes_to_quantize),
                 op_types_to_quantize=list(TENSORRT_OPS) if for_tensorrt else None,
                 extra_options=extra,
+                **_cache_argument(quantize_static, ranges),
             )
 
         try:

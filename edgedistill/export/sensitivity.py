@@ -23,15 +23,22 @@ class FallbackResult:
 
 
 def with_outputs(model_path: Path, names: Sequence[str]) -> bytes:
-    """The model with extra float graph outputs, so intermediate tensors can be read."""
+    """The model with extra graph outputs, so intermediate tensors can be read.
+
+    Each output gets its tensor's inferred element type: a tensor read for its error can be an integer one (the
+    Shape feeding a Reshape before the classifier), and ONNX Runtime rejects an output declared with another type.
+    """
     import onnx
 
     model = onnx.load(str(model_path))
     existing = {o.name for o in model.graph.output}
     tensors = {t for n in model.graph.node for t in n.output}
+    inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred if v.type.tensor_type.elem_type}
     for name in names:
         if name in tensors and name not in existing:
-            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            elem = types.get(name, onnx.TensorProto.FLOAT)
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
     return model.SerializeToString()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -76,10 +77,10 @@ def _resolve_recipe(ctx: RunContext, runtime: str | None, precision: str | None,
         return ctx.resolved.recipe
     rt = runtime or ctx.resolved.budget.target.runtime
     prec = precision or ctx.resolved.budget.target.precision
-    if prec == AUTO:  # `--target` alone on an auto budget: bench would look for the budget's runtime, not this one
-        raise ConfigError(f"{opt('target', rt)}: the budget's precision is auto; also give a precision (--int8 ...)")
     if rt not in RUNTIME_SPECS:
         raise ConfigError(f"{param('target')}: {unknown_name('runtime', rt, RUNTIME_SPECS)}")
+    if prec == AUTO:  # `--target` alone on an auto budget: bench would look for the budget's runtime, not this one
+        raise ConfigError(f"{opt('target', rt)}: the budget's precision is auto; also give a precision (--int8 ...)")
     try:
         check_runtime_precision(rt, prec)
     except ValueError as e:
@@ -120,12 +121,8 @@ def export_run(
     if gray_input(ctx.data, ctx.pre):  # exact on these inputs; INT8 then rounds the filters' sums (gray_input.py)
         ctx.gray_stem = fold_gray_stem(ctx.subnet)
     if is_auto(ctx.resolved.budget) and runtime is None and precision is None and recipe is None:
-        if qad_steps is not None or qad_lr is not None:
-            raise ConfigError(
-                f"{param('qad_steps')}/{param('qad_lr')}: a precision: auto budget exports every candidate with its "
-                "recipe's qad settings; give a precision to override them"
-            )
-        return _export_auto(ctx, calibration_samples, allow_small_calibration, fallback)
+        int8 = _AutoInt8(fallback, qad_steps, qad_lr, sensitivity_images, sensitivity_top_k)
+        return _export_auto(ctx, calibration_samples, allow_small_calibration, int8)
     chosen = _with_qad(_resolve_recipe(ctx, runtime, precision, recipe), fallback, qad_steps, qad_lr)
     for name, value in (("sensitivity_images", sensitivity_images), ("sensitivity_top_k", sensitivity_top_k)):
         if value is not None and chosen.precision != "int8":
@@ -195,28 +192,48 @@ def _with_qad(chosen: Recipe, fallback: Fallback, steps: int | None, lr: float |
     return chosen.model_copy(update={"qad": settings})
 
 
+@dataclass(frozen=True)
+class _AutoInt8:
+    """The options of a `precision: auto` export that only its INT8 candidate takes."""
+
+    fallback: Fallback
+    qad_steps: int | None
+    qad_lr: float | None
+    sensitivity_images: int | None
+    sensitivity_top_k: int | None
+
+
 def _export_auto(
-    ctx: RunContext, calibration_samples: int | None, allow_small: bool, fallback: Fallback
+    ctx: RunContext, calibration_samples: int | None, allow_small: bool, int8: _AutoInt8
 ) -> list[Manifest]:
     """`precision: auto`: the FP32 reference, then every other candidate precision of the budget's runtime.
 
-    A candidate over the accuracy budget keeps its manifest (with its drop) and does not stop the others: `bench`
-    leaves it out of the decision, and the report says why.
+    The INT8 candidate takes the fallback, QAD and sensitivity options. A candidate over the accuracy budget keeps its
+    manifest (with its drop) and does not stop the others: `bench` leaves it out of the decision, and the report says
+    why.
     """
-    candidates = auto_candidates(ctx.resolved)
-    _check_targets(ctx, list(candidates.recipes), calibration_samples, allow_small)
+    recipes = [
+        _with_qad(r, int8.fallback, int8.qad_steps, int8.qad_lr) if r.precision == "int8" else r
+        for r in auto_candidates(ctx.resolved).recipes
+    ]
+    _check_targets(ctx, recipes, calibration_samples, allow_small)
     with built_aside(ctx):
         fp32_manifest, ref = export_fp32(ctx, find_recipe("onnxruntime", "fp32"))
         manifests = [fp32_manifest]
         fp32_path = ctx.rd.export_dir(FP32_TARGET) / "model.onnx"
-        for chosen in candidates.recipes:
+        for chosen in recipes:
             if chosen.target == FP32_TARGET:
                 continue
-            int8_only = fallback if chosen.precision == "int8" else "none"
-            job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small, int8_only)
+            if chosen.precision == "int8":
+                job = ExportJob(
+                    ctx, chosen, fp32_path, ref, calibration_samples, allow_small, int8.fallback,
+                    sensitivity_images=int8.sensitivity_images, sensitivity_top_k=int8.sensitivity_top_k,
+                )  # fmt: skip
+            else:
+                job = ExportJob(ctx, chosen, fp32_path, ref, calibration_samples, allow_small)
             exporter = EXPORTERS.get(chosen.target)
             try:
-                manifests.append(export_with_qad(job, exporter) if int8_only in ("auto", "qat") else exporter(job))
+                manifests.append(export_with_qad(job, exporter) if job.fallback in ("auto", "qat") else exporter(job))
             except AccuracyDropError:
                 manifests.append(read_manifest(job.out))
     return manifests
