@@ -9,7 +9,11 @@ ImageNet JPEGs):
 - `onnxruntime-fp32`, `openvino-fp32` (f32 inference precision): the FP32 references;
 - `onnxruntime-int8`, `openvino-int8`: edgedistill's recipes (shipped `onnxruntime-int8`, `openvino-int8`);
 - anchors, what a user would do by hand: `quantize_static` at its defaults (timed in ONNX Runtime) and
-  `nncf.quantize` at its defaults on the OpenVINO model (timed in OpenVINO).
+  `nncf.quantize` at its defaults on the OpenVINO model (timed in OpenVINO);
+- variants of the recipes, to find the settings that pay on this instruction set: ONNX Runtime with int8
+  activations and full-range weights (`-s8s8`), with the depthwise convolutions left in float (`-float-dw`), with only
+  Conv/Gemm/MatMul quantized and every element-wise op in float (`-convs-only`); OpenVINO with symmetric int8
+  activations (`-symmetric`, NNCF's PERFORMANCE preset, which `nncf.quantize` uses by default).
 
 Every artifact is timed by the torch-free runner in its own process (batch 1, real images), at each thread count, in
 interleaved rounds; the row is the round with the median p50. Accuracy: top-1 agreement with the FP32 ONNX model on
@@ -17,7 +21,7 @@ the 20 centre crops and their flips (the untrained subnet has no task labels), a
 
 Usage (nothing else on the cores):
     python bench/int8_latency.py --build               # artifacts into runs/int8-latency/ (about 5 minutes)
-    python bench/int8_latency.py --threads 2 1         # time them; writes bench/results/latency.{md,json}
+    python bench/int8_latency.py --threads 2 1         # time them: bench/results/latency-<ISA>.{md,json}
     python bench/int8_latency.py --score               # score the built artifacts again (updates the results)
 """
 
@@ -38,6 +42,7 @@ import edgedistill as ed
 from edgedistill.bench.machine import machine_info, package_versions
 from edgedistill.models import count_cost, recalibrate_bn
 from edgedistill.pipeline.bench_widths import write_bench_manifest
+from edgedistill.recipe import resolve_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -49,6 +54,7 @@ MODELS = {
 SHAPE = (1, 3, 224, 224)
 PRE = {"scale": 1 / 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "channels": 3}
 CALIBRATION = 300
+Builder = Callable[[Path, Path, np.ndarray], Path]
 
 
 def calibration_images(n: int = CALIBRATION, seed: int = 0) -> np.ndarray:
@@ -123,19 +129,84 @@ def _nncf_default(fp32: Path, out: Path, calib: np.ndarray) -> Path:
     return out / "model.xml"
 
 
-def _recipe(name: str) -> Callable[[Path, Path, np.ndarray], Path]:
-    return lambda fp32, out, calib: ed.quantize(fp32, name, calib, out)  # a shipped recipe, by name
+def _recipe(name: str, **quantization: Any) -> Callable[[Path, Path, np.ndarray], Path]:
+    """A shipped recipe by name, with `quantization` settings changed (a variant)."""
+
+    def make(fp32: Path, out: Path, calib: np.ndarray) -> Path:
+        recipe = resolve_recipe(name)
+        if quantization:
+            assert recipe.quantization is not None
+            recipe = recipe.model_copy(update={"quantization": recipe.quantization.model_copy(update=quantization)})
+        return ed.quantize(fp32, recipe, calib, out)
+
+    return make
+
+
+def depthwise_convs(onnx_path: Path) -> list[str]:
+    """Names of the grouped convolutions with one input channel per group (depthwise) of a model."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    shapes = {i.name: list(i.dims) for i in model.graph.initializer}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "Conv"
+        and any(a.name == "group" and a.i > 1 for a in n.attribute)
+        and shapes.get(n.input[1], [0, 0])[1] == 1
+    ]
+
+
+def _ort_variant(*, skip_depthwise: bool = False, op_types: list[str] | None = None) -> Builder:
+    """The shipped `onnxruntime-int8` settings with depthwise convs in float, or only `op_types` quantized."""
+
+    def make(fp32: Path, out: Path, calib: np.ndarray) -> Path:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+        from edgedistill.export.onnx2ort_int8 import preprocess_onnx
+
+        out.mkdir(parents=True, exist_ok=True)
+        pre = preprocess_onnx(fp32, out / "pre.onnx")
+
+        class Reader(CalibrationDataReader):  # type: ignore[misc]
+            def __init__(self) -> None:
+                self.items = iter([{"input": calib[i : i + 30]} for i in range(0, len(calib), 30)])
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                return next(self.items, None)
+
+        quantize_static(
+            str(pre), str(out / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+            nodes_to_exclude=depthwise_convs(pre) if skip_depthwise else None, op_types_to_quantize=op_types,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )  # fmt: skip
+        (out / "pre.onnx").unlink()
+        return out / "model.onnx"
+
+    return make
 
 
 # artifact → (runtime, precision, builder(fp32 onnx, folder, calibration) → model file, role)
-ARTIFACTS: dict[str, tuple[str, str, Callable[[Path, Path, np.ndarray], Path], str]] = {
+ARTIFACTS: dict[str, tuple[str, str, Builder, str]] = {
     "onnxruntime-fp32": ("onnxruntime", "fp32", _recipe("onnx-fp32"), "FP32"),
     "openvino-fp32": ("openvino", "fp32", _recipe("openvino-fp32"), "FP32"),
     "onnxruntime-int8": ("onnxruntime", "int8", _recipe("onnxruntime-int8"), "edgedistill"),
     "openvino-int8": ("openvino", "int8", _recipe("openvino-int8"), "edgedistill"),
     "quantize_static-defaults": ("onnxruntime", "int8", _qs_default, "anchor"),
     "nncf-defaults": ("openvino", "int8", _nncf_default, "anchor"),
-}
+    # variants of the recipes: which settings make INT8 pay on this ISA
+    "onnxruntime-int8-s8s8": (
+        "onnxruntime", "int8", _recipe("onnxruntime-int8", activations="int8", reduce_range=False), "variant",
+    ),
+    "onnxruntime-int8-float-dw": ("onnxruntime", "int8", _ort_variant(skip_depthwise=True), "variant"),
+    "onnxruntime-int8-convs-only": (
+        "onnxruntime", "int8", _ort_variant(op_types=["Conv", "Gemm", "MatMul"]), "variant",
+    ),
+    "openvino-int8-symmetric": (
+        "openvino", "int8", _recipe("openvino-int8", activations="int8", symmetric_activations=True), "variant",
+    ),
+}  # fmt: skip
 
 
 def build(work: Path, names: list[str]) -> None:
@@ -273,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         build(a.work, a.models)
         (a.work / "build.json").write_text(json.dumps({"command": command}) + "\n")
         return
-    path = RESULTS / "latency.json"
+    path = results_path(machine_info())
     if a.score:
         score(a.work, a.models)
         if path.is_file():
@@ -297,11 +368,25 @@ def main(argv: list[str] | None = None) -> None:
     write(rec)
 
 
+def isa_tag(flags: list[str]) -> str:
+    """The results' file tag for a CPU: its INT8 instruction set (`avx512-vnni`, `avx-vnni`, `avx2`, `other`)."""
+    for flag, tag in (("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx-vnni"), ("avx2", "avx2")):
+        if flag in flags:
+            return tag
+    return "other"
+
+
+def results_path(machine: dict[str, Any]) -> Path:
+    """bench/results/latency-<ISA>.json: one table per instruction set measured."""
+    return RESULTS / f"latency-{isa_tag(machine.get('cpu_flags', []))}.json"
+
+
 def write(rec: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latency.json").write_text(json.dumps(rec, indent=1) + "\n")
-    (RESULTS / "latency.md").write_text(markdown(rec))
-    print(RESULTS / "latency.md")
+    path = results_path(rec["machine"])
+    path.write_text(json.dumps(rec, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(rec))
+    print(path.with_suffix(".md"))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Models: uniform widths of the demo run's trained bank (28 px) and the 224-px `mo
 OpenVINO FP32/FP16/INT8. Every timing runs `python -m edgedistill.bench.runner` (or the torch
 runner) in a fresh process on real images; then `python -m edgedistill.bench.bare`, a plain loop
 around the same runtime call, shows the harness overhead. Writes bench/results/latency_runtimes.{json,md}
-(bench/results/latency.md is the INT8-vs-FP32 study of bench/int8_latency.py).
+(bench/results/latency-<ISA>.md are the INT8-vs-FP32 studies of bench/int8_latency.py).
 
 Usage (on an otherwise idle machine: nothing else may run meanwhile):
     python bench/latency.py [--run runs/demo] [--widths 0.25 0.5 1.0] [--threads 1]

@@ -77,10 +77,11 @@ class Quantization(StrictModel):
     weights: Literal["int8"] = "int8"
     per_channel: bool = True
     symmetric_activations: bool = False
-    reduce_range: bool = Field(
+    reduce_range: bool | Literal["auto"] = Field(
         False,
         description="7-bit weights: avoids int16 saturation of u8s8 kernels on x86 CPUs without VNNI "
-        "(measured here: per-channel INT8 lost 4.8 pts without it, 0.04 pts with it)",
+        "(measured here: per-channel INT8 lost 4.8 pts without it, 0.04 pts with it); auto: only on such CPUs "
+        "(the budget's device.isa, edgedistill/isa.py)",
     )
     calibration: Calibration = Field(default_factory=Calibration)
     bias_correction: bool = Field(True, description="NNCF (OpenVINO) only: fast bias correction after calibration")

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from edgedistill.budget.spec import Device
 from edgedistill.errors import ExportError
 from edgedistill.export.manifest import read_manifest
+from edgedistill.isa import budget_isa, seven_bit_weights
 from edgedistill.pipeline.export import export_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +33,9 @@ def test_int8_close_to_fp32(exported: Path) -> None:
     assert abs(a.drop_pts) <= 2.0, a  # the 60-step session run's allowance (conftest.FIXTURE_MAX_DROP)
     assert a.agreement is not None and a.agreement >= 90.0  # top-1 agreement with FP32 on the undertrained run
     assert m.calibration is not None and m.calibration.count == 300 and len(m.calibration.sha256) == 64
+    # device.isa auto on an x86 budget: the weights were cut for this machine's instruction set (any CPU)
+    assert m.isa is not None and m.isa.reduce_range == seven_bit_weights(m.isa.isa)
+    assert m.isa.isa == budget_isa(Device(family="x86")).isa
     fp32 = read_manifest(exported / "export" / "onnxruntime-fp32")
     assert fp32.accuracy.fp32 == a.fp32 and fp32.source.subnet_sha256 == m.source.subnet_sha256
     assert m.preprocess.mean == [0.1307] and m.input.shape == [-1, 1, 28, 28] and m.budget == "demo-cpu"

@@ -49,7 +49,8 @@ def _affinity() -> int | None:
 KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimd", "asimddp")
 
 
-def _cpu_flags() -> list[str]:
+def cpu_flags() -> list[str]:
+    """The `KERNEL_FLAGS` this CPU has (/proc/cpuinfo; empty where it is not readable)."""
     for line in (_read("/proc/cpuinfo") or "").splitlines():
         name, _, value = line.partition(":")
         if name.strip() in ("flags", "Features"):
@@ -118,7 +119,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "governor": governor.strip() if governor else None,
         "mem_total_mb": _mem_total_mb(),
-        "cpu_flags": _cpu_flags(),
+        "cpu_flags": cpu_flags(),
         # Other processes competing for the cores inflate every percentile; recorded so a reader can tell.
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "jetson": jetson_info(),

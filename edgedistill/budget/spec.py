@@ -21,6 +21,11 @@ class Device(StrictModel):
     family: Literal["x86", "arm", "jetson", "other"]
     accelerator: Literal["cpu", "gpu", "npu"] = "cpu"
     notes: str = ""
+    isa: Literal["auto", "avx512-vnni", "avx-vnni", "avx512", "avx2", "arm-dotprod", "arm", "other"] = Field(
+        "auto",
+        description="INT8 instruction set, for recipes' `reduce_range: auto`; auto: the exporting machine's when it "
+        "has the family's architecture, else the family's default",
+    )
 
 
 class Target(StrictModel):

@@ -19,6 +19,7 @@ from edgedistill.export.onnx2ort_int8 import quantize_onnxruntime
 from edgedistill.export.onnx2tensorrt import EngineSpec, tensorrt_artifact
 from edgedistill.export.torch2onnx import INPUT_NAME
 from edgedistill.io import atomic_write
+from edgedistill.isa import this_machine_isa
 from edgedistill.recipe import TensorRTBuild
 from edgedistill.registry import Registry
 
@@ -37,13 +38,13 @@ def export_ort_int8(job: ExportJob) -> Manifest:
 
 
 def _export_ort_int8(job: ExportJob, tmp: Path) -> Manifest:
-    trt = job.recipe.runtime == "tensorrt"
+    trt, sim = job.recipe.runtime == "tensorrt", job.simulate_qdq
     ranges = tmp / "ranges.json"
     calib, calib_info = job.calibration()
     path = quantize_onnxruntime(job.fp32, job.out / "model.onnx", calib, job.quant, for_tensorrt=trt, ranges=ranges)
     batches = job.ctx.test_batches()
     fallback = None
-    acc = onnx_accuracy(path, batches, fake_quant=trt)
+    acc = onnx_accuracy(path, batches, fake_quant=sim)
     if job.fallback == "auto" and job.drop(acc) > job.max_drop:
         # Layers kept in float are chosen on unlabeled images (top-1 disagreement with FP32, an upper bound on the
         # accuracy drop), never on the test split that reports the result.
@@ -51,7 +52,7 @@ def _export_ort_int8(job: ExportJob, tmp: Path) -> Manifest:
         fp32_pred = onnx_accuracy(job.fp32, [(val, np.zeros(len(val), dtype=np.int64))]).predictions
 
         def drop_of(p: Path) -> float:
-            return 100.0 - onnx_accuracy(p, [(val, fp32_pred)], fake_quant=trt).top1
+            return 100.0 - onnx_accuracy(p, [(val, fp32_pred)], fake_quant=sim).top1
 
         full = Path(shutil.copyfile(path, tmp / "int8.onnx"))
         fallback = ort_mixed_precision(
@@ -66,7 +67,7 @@ def _export_ort_int8(job: ExportJob, tmp: Path) -> Manifest:
             for_tensorrt=trt,
             ranges=ranges,
         )
-        acc = onnx_accuracy(path, batches, fake_quant=trt)
+        acc = onnx_accuracy(path, batches, fake_quant=sim)
         probe = build_manifest(job.ctx, job.recipe, job.score(acc, True), calib_info)
         b = job.ctx.resolved.budget
         p50, note = latency_cost(probe, full, path, b.target.threads, b.input.batch)
@@ -78,6 +79,11 @@ def _export_ort_int8(job: ExportJob, tmp: Path) -> Manifest:
     if trt:
         extra.update(_tensorrt_files(job, "model.onnx"))
         extra["notes"] = {"accuracy_runtime": "ONNX Runtime CPU, Q/DQ simulated in float (as TensorRT computes)"}
+    elif sim:
+        extra["notes"] = {
+            "accuracy_runtime": "ONNX Runtime CPU, Q/DQ simulated in float: 8-bit weights for the device's instruction "
+            f"set, which this machine's ({this_machine_isa()}) u8s8 kernels would saturate"
+        }
     return finish(job, build_manifest(job.ctx, job.recipe, job.score(acc, True), calib_info, **extra))
 
 

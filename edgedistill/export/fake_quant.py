@@ -23,6 +23,7 @@ from torch.ao.quantization import FakeQuantize, MinMaxObserver
 from torch.ao.quantization.observer import MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
 from torch.func import functional_call
 
+from edgedistill.isa import reduce_range
 from edgedistill.recipe import Quantization
 
 
@@ -59,7 +60,7 @@ def scheme_for(quant: Quantization) -> FakeQuantScheme:
         act = (torch.quint8, 0, 255, False)
     else:
         act = (torch.qint8, -128, 127, False)
-    wmin, wmax = (-64, 64) if quant.reduce_range else (-127, 127)
+    wmin, wmax = (-64, 64) if reduce_range(quant) else (-127, 127)
     return FakeQuantScheme(*act, weight_min=wmin, weight_max=wmax, per_channel=quant.per_channel)
 
 

@@ -21,6 +21,7 @@ from edgedistill.export.manifest import (
     ClassAccuracy,
     Cost,
     InputInfo,
+    IsaInfo,
     Manifest,
     Source,
     write_manifest,
@@ -29,6 +30,7 @@ from edgedistill.export.manifest import Preprocess as PreprocessInfo
 from edgedistill.export.versions import runtime_versions
 from edgedistill.inputs import pool_images
 from edgedistill.io import sha256_file
+from edgedistill.isa import budget_isa, for_isa, reduce_range, seven_bit_weights, this_machine_isa
 from edgedistill.models import SlimmableBank, count_cost
 from edgedistill.options import opt, param
 from edgedistill.recipe import Quantization, Recipe, Sensitivity
@@ -92,10 +94,20 @@ def build_manifest(
         calibration=calib,
         accuracy=acc,
         cost=Cost(macs=cost.macs, params=cost.params),
+        isa=isa_info(ctx.resolved, recipe),
         budget=ctx.resolved.budget.name,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **extra,
     )
+
+
+def isa_info(resolved: ResolvedBudget, recipe: Recipe) -> IsaInfo | None:
+    """What an INT8 artifact's weights were quantized for: the instruction set and the 7-bit choice."""
+    if recipe.precision != "int8" or recipe.quantization is None:
+        return None
+    choice = budget_isa(resolved.budget.device)
+    quant = for_isa(recipe.quantization, choice.isa)
+    return IsaInfo(isa=choice.isa, source=choice.source, reduce_range=bool(quant.reduce_range))
 
 
 def calibration_set(ctx: RunContext, samples: int, allow_small: bool, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -142,8 +154,21 @@ class ExportJob:
 
     @property
     def quant(self) -> Quantization:
+        """The recipe's quantization, `reduce_range: auto` made concrete for the budget's instruction set."""
         assert self.recipe.quantization is not None
-        return self.recipe.quantization
+        return for_isa(self.recipe.quantization, budget_isa(self.ctx.resolved.budget.device).isa)
+
+    @property
+    def simulate_qdq(self) -> bool:
+        """Score the INT8 ONNX model with Q/DQ run as float ops: TensorRT's arithmetic, or the device's when its
+        weights keep 8 bits (VNNI, ARM dot product) and this machine's u8s8 kernels would saturate them (AVX2)."""
+        if self.recipe.runtime == "tensorrt":
+            return True
+        return (
+            self.recipe.runtime == "onnxruntime"
+            and not reduce_range(self.quant)
+            and seven_bit_weights(this_machine_isa())
+        )
 
     @property
     def max_drop(self) -> float:

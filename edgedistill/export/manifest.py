@@ -80,6 +80,14 @@ class CalibrationInfo(StrictModel):
     source: str = Field(description="where the images came from, e.g. 'train/unlabeled'")
 
 
+class IsaInfo(StrictModel):
+    """The instruction set an INT8 artifact's settings were chosen for (`reduce_range: auto`, edgedistill/isa.py)."""
+
+    isa: str = Field(description="avx512-vnni | avx-vnni | avx512 | avx2 | arm-dotprod | arm | other")
+    source: str = Field(description="the budget's device.isa, or how `auto` found it")
+    reduce_range: bool = Field(description="7-bit weights (x86 u8s8 kernels without VNNI saturate in int16)")
+
+
 class ClassAccuracy(StrictModel):
     """One class of the test split: how many images, and the percent of them each model gets right."""
 
@@ -187,6 +195,7 @@ class Manifest(StrictModel):
     opset: int | None = None
     versions: dict[str, str]
     calibration: CalibrationInfo | None = None
+    isa: IsaInfo | None = None
     accuracy: AccuracyInfo
     cost: Cost
     budget: str | None = None

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.errors import ConfigError, ExportError
+from edgedistill.isa import reduce_range
 from edgedistill.recipe import AccuracyControlLimits, Quantization
 from edgedistill.runtimes import not_installed
 
@@ -119,7 +120,7 @@ def _quantize_args(nncf: Any, quant: Quantization, recipe: str) -> dict[str, Any
         activations_range_estimator_params=_range_estimator(nncf, quant, recipe),
         disable_bias_correction=not quant.bias_correction,
     )
-    if quant.reduce_range:
+    if reduce_range(quant):
         advanced.overflow_fix = OverflowFix.ENABLE  # 7-bit weights everywhere, as ORT's reduce_range
     preset = nncf.QuantizationPreset.PERFORMANCE if quant.symmetric_activations else nncf.QuantizationPreset.MIXED
     return {"preset": preset, "advanced_parameters": advanced}

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgedistill.errors import ExportError
 from edgedistill.io import atomic_write
+from edgedistill.isa import reduce_range
 from edgedistill.recipe import Quantization
 from edgedistill.runtimes import not_installed
 
@@ -163,7 +164,7 @@ def quantize_onnxruntime(
                 activation_type=activation_type,
                 weight_type=QuantType.QInt8,
                 per_channel=quant.per_channel,
-                reduce_range=quant.reduce_range,
+                reduce_range=reduce_range(quant),
                 calibrate_method=method,
                 nodes_to_exclude=list(nodes_to_exclude),
                 nodes_to_quantize=None if nodes_to_quantize is None else list(nodes_to_quantize),

@@ -50,7 +50,7 @@ def _predictor(job: ExportJob, manifest: Manifest) -> Callable[[np.ndarray], np.
         from edgedistill.export.onnx2openvino import load_openvino
 
         return load_openvino(path)
-    return onnx_predictor(path, fake_quant=manifest.runtime == "tensorrt")  # as the accuracy check runs it
+    return onnx_predictor(path, fake_quant=job.simulate_qdq)  # as the accuracy check runs it
 
 
 def fake_quant_parity(model: nn.Module, predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> dict[str, float]:
