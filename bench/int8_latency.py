@@ -258,15 +258,17 @@ def _predict(runtime: str, precision: str, model: Path, x: np.ndarray) -> np.nda
     return np.concatenate(out).reshape(len(x), -1).argmax(1)
 
 
-def time_all(work: Path, names: list[str], threads: list[int], rounds: int, runs: int) -> dict[str, Any]:
+def time_all(
+    work: Path, names: list[str], threads: list[int], rounds: int, runs: int, arts: list[str]
+) -> dict[str, Any]:
     """p50 etc. of every artifact at every thread count, `rounds` interleaved rounds; the median-p50 round kept."""
     out: dict[str, Any] = {}
     for name in names:
         folder = work / name
         for t in threads:
-            per: dict[str, list[dict[str, Any]]] = {a: [] for a in ARTIFACTS}
+            per: dict[str, list[dict[str, Any]]] = {a: [] for a in arts}
             for _ in range(rounds):
-                for art in ARTIFACTS:
+                for art in arts:
                     lat = ed.time_artifact(
                         folder / art, threads=t, runs=runs, warmup=20, warmup_time=0.5, input=str(folder / "inputs.npy")
                     )
@@ -286,8 +288,8 @@ def time_all(work: Path, names: list[str], threads: list[int], rounds: int, runs
 
 def ratios(timings: dict[str, Any]) -> dict[str, float]:
     """Per INT8 artifact: best FP32 p50 (any runtime) / its p50."""
-    best = min(timings[a]["stats"]["p50"] for a, v in ARTIFACTS.items() if v[1] == "fp32")
-    return {a: best / timings[a]["stats"]["p50"] for a, v in ARTIFACTS.items() if v[1] == "int8"}
+    best = min(timings[a]["stats"]["p50"] for a, v in ARTIFACTS.items() if v[1] == "fp32" and a in timings)
+    return {a: best / timings[a]["stats"]["p50"] for a, v in ARTIFACTS.items() if v[1] == "int8" and a in timings}
 
 
 def markdown(rec: dict[str, Any]) -> str:
@@ -338,13 +340,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--work", type=Path, default=WORK)
+    p.add_argument("--artifacts", nargs="+", default=list(ARTIFACTS), choices=list(ARTIFACTS), help="a subset to time")
+    p.add_argument("--tag", default="", help="results file suffix for a subset: latency-<ISA>-TAG.md")
     a = p.parse_args(argv)
+    if not any(ARTIFACTS[x][1] == "fp32" for x in a.artifacts):
+        p.error("--artifacts: include an FP32 artifact (the ratios compare with the best FP32)")
     command = "python bench/int8_latency.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if a.build:
         build(a.work, a.models)
         (a.work / "build.json").write_text(json.dumps({"command": command}) + "\n")
         return
-    path = results_path(machine_info())
+    path = results_path(machine_info(), a.tag)
     if a.score:
         score(a.work, a.models)
         if path.is_file():
@@ -362,7 +368,8 @@ def main(argv: list[str] | None = None) -> None:
         "runs": a.runs,
         "rounds": a.rounds,
         "models": {n: json.loads((a.work / n / "meta.json").read_text()) for n in a.models},
-        "timings": time_all(a.work, a.models, a.threads, a.rounds, a.runs),
+        "tag": a.tag,
+        "timings": time_all(a.work, a.models, a.threads, a.rounds, a.runs, a.artifacts),
     }
     rec["ratios"] = {n: {t: ratios(v) for t, v in per.items()} for n, per in rec["timings"].items()}
     write(rec)
@@ -376,14 +383,14 @@ def isa_tag(flags: list[str]) -> str:
     return "other"
 
 
-def results_path(machine: dict[str, Any]) -> Path:
-    """bench/results/latency-<ISA>.json: one table per instruction set measured."""
-    return RESULTS / f"latency-{isa_tag(machine.get('cpu_flags', []))}.json"
+def results_path(machine: dict[str, Any], tag: str = "") -> Path:
+    """bench/results/latency-<ISA>[-TAG].json: one table per instruction set measured (and per subset timed)."""
+    return RESULTS / f"latency-{isa_tag(machine.get('cpu_flags', []))}{'-' + tag if tag else ''}.json"
 
 
 def write(rec: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = results_path(rec["machine"])
+    path = results_path(rec["machine"], rec.get("tag", ""))
     path.write_text(json.dumps(rec, indent=1) + "\n")
     path.with_suffix(".md").write_text(markdown(rec))
     print(path.with_suffix(".md"))

@@ -13,6 +13,27 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_MAX_DROP = 2.0  # INT8 drop (pts) the 60-step session run's budget allows
 
+
+def run_cli_output(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `edgedistill ARGS` run in this process."""
+    from edgedistill.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str]:
+    """(exit code, stderr) of `edgedistill ARGS` run in this process."""
+    code, _, err = run_cli_output(capsys, *args)
+    return code, err
+
+
 SMALL_TASK = """\
 name: mnist-small
 data: {source: mnist, labels_per_class: 10, unlabeled: 2000, test: 2000, seed: 0}

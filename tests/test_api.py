@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli_output
 
 import edgedistill as ed
-from edgedistill.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "edgedistill" / "resources" / "recipes" / "onnxruntime-int8.yaml"
@@ -50,17 +50,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ed.Train
     budget = _write(tmp / "tiny-budget.yaml", text)
     task = _write(tmp / "task.yaml", TINY)
     return task, budget, ed.train(budget=budget, task=task, out=tmp / "run", device="cpu")
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # ---- package: lazy, versioned, complete ----------------------------------------------------------------------
@@ -265,12 +254,12 @@ def test_errors_name_parameters_in_python_and_flags_in_the_cli(
     other = _write(tmp_path / "other.yaml", TINY.replace("unlabeled: 200", "unlabeled: 150"))
     with pytest.raises(ed.ConfigError, match=r"resume=True with a different task"):
         ed.train(budget=budget, task=other, out=trained.run, device="cpu", resume=True)
-    code, _, err = run_cli(capsys, "train", "--budget", budget, "--task", other, "--out", trained.run, "--device",
-                           "cpu", "--resume", "--no-progress")  # fmt: skip
+    args = ("train", "--budget", budget, "--task", other, "--out", trained.run, "--device", "cpu", "--resume")
+    code, _, err = run_cli_output(capsys, *args, "--no-progress")
     assert code == 2 and "--resume with a different task" in err
     with pytest.raises(ed.ExportError, match=r"pass allow_small_calibration=True to accept fewer"):
         ed.export(run=trained.run, calibration_samples=10)
-    code, _, err = run_cli(capsys, "export", "--run", trained.run, "--calibration-samples", "10")
+    code, _, err = run_cli_output(capsys, "export", "--run", trained.run, "--calibration-samples", "10")
     assert code == 2 and "pass --allow-small-calibration to accept fewer" in err
     with pytest.raises(ed.ConfigError, match=r"^target: unknown runtime 'onnxrt'"):
         ed.export(run=trained.run, target="onnxrt")
@@ -284,7 +273,7 @@ def test_errors_name_parameters_in_python_and_flags_in_the_cli(
         ed.train(budget=budget, task=task, out=tmp_path / "r", device="tpu")
     with pytest.raises(ed.ConfigError, match=r"edgedistill\.train\(\)"):
         ed.search(run=tmp_path / "none")
-    code, _, err = run_cli(capsys, "search", "--run", tmp_path / "none")
+    code, _, err = run_cli_output(capsys, "search", "--run", tmp_path / "none")
     assert code == 2 and "run `edgedistill train` first" in err
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 
 from edgedistill.cli import main
@@ -39,17 +40,6 @@ def small_budget(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo budget at 8x8 input, so the few runs that train stay cheap."""
     tmp = tmp_path_factory.mktemp("budget")
     return budget_with(tmp, "height: 28, width: 28", "height: 8, width: 8", name="small.yaml")
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:
-    """(exit code, stderr) of `edgedistill ARGS` run in this process."""
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    return code, capsys.readouterr().err
 
 
 def assert_one_line(code: int, err: str, *needles: str) -> None:

@@ -22,7 +22,6 @@ from edgedistill.run import find_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "edgedistill" / "resources" / "recipes"
-MAX_DROP = FIXTURE_MAX_DROP  # the session run's budget already allows it (60 steps: noisier INT8 drops)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,7 @@ def test_openvino_exports_load_and_match_manifest(job: Callable[..., ExportJob],
     loaded = read_manifest(out)  # verifies both sha256s
     assert loaded.model_file == "model.xml" and {"model.xml", "model.bin"} <= set(loaded.files)
     a = loaded.accuracy
-    assert a.artifact is not None and a.drop_pts is not None and a.drop_pts <= MAX_DROP, a
+    assert a.artifact is not None and a.drop_pts is not None and a.drop_pts <= FIXTURE_MAX_DROP, a
     if recipe == "openvino-fp32":
         assert abs(a.drop_pts) <= 0.05 and a.agreement is not None and a.agreement >= 99.9
     if recipe.startswith("openvino-int8"):
@@ -112,7 +111,7 @@ def test_tensorrt_qdq_layout(trt_int8: tuple[Manifest, Path]) -> None:
         w_scale = inits[producer[n.input[1]].input[1]]
         assert w_scale.size > 1, f"{n.name}: weights should be per output channel"
     a = m.accuracy
-    assert a.quantized is not None and a.drop_pts is not None and a.drop_pts <= MAX_DROP, a
+    assert a.quantized is not None and a.drop_pts is not None and a.drop_pts <= FIXTURE_MAX_DROP, a
     assert m.engine is not None and m.engine.build_script == "build_engine.sh"
     sens = m.sensitivity  # the artifact's own explicit-QDQ model: every Conv/Gemm, and nodes reading DQ'd tensors
     assert sens is not None and "TensorRT" in sens.method
@@ -182,7 +181,7 @@ class ConstantCalibration(ExportJob):
 def test_guard_catches_bad_calibration_and_fallback_never_ships_a_float_model(job: Callable[..., ExportJob]) -> None:
     """Black calibration images break every activation range: no partly-float model fits the drop limit, and the
     all-float one that does is no INT8 model, so `--fallback auto` says so instead of shipping it as INT8."""
-    guard = rf"pts below FP32 .*max_int8_drop_pts {MAX_DROP}; most sensitive layers: .*; try fallback=.auto. \("
+    guard = rf"pts below FP32 .*max_int8_drop_pts {FIXTURE_MAX_DROP}; most sensitive layers: .*; try fallback=.auto. \("
     with pytest.raises(ExportError, match=guard):
         _export(job, "onnxruntime-int8", cls=ConstantCalibration)
     with pytest.raises(ExportError, match="leaves nothing in INT8") as e:

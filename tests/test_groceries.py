@@ -85,7 +85,7 @@ def test_the_packaged_photo_task_trains_from_the_cli(tmp_path: Path, capsys: pyt
     from importlib import resources
 
     import yaml
-    from test_bad_input import run_cli
+    from conftest import run_cli
 
     cfg = yaml.safe_load(resources.files("edgedistill.resources.tasks").joinpath("groceries-224.yaml").read_text())
     cfg["data"] |= {"image_size": 64, "labels_per_class": 2, "unlabeled": 40, "test": 42}

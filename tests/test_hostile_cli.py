@@ -11,8 +11,9 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from PIL import Image
-from test_bad_input import TINY_STUDENT, TINY_TRAIN, assert_one_line, run_cli, write
+from test_bad_input import TINY_STUDENT, TINY_TRAIN, assert_one_line, write
 from test_nothing_lost import assert_refused, train_args, tree_digest, world  # noqa: F401 (world: a fixture)
 
 from edgedistill.data.folders import Unreadable, read_image

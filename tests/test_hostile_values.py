@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
+from conftest import run_cli
 from pydantic import TypeAdapter, ValidationError
-from test_bad_input import assert_one_line, run_cli, write
+from test_bad_input import assert_one_line, write
 
 from edgedistill.budget import load_budget
 from edgedistill.config import MAX_DEPTH, MAX_NODES, StrictModel, non_finite_problem, parse_yaml

@@ -34,7 +34,6 @@ from edgedistill.recipe import Ladder, QADSettings, Recipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "edgedistill" / "resources" / "recipes"
-MAX_DROP = FIXTURE_MAX_DROP  # the session run's budget
 STEPS = 40  # enough for the bad-PTQ case below; each QAD run is a few seconds on 2 CPU cores
 # The artifact vs its fake-quant torch model on 500 pool images (top-1 agreement %, mean |logit difference| relative
 # to the mean |logit|). Both quantize every Conv/Gemm input and weight on the same grid from the same calibration
@@ -110,7 +109,7 @@ def test_qad_onnxruntime_artifact_manifest_and_parity(ort_qad: tuple[Manifest, P
     assert "torch.ao FakeQuantize" in q.method and "quantize_static" in q.method and weights in q.method
     assert q.teachers == ["ccexam:usps?crop=0.72", "ccexam:svhn?invert=1"] and not q.teachers_skipped
     assert q.drop_after_pts == loaded.accuracy.drop_pts and q.drop_after_pts is not None
-    assert q.drop_after_pts <= MAX_DROP and {"kd_fp32", "kd_teacher"} <= set(q.history[-1])
+    assert q.drop_after_pts <= FIXTURE_MAX_DROP and {"kd_fp32", "kd_teacher"} <= set(q.history[-1])
     _check_parity(loaded)
     # what the manifest says is what ONNX Runtime computes again
     rerun = onnx_accuracy(out / "model.onnx", job(_recipe("onnxruntime-int8")).ctx.test_batches())
@@ -135,7 +134,7 @@ def test_qad_openvino_ir(job: Callable[..., ExportJob]) -> None:
     m, out = _qad(job, _recipe("openvino-int8"))
     loaded = read_manifest(out)
     assert loaded.model_file == "model.xml" and loaded.qad is not None and "NNCF" in loaded.qad.method
-    assert loaded.accuracy.drop_pts is not None and loaded.accuracy.drop_pts <= MAX_DROP
+    assert loaded.accuracy.drop_pts is not None and loaded.accuracy.drop_pts <= FIXTURE_MAX_DROP
     _check_parity(loaded)
 
 
@@ -182,7 +181,12 @@ def test_qad_repairs_a_bad_ptq_case(job: Callable[..., ExportJob]) -> None:
 
 def test_auto_stops_when_ptq_fits(job: Callable[..., ExportJob]) -> None:
     m, _ = _qad(job, _recipe("onnxruntime-int8"), fallback="auto")
-    assert m.qad is None and m.ladder is None and m.accuracy.drop_pts is not None and m.accuracy.drop_pts <= MAX_DROP
+    assert (
+        m.qad is None
+        and m.ladder is None
+        and m.accuracy.drop_pts is not None
+        and m.accuracy.drop_pts <= FIXTURE_MAX_DROP
+    )
 
 
 def test_qad_data_is_the_unlabeled_pool_with_cached_teachers(ctx_ref: tuple[RunContext, object]) -> None:
@@ -298,7 +302,7 @@ def test_auto_goes_on_to_qad_when_mixed_precision_is_mostly_float(job: Callable[
     j = job(_no_ladder(_recipe("onnxruntime-int8")), fallback="auto")
     m = export_with_qad(j, _mostly_float_first(EXPORTERS.get("onnxruntime-int8"), qad_fits=True))
     assert m.qad is not None and m.qad.trigger == "auto: its fallback fits only with 9 of 10 layers in float"
-    assert m.fallback is None and m.accuracy.drop_pts is not None and m.accuracy.drop_pts <= MAX_DROP
+    assert m.fallback is None and m.accuracy.drop_pts is not None and m.accuracy.drop_pts <= FIXTURE_MAX_DROP
     assert read_manifest(j.out).qad is not None and not list(j.out.parent.glob(".*-kept-*"))
 
 

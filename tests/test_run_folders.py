@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from safetensors import safe_open
 from safetensors.torch import save_file
-from test_bad_input import assert_one_line, run_cli, write
+from test_bad_input import assert_one_line, write
 from test_nothing_lost import assert_refused, train_args, tree_digest, world  # noqa: F401 (world: a fixture)
 
 from edgedistill.errors import CheckpointError, ConfigError
