@@ -23,6 +23,8 @@ Usage (nothing else on the cores):
     python bench/int8_latency.py --build               # artifacts into runs/int8-latency/ (about 5 minutes)
     python bench/int8_latency.py --threads 2 1         # time them: bench/results/latency-<ISA>.{md,json}
     python bench/int8_latency.py --score               # score the built artifacts again (updates the results)
+    python bench/int8_latency.py --artifacts openvino-fp32 openvino-int8 nncf-defaults --rounds 5 --tag openvino
+                                                       # a subset, more rounds: latency-<ISA>-openvino.{md,json}
 """
 
 from __future__ import annotations

@@ -280,3 +280,27 @@ def test_flagship_markdown_reports_qad_and_kept_mixed_models() -> None:
     assert "onnxruntime-int8: QAD (auto: its fallback fits only with 59 of 60 layers in float): 100 steps" in md
     assert "test drop +55.00 → -4.90 pts" in md and "98.8% top-1 agreement" in md
     assert "openvino-int8: QAD was tried." in md and "openvino-int8 7" in md
+
+
+def test_int8_latency_files_one_table_per_isa_and_finds_depthwise_convs(tmp_path: Path) -> None:
+    """`bench/int8_latency.py` writes latency-<ISA>[-TAG].json (a VNNI table is not overwritten by an AVX2 run), and
+    its float-depthwise variant finds exactly the depthwise convs of an exported net."""
+    sys.path.insert(0, str(REPO / "bench"))  # the script imports its sibling latency_models
+    try:
+        lat = _script("int8_latency")
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    assert lat.isa_tag(["avx2", "fma", "avx512f", "avx512_vnni"]) == "avx512-vnni"
+    assert lat.isa_tag(["avx2", "fma", "avx_vnni"]) == "avx-vnni" and lat.isa_tag(["avx2", "fma"]) == "avx2"
+    assert lat.isa_tag(["asimd"]) == "other"
+    assert lat.results_path({"cpu_flags": ["avx2"]}).name == "latency-avx2.json"
+    assert lat.results_path({"cpu_flags": ["avx512_vnni"]}, "openvino").name == "latency-avx512-vnni-openvino.json"
+    import torch
+    from torch import nn
+
+    from edgedistill.export.torch2onnx import torch_to_onnx
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 8, 3, groups=2)).eval()
+    torch.manual_seed(0)
+    model = torch_to_onnx(net, (1, 3, 16, 16), tmp_path / "m.onnx")
+    assert lat.depthwise_convs(model) == ["/1/Conv"]  # groups=2 has 4 input channels per group: not depthwise

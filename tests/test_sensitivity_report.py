@@ -289,3 +289,41 @@ def test_report_is_numbers_only(broken_report: tuple[SensitivityReport, str]) ->
     report, _ = broken_report
     values = [v for r in report.layers for v in (r.sqnr_db, r.local_sqnr_db)] + [report.output_sqnr_db]
     assert all(np.isfinite(values)) and max(values) <= MAX_SQNR_DB and min(values) >= -MAX_SQNR_DB
+
+
+def test_same_padding_computed_at_run_time_stays_exact(tmp_path: Path) -> None:
+    """timm's "same" padding, exported with a dynamic batch, computes its pads from the input's shape (Shape → Div →
+    Ceil → Sub → Clip → Concat → Pad). Quantizing that float arithmetic rounded the pads of a Lite0 subnet at 224 px
+    (59 × 59 padded maps came out 58 × 58). Those nodes stay in float: the INT8 model's maps have FP32's sizes, and
+    the report reads every layer's output at its FP32 shape."""
+    import torch
+    from timm.layers import create_conv2d
+    from torch import nn
+
+    from edgedistill.export.shape_subgraph import shape_nodes
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = create_conv2d(3, 8, 3, stride=2, padding="same")
+            self.b = create_conv2d(8, 8, 3, stride=2, padding="same", depthwise=True)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            f = torch.relu(self.b(torch.relu(self.a(x))))
+            return self.fc(f.mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = torch_to_onnx(Net().eval(), (1, 3, 29, 29), tmp_path / "model.onnx")  # odd side: the pads differ per side
+    pre = preprocess_onnx(model, tmp_path / "pre.onnx")
+    keep = shape_nodes(onnx.load(str(pre)).graph)
+    assert any("Pad" not in n and "Conv" not in n for n in keep)  # the pad arithmetic, not the data ops
+    assert not any(n.endswith("/Conv") for n in keep)
+    calib = np.random.default_rng(2).standard_normal((64, 3, 29, 29), dtype=np.float32)
+    qdq = quantize_onnxruntime(model, tmp_path / "int8.onnx", calib, Quantization())
+    read_by_q = {n.input[0] for n in onnx.load(str(qdq)).graph.node if n.op_type == "QuantizeLinear"}
+    pad_math = {o for n in onnx.load(str(pre)).graph.node if n.name in keep for o in n.output}
+    assert not pad_math & read_by_q  # no Q/DQ pair on the pad arithmetic
+    images = np.random.default_rng(5).standard_normal((16, 3, 29, 29), dtype=np.float32)
+    report = layer_report(pre, qdq, images, None, method="test")  # reads every layer: shapes must agree
+    assert report.output_sqnr_db > 15.0 and {"Conv"} <= {r.op_type for r in report.layers}

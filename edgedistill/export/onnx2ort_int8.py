@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.errors import ExportError
+from edgedistill.export.shape_subgraph import shape_nodes
 from edgedistill.io import atomic_write
 from edgedistill.isa import reduce_range
 from edgedistill.recipe import Quantization
@@ -47,19 +48,42 @@ def preprocess_onnx(fp32_path: Path, out_path: Path) -> Path:
 def _calibration_reader(base: type, calibration: np.ndarray, input_name: str, batch: int) -> Any:
     """A `CalibrationDataReader` that yields `calibration` in batches (built lazily: ORT is optional)."""
 
+    size = _even_batch(len(calibration), batch)
+    starts = list(range(0, len(calibration), size))
+
     class ArrayReader(base):  # type: ignore[misc, valid-type]
+        """Batches of `size` images; `set_range` narrows it to some batches (ONNX Runtime's strided calibration)."""
+
         def __init__(self) -> None:
             self._batches: Iterator[dict[str, np.ndarray]] = iter(())
-            self.rewind()
+            self.set_range(0, len(starts))
+
+        def __len__(self) -> int:
+            return len(starts)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._batches, None)
 
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._batches = ({input_name: calibration[i : i + size]} for i in starts[start_index:end_index])
+
         def rewind(self) -> None:
-            size = _even_batch(len(calibration), batch)
-            self._batches = ({input_name: calibration[i : i + size]} for i in range(0, len(calibration), size))
+            self.set_range(0, len(starts))
 
     return ArrayReader()
+
+
+CALIBRATION_PIXELS = 32 * 64 * 64  # input pixels per calibration batch: 32 images up to 64 px, 2 at 224 px
+
+
+def calibration_batch(calibration: np.ndarray, batch: int) -> int:
+    """Images per calibration batch: at most `batch`, and at most `CALIBRATION_PIXELS` input pixels.
+
+    ONNX Runtime's calibrators keep every intermediate tensor of what one `collect_data` call reads until it ends
+    (300 Lite0 images at 224 px: over 24 GB with a histogram method). The quantizer hands them one batch per call
+    (`CalibStridedMinMax`, which ONNX Runtime applies to every calibrator), so a batch bounds that memory.
+    """
+    return max(1, min(batch, CALIBRATION_PIXELS // max(1, calibration.shape[2] * calibration.shape[3])))
 
 
 def _even_batch(n: int, batch: int) -> int:
@@ -144,7 +168,12 @@ def quantize_onnxruntime(
         "percentile": CalibrationMethod.Percentile,
         "entropy": CalibrationMethod.Entropy,
     }[cal.method]
-    extra: dict[str, Any] = {"ActivationSymmetric": quant.symmetric_activations, "WeightSymmetric": True}
+    # One calibration batch per collect call (the option's name says MinMax; ONNX Runtime strides every calibrator).
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": quant.symmetric_activations,
+        "WeightSymmetric": True,
+        "CalibStridedMinMax": 1,
+    }
     if cal.method == "percentile":
         extra["CalibPercentile"] = cal.percentile
     if for_tensorrt:
@@ -156,18 +185,23 @@ def quantize_onnxruntime(
 
         def write(dst: Path) -> None:
             preprocess_onnx(fp32_path, pre)
+            in_float = shape_nodes(onnx.load(str(pre), load_external_data=False).graph)  # shapes stay exact
             quantize_static(
                 str(pre),
                 str(dst),
-                _calibration_reader(CalibrationDataReader, calibration, input_name, batch),
+                _calibration_reader(
+                    CalibrationDataReader, calibration, input_name, calibration_batch(calibration, batch)
+                ),
                 quant_format=QuantFormat.QDQ,
                 activation_type=activation_type,
                 weight_type=QuantType.QInt8,
                 per_channel=quant.per_channel,
                 reduce_range=reduce_range(quant),
                 calibrate_method=method,
-                nodes_to_exclude=list(nodes_to_exclude),
-                nodes_to_quantize=None if nodes_to_quantize is None else list(nodes_to_quantize),
+                nodes_to_exclude=[*nodes_to_exclude, *in_float],
+                nodes_to_quantize=None
+                if nodes_to_quantize is None
+                else [n for n in nodes_to_quantize if n not in in_float],
                 op_types_to_quantize=list(TENSORRT_OPS) if for_tensorrt else None,
                 extra_options=extra,
                 **_cache_argument(quantize_static, ranges),
