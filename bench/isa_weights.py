@@ -13,7 +13,6 @@ Writes bench/results/isa_weights.{json,md} with the machine's CPU and flags.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from results_io import machine_line, write_results  # bench/, next to this file
 
 from edgedistill.bench.machine import machine_info
 from edgedistill.export.manifest import read_manifest
@@ -73,13 +73,10 @@ def main() -> None:
     m = machine_info()
     command = "python bench/isa_weights.py " + " ".join(sys.argv[1:])
     record = {"command": command, "machine": m, "this_machine_isa": this_machine_isa(), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         "# Plain INT8 with 7-bit and 8-bit weights (`reduce_range: auto` by the budget's `device.isa`)",
         "",
-        f"`{command}` on {m.get('cpu', '?')} ({', '.join(m.get('cpu_flags', [])) or '?'}; "
-        f"ISA {record['this_machine_isa']}), {m.get('usable_cores', '?')} usable cores. Test top-1 %, no fallback, "
+        f"`{command}` on {machine_line(m)}; ISA {record['this_machine_isa']}. Test top-1 %, no fallback, "
         "the run's own budget (its accuracy guard opened to record the drop) and calibration (300 unlabeled images).",
         "",
         "| run | device.isa | weights | FP32 | INT8 | drop pts | agreement % | scored with |",
@@ -91,7 +88,7 @@ def main() -> None:
         ),
         "",
     ]
-    args.out.with_suffix(".md").write_text("\n".join(lines))
+    write_results(args.out, record, lines)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Writes OUT.json and OUT.md with the machine's CPU and flags.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import timm
 import torch
+from results_io import machine_line, write_results  # bench/, next to this file
 
 from edgedistill.bench.machine import machine_info
 from edgedistill.export.layer_report import layer_report
@@ -75,15 +75,12 @@ def main() -> None:
     record = {"model": MODEL, "side": SIDE, "calibration": CALIBRATION, "images": IMAGES, "top_k": args.top_k,
               "rows": rows, "same_report": same, "machine": m,
               "command": f"python bench/sensitivity_cache.py --top-k {args.top_k}"}  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         "# INT8 sensitivity report: calibration cache",
         "",
         f"`{record['command']}`: timm `{MODEL}` (random weights) at {SIDE} px, {CALIBRATION} calibration images, "
         f"{IMAGES} report images, {args.top_k} single-layer models, ONNX Runtime quantizer.",
-        f"Machine: {m.get('cpu', '?')} ({', '.join(m.get('cpu_flags', [])) or '?'}), "
-        f"{m.get('usable_cores', '?')} usable cores.",
+        f"Machine: {machine_line(m)}.",
         "",
         "| calibration of the single-layer models | artifact quantization s | report s |",
         "|---|---|---|",
@@ -95,7 +92,7 @@ def main() -> None:
         f"Same ranking and single-layer disagreements both ways: {'yes' if same else '**no**'}.",
         "",
     ]
-    args.out.with_suffix(".md").write_text("\n".join(lines))
+    write_results(args.out, record, lines)
 
 
 if __name__ == "__main__":
