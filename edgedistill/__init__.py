@@ -34,14 +34,13 @@ _MODULES = {
         "SearchResult",
         "ProfileResult",
         "ExportResult",
-        "ReportResult",
         "TeacherRanking",
         "RankedTeacher",
         "FinetuneResult",
         "BudgetList",
         "BudgetEntry",
     ),
-    "edgedistill.api.bench_results": ("BenchResult", "Latency", "WidthLatency", "RunnerFolder"),
+    "edgedistill.api.bench_results": ("BenchResult", "Latency", "WidthLatency", "RunnerFolder", "ReportResult"),
     "edgedistill.errors": (
         "EdgedistillError",
         "ConfigError",
@@ -191,7 +190,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from edgedistill.api.bench_results import BenchResult, Latency, RunnerFolder, WidthLatency
+    from edgedistill.api.bench_results import BenchResult, Latency, ReportResult, RunnerFolder, WidthLatency
     from edgedistill.api.objects import QUANTIZERS, build_bank, export_onnx, quantize, time_artifact
     from edgedistill.api.results import (
         BudgetEntry,
@@ -201,7 +200,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         FinetuneResult,
         ProfileResult,
         RankedTeacher,
-        ReportResult,
         SearchResult,
         TeacherRanking,
         TrainResult,

@@ -12,6 +12,7 @@ device family (the export runs where the model will run), else the family's safe
 
 from __future__ import annotations
 
+import functools
 import platform
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
@@ -46,7 +47,9 @@ def detect_isa(flags: list[str] | tuple[str, ...], arch: str) -> Isa:
     return "other"
 
 
+@functools.cache
 def this_machine_isa() -> Isa:
+    """This machine's INT8 instruction set (its CPU flags are read once per process)."""
     return detect_isa(cpu_flags(), platform.machine())
 
 

@@ -1,4 +1,5 @@
-"""Typed results of the timing calls (`bench`, `time_artifact`, `emit_runner`), built from the runners' JSON."""
+"""Typed results of the timing calls (`bench`, `time_artifact`, `emit_runner`), built from the runners' JSON, and of
+`report`, which carries the deployment decision `bench` made."""
 
 from __future__ import annotations
 
@@ -121,3 +122,33 @@ class RunnerFolder:
 
     path: Path
     instructions: str
+
+
+@dataclass(frozen=True)
+class ReportResult(_Result):
+    """The report's verdict, what it lacks, and the files written."""
+
+    run: Path
+    verdict: str
+    missing: tuple[str, ...]
+    markdown: Path
+    json: Path
+    plots: tuple[Path, ...]
+    precision_choice: PrecisionChoice | None = None  # precision auto: what `bench` deployed and why
+
+    @classmethod
+    def from_dict(cls, run: Path, d: dict[str, Any]) -> ReportResult:
+        from edgedistill.bench.choose import PrecisionChoice
+
+        p = d["paths"]
+        choice = d.get("precision_choice")
+        return cls(
+            raw=d,
+            run=Path(run),
+            verdict=d["verdict"],
+            missing=tuple(d.get("missing", [])),
+            markdown=Path(p["markdown"]),
+            json=Path(p["json"]),
+            plots=tuple(Path(x) for x in p.get("plots", [])),
+            precision_choice=None if not choice else PrecisionChoice.from_json(choice),
+        )

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgedistill.bench.choose import PrecisionChoice
     from edgedistill.budget import ResolvedBudget
     from edgedistill.export.manifest import Manifest
     from edgedistill.export.sensitivity_schema import SensitivityReport
@@ -211,36 +210,6 @@ class ExportResult:
     def to_dict(self) -> dict[str, Any]:
         manifests = [m.model_dump(mode="json") for m in self.manifests]
         return {"run": str(self.run), "manifests": manifests, "notes": list(self.notes)}
-
-
-@dataclass(frozen=True)
-class ReportResult(_Result):
-    """The report's verdict, what it lacks, and the files written."""
-
-    run: Path
-    verdict: str
-    missing: tuple[str, ...]
-    markdown: Path
-    json: Path
-    plots: tuple[Path, ...]
-    precision_choice: PrecisionChoice | None = None  # precision auto: what `bench` deployed and why
-
-    @classmethod
-    def from_dict(cls, run: Path, d: dict[str, Any]) -> ReportResult:
-        from edgedistill.bench.choose import PrecisionChoice
-
-        p = d["paths"]
-        choice = d.get("precision_choice")
-        return cls(
-            raw=d,
-            run=Path(run),
-            verdict=d["verdict"],
-            missing=tuple(d.get("missing", [])),
-            markdown=Path(p["markdown"]),
-            json=Path(p["json"]),
-            plots=tuple(Path(x) for x in p.get("plots", [])),
-            precision_choice=None if not choice else PrecisionChoice.from_json(choice),
-        )
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from edgedistill.api.bench_results import BenchResult, RunnerFolder
-from edgedistill.api.results import ExportResult, ProfileResult, ReportResult, SearchResult, TrainResult
+from edgedistill.api.bench_results import BenchResult, ReportResult, RunnerFolder
+from edgedistill.api.results import ExportResult, ProfileResult, SearchResult, TrainResult
 from edgedistill.api.validate import PathArg, as_path, strict_args
 from edgedistill.budget.load import DEFAULT_BUDGET
 from edgedistill.config import read_json
